@@ -1,0 +1,40 @@
+"""`flask demo ...`: fetch the demo cast and write sample composites."""
+from pathlib import Path
+
+import click
+from PIL import Image
+
+from app.cli import demo_cli
+from app.training import demo_cast
+
+
+@demo_cli.command("fetch")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=demo_cast.DEFAULT_CACHE,
+              show_default=True)
+def fetch_command(cache_dir):
+    """Download the Ren'Py demo sprites and backgrounds from Debian into the cache."""
+    try:
+        demo_cast.fetch(cache_dir, log=click.echo)
+    except (RuntimeError, OSError) as exc:
+        raise click.ClickException(str(exc))
+
+
+@demo_cli.command("compose")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--split", type=click.Choice(sorted(demo_cast.SPLITS)), default="train", show_default=True)
+@click.option("--count", type=int, default=20, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", type=(int, int), default=(512, 384), show_default=True)
+def compose_command(out_dir, split, count, seed, size):
+    """Write composites as OUT_DIR/images/*.png and OUT_DIR/masks/*.png (a cutout data folder)."""
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    (out_dir / "masks").mkdir(exist_ok=True)
+    try:
+        items = demo_cast.composites(split, count, seed=seed, size=tuple(size))
+        with click.progressbar(items, length=count, label=f"composing {split}") as bar:
+            for i, comp in enumerate(bar):
+                name = f"{split}-{seed}-{i:05d}.png"
+                Image.fromarray(comp.image).save(out_dir / "images" / name)
+                Image.fromarray(comp.mask).save(out_dir / "masks" / name)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc))

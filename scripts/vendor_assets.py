@@ -1,0 +1,89 @@
+"""Put the browser's third-party files into static/vendor/ (git-ignored).
+
+- lbpcascade_animeface.xml: copied from ../shared/third_party when present, else
+  downloaded from its upstream repository; its sha256 is checked either way.
+- npm packages from package.json + package-lock.json (`npm ci`), copied out of node_modules.
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENDOR = ROOT / "static" / "vendor"
+
+CASCADE_NAME = "lbpcascade_animeface.xml"
+CASCADE_SHA256 = "9376d30ac38db6bda2a68b88b3b76bbd7e6aa33af47f7f5c76bc88ca75f1ce30"
+CASCADE_URL = ("https://raw.githubusercontent.com/nagadomi/lbpcascade_animeface/"
+               "master/lbpcascade_animeface.xml")
+CASCADE_LOCAL = ROOT.parent / "shared" / "third_party" / "lbpcascade_animeface" / CASCADE_NAME
+
+# (file inside node_modules, name under static/vendor)
+NPM_FILES = [
+    ("@techstark/opencv-js/dist/opencv.js", "opencv.js"),  # Apache-2.0, WASM inlined
+]
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def install_checked(write_source, dest, sha256):
+    """Write via write_source(tmp_path) into a temp file beside dest; rename only if sha256 matches."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+    os.close(fd)
+    try:
+        write_source(tmp)
+        got = sha256_of(tmp)
+        if got != sha256:
+            raise SystemExit(f"{dest.name}: sha256 {got} does not match {sha256}; not installed")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def vendor_cascade():
+    dest = VENDOR / CASCADE_NAME
+    if dest.exists() and sha256_of(dest) == CASCADE_SHA256:
+        print(f"{CASCADE_NAME}: present, checksum ok")
+        return
+    if CASCADE_LOCAL.exists():
+        print(f"{CASCADE_NAME}: copying from {CASCADE_LOCAL}")
+        install_checked(lambda tmp: shutil.copyfile(CASCADE_LOCAL, tmp), dest, CASCADE_SHA256)
+    else:
+        print(f"{CASCADE_NAME}: downloading from upstream")
+        try:
+            install_checked(lambda tmp: urllib.request.urlretrieve(CASCADE_URL, tmp), dest, CASCADE_SHA256)
+        except OSError as exc:
+            # The app still runs without it: automatic detection is off, hand-drawn boxes work.
+            print(f"warning: could not get {CASCADE_NAME} ({exc}); face detection stays off",
+                  file=sys.stderr)
+
+
+def vendor_npm():
+    if not NPM_FILES:
+        return
+    if not (ROOT / "node_modules").exists() or os.environ.get("NPM_REINSTALL"):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=ROOT, check=True)
+    for src, name in NPM_FILES:
+        shutil.copyfile(ROOT / "node_modules" / src, VENDOR / name)
+        print(f"{name}: copied from node_modules/{src}")
+
+
+def main():
+    VENDOR.mkdir(parents=True, exist_ok=True)
+    vendor_cascade()
+    vendor_npm()
+
+
+if __name__ == "__main__":
+    main()
