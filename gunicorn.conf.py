@@ -1,0 +1,41 @@
+"""gunicorn settings for the Docker image (`gunicorn --config gunicorn.conf.py wsgi:app`).
+
+Every number comes from an environment variable so operators tune it in docker-compose.yml
+without rebuilding. Models load lazily in each worker on first use: the app is never imported
+in the master (no preload), so no torch state is shared across fork.
+"""
+import os
+
+
+def _int(name, default):
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{_int('PORT', 8000)}"
+
+# Inference is CPU-bound: about one worker per two cores, a few threads each for I/O overlap.
+workers = _int("GUNICORN_WORKERS", _int("WEB_CONCURRENCY", 2))
+threads = _int("GUNICORN_THREADS", 2)
+# U2-Net on a large picture takes seconds on a small CPU; the first request also loads models.
+timeout = _int("GUNICORN_TIMEOUT", 120)
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = 5
+
+# Recycle workers now and then: bounds slow memory growth under sustained load (0 turns it off).
+max_requests = _int("GUNICORN_MAX_REQUESTS", 1000)
+max_requests_jitter = max_requests // 10
+
+# Explicit, because loading in the master would share torch state across forked workers.
+preload_app = False
+
+# The heartbeat file on overlayfs can stall workers; /dev/shm is memory-backed in containers.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+# The app divides CPU cores among workers (app/config.py reads WEB_CONCURRENCY);
+# workers inherit the master's environment, so tell it the real count.
+os.environ["WEB_CONCURRENCY"] = str(workers)
