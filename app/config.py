@@ -1,0 +1,46 @@
+"""Settings with safe defaults; every key can be overridden by a FLASK_<KEY> environment variable."""
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS = {
+    # Where model directories live; CLASSIFIER_MODEL / CUTOUT_MODEL are names under it or paths.
+    "MODEL_DIR": "models",
+    "CLASSIFIER_MODEL": "demo-classifier",
+    "CUTOUT_MODEL": "demo-cutout",
+    # Wrong-label reports: one PNG + one JSON record per report.
+    "REPORT_DIR": "user_report",
+    # Upload limits: bytes per request (Flask answers 413 above it) and decoded pixels per image.
+    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    "MAX_IMAGE_PIXELS": 40_000_000,
+    "MAX_FACES": 16,
+    # torch intra-op threads per worker; None means CPU cores // WORKERS.
+    "TORCH_THREADS": None,
+    # gunicorn reads WEB_CONCURRENCY for its default worker count; we divide cores by the same number.
+    "WORKERS": int(os.environ.get("WEB_CONCURRENCY", "1") or 1),
+    # Behind one reverse proxy (the Docker setup) trust exactly one X-Forwarded-* hop.
+    "PROXY_FIX": False,
+}
+
+
+def resolve_path(value):
+    """A configured path: absolute as given, relative ones against the project root."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else ROOT / path
+
+
+def model_path(config, key):
+    """Directory of the model named by config[key] (a name under MODEL_DIR, or a path)."""
+    value = str(config[key])
+    if os.sep in value or value.startswith("."):
+        return resolve_path(value)
+    return resolve_path(config["MODEL_DIR"]) / value
+
+
+def torch_threads(config):
+    """Threads for torch in one worker process: configured, else cores shared among workers."""
+    if config.get("TORCH_THREADS"):
+        return max(1, int(config["TORCH_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, int(config.get("WORKERS") or 1)))
