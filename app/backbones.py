@@ -89,6 +89,7 @@ def _clean_state_dict(state):
 
 
 _cache = {}
+_cache_pid = os.getpid()
 _cache_lock = threading.Lock()
 
 
@@ -99,7 +100,11 @@ def load_backbone(name, weights_path=None):
     spec = SPECS[name]
     path = Path(weights_path) if weights_path else spec.default_weights()
     key = (name, str(path.resolve()) if path.exists() else str(path))
+    global _cache_pid
     with _cache_lock:
+        if _cache_pid != os.getpid():  # forked after loading: load afresh in this process
+            _cache.clear()
+            _cache_pid = os.getpid()
         if key in _cache:
             return _cache[key]
         if not path.is_file():
