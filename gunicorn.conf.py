@@ -32,6 +32,10 @@ preload_app = False
 # The heartbeat file on overlayfs can stall workers; /dev/shm is memory-backed in containers.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
+# No runtime control socket (gunicornc): it would live under $HOME, which is read-only in the
+# image, and nothing here needs to resize workers at run time.
+control_socket_disable = True
+
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")

@@ -225,6 +225,7 @@ def test_gunicorn_config_reads_the_environment(monkeypatch):
     assert (settings["workers"], settings["threads"], settings["timeout"]) == (3, 4, 77)
     assert settings["bind"] == "0.0.0.0:8123"
     assert settings["preload_app"] is False
+    assert settings["control_socket_disable"] is True, "no socket under the read-only $HOME"
     assert os.environ["WEB_CONCURRENCY"] == "3", "the app divides cores by the real worker count"
 
 
@@ -369,6 +370,7 @@ def test_image_command_serves_healthz(runtime, tmp_path):
             server.kill()
             output, _ = server.communicate()
     assert server.returncode == 0, output
+    assert "[ERROR]" not in output, output
     assert "Shutting down" in output or "Handling signal" in output
     assert subprocess.run(check, env=env, timeout=10, capture_output=True).returncode != 0
 
