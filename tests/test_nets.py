@@ -103,3 +103,25 @@ def test_efficientnet_lite0_ranks_skimage_photos():
     assert 281 <= cat <= 285  # tabby, tiger cat, Persian, Siamese, Egyptian cat
     assert coffee == 967  # espresso
     assert float(logits.softmax(1)[1, 967]) > 0.5
+
+
+def test_legacy_file_without_batch_counters_loads_strict(tmp_path):
+    """Files saved by old torch (as the 2017 Inception port was) lack `num_batches_tracked`."""
+    state = {k: v for k, v in Inception3().state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert len(state) == 484
+    torch.save(state, tmp_path / "legacy.pth")
+    Inception3().load_state_dict(torch.load(tmp_path / "legacy.pth", weights_only=True), strict=True)
+
+
+def test_inception_backbone_from_a_weights_file(tmp_path):
+    from app.model_store import ModelError
+    with pytest.raises(ModelError, match="flask --app wsgi models download inception_v3"):
+        load_backbone("inception_v3", tmp_path / "absent.pth")
+    torch.save({"module." + k: v for k, v in Inception3().state_dict().items()}, tmp_path / "w.pth")
+    backbone = load_backbone("inception_v3", tmp_path / "w.pth")
+    assert (backbone.input_size, backbone.feature_dim) == (299, 2048)
+    assert not any(p.requires_grad for p in backbone.module.parameters())
+    feats = backbone.features(face_batch([Image.new("RGB", (64, 64), (10, 200, 90))], backbone))
+    assert feats.shape == (1, 2048) and not feats.requires_grad
+    with pytest.raises(ModelError, match="unknown backbone"):
+        load_backbone("resnet50")
