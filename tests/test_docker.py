@@ -187,7 +187,13 @@ def test_image_uses_the_setup_script_the_readme_and_ci_use(runtime):
 def test_official_weights_are_a_build_choice(runtime):
     arg = args_of(runtime["body"])
     assert arg["WEIGHTS"] == "demo", "the default build downloads nothing beyond packages"
-    assert any("models download" in run and "official" in run for run in runs(runtime))
+    assert any("flask --app wsgi models download" in run and "official" in run for run in runs(runtime))
+    # The names and options the build passes exist in the command it runs.
+    from app import create_app
+    from app.weights_download import MANIFEST
+    assert set(arg["OFFICIAL_MODELS"].split()) <= set(MANIFEST)
+    result = create_app().test_cli_runner().invoke(args=["models", "download", "--help"])
+    assert result.exit_code == 0 and "--allow-unverified" in result.output
 
 
 def test_environment_limits_threads_and_opencv_pixels(runtime):
