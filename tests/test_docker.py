@@ -286,6 +286,9 @@ def test_dockerignore_keeps_what_the_image_needs(runtime):
               "scripts/vendor_assets.py", "requirements.txt", "package.json", "package-lock.json",
               "templates/index.html", "static/app.js", "models/demo-classifier/card.json",
               "models/demo-cutout/card.json"]
+    for folder in ("app", "templates", "static", "models/demo-classifier", "models/demo-cutout"):
+        needed += [str(p.relative_to(ROOT)) for p in (ROOT / folder).rglob("*")
+                   if p.is_file() and "vendor" not in p.parts and "__pycache__" not in p.parts]
     for keyword, args in runtime["body"]:
         if keyword == "COPY" and "--from" not in args:
             needed += [src for src in args.split()[:-1] if src != "."]
