@@ -1,0 +1,191 @@
+"""Evaluate a classifier model directory on labelled face crops, through the serving code.
+
+Faces whose folder is a label of the model are "cast"; every other folder (`_unknown`, or
+characters the model never learnt) is "outside the cast" and should be flagged unknown.
+Writes report.json, confusion.png and training_curve.png (drawn with Pillow).
+"""
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from app.training.classifier_train import load_folder
+
+OUTSIDE = "(outside cast)"
+UNKNOWN_COLUMN = "unknown"
+
+
+def test_folder(data_dir):
+    """DATA/test when it exists (the held-out split of a demo-style layout), else DATA itself."""
+    data_dir = Path(data_dir)
+    return data_dir / "test" if (data_dir / "test").is_dir() else data_dir
+
+
+def metrics_from_results(results, true_labels, labels):
+    """Held-out figures from Identifier.identify results and the true folder labels."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    rows = labels + [OUTSIDE]
+    cols = labels + [UNKNOWN_COLUMN]
+    confusion = np.zeros((len(rows), len(cols)), np.int64)
+    top1 = top5 = accepted_right = false_unknown = n_cast = rejected = n_out = 0
+    per_pred = np.zeros(len(labels), np.int64)  # argmax predictions over cast faces, per label
+    per_right = np.zeros(len(labels), np.int64)
+    per_true = np.zeros(len(labels), np.int64)
+    for result, truth in zip(results, true_labels):
+        names = [p["label"] for p in result["predictions"]]
+        col = len(labels) if result["unknown"] else index[names[0]]
+        if truth in index:
+            t = index[truth]
+            n_cast += 1
+            per_true[t] += 1
+            per_pred[index[names[0]]] += 1
+            right = names[0] == truth
+            top1 += right
+            per_right[t] += right
+            top5 += truth in names[:5]
+            false_unknown += result["unknown"]
+            accepted_right += right and not result["unknown"]
+            confusion[t, col] += 1
+        else:
+            n_out += 1
+            rejected += result["unknown"]
+            confusion[len(labels), col] += 1
+    per_class = {}
+    for i, lab in enumerate(labels):
+        per_class[lab] = {"support": int(per_true[i]),
+                          "precision": round(per_right[i] / per_pred[i], 4) if per_pred[i] else None,
+                          "recall": round(per_right[i] / per_true[i], 4) if per_true[i] else None}
+
+    def rate(a, b):
+        return round(a / b, 4) if b else None
+
+    return {
+        "cast_faces": n_cast,
+        "outside_faces": n_out,
+        "top1": rate(top1, n_cast),
+        "top5": rate(top5, n_cast),
+        "top1_accepted": rate(accepted_right, n_cast),  # right and not flagged unknown
+        "false_unknown_rate": rate(false_unknown, n_cast),
+        "unknown_rejection_rate": rate(rejected, n_out),
+        "per_class": per_class,
+        "confusion": {"rows": rows, "columns": cols, "counts": confusion.tolist()},
+    }
+
+
+def _font(size):
+    try:
+        return ImageFont.load_default(size)
+    except TypeError:  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def draw_confusion(confusion, path, title="confusion (rows: truth, columns: answer)"):
+    """A confusion-matrix PNG: cells shaded by share of their row, with counts."""
+    rows, cols, counts = confusion["rows"], confusion["columns"], np.array(confusion["counts"])
+    cell, left, top = 72, 150, 80
+    img = Image.new("RGB", (left + cell * len(cols) + 20, top + cell * len(rows) + 20), "white")
+    d = ImageDraw.Draw(img)
+    font, small = _font(15), _font(13)
+    d.text((10, 10), title, fill="black", font=font)
+    for j, name in enumerate(cols):
+        d.text((left + j * cell + 4, top - 24), name[:9], fill="black", font=small)
+    for i, name in enumerate(rows):
+        d.text((10, top + i * cell + cell // 2 - 8), name[:18], fill="black", font=small)
+        total = max(1, counts[i].sum())
+        for j in range(len(cols)):
+            share = counts[i, j] / total
+            shade = int(255 - 200 * share)
+            x0, y0 = left + j * cell, top + i * cell
+            d.rectangle([x0, y0, x0 + cell - 2, y0 + cell - 2], fill=(shade, shade, 255), outline="grey")
+            d.text((x0 + 8, y0 + cell // 2 - 8), str(int(counts[i, j])),
+                   fill="white" if share > 0.6 else "black", font=font)
+    _save_png(img, path)
+
+
+def draw_curves(history, path):
+    """A training-curve PNG: train and validation loss (left axis) and validation top-1 (right axis) per epoch."""
+    w, h, pad = 640, 360, 50
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    font = _font(13)
+    if not history:
+        d.text((pad, h // 2), "no training history in the card", fill="black", font=font)
+        _save_png(img, path)
+        return
+    epochs = [e["epoch"] for e in history]
+    losses = [e["train_loss"] for e in history] + [e["val_loss"] for e in history]
+    lo, hi = 0.0, max(losses) * 1.05 or 1.0
+    x0, x1, y0, y1 = pad, w - pad, h - pad, pad
+    d.rectangle([x0, y1, x1, y0], outline="black")
+
+    def px(epoch):
+        return x0 + (epoch - epochs[0]) / max(1, epochs[-1] - epochs[0]) * (x1 - x0)
+
+    def py(value, vmin, vmax):
+        return y0 - (value - vmin) / (vmax - vmin) * (y0 - y1)
+
+    series = [("train loss", [e["train_loss"] for e in history], (200, 60, 60), lo, hi),
+              ("val loss", [e["val_loss"] for e in history], (60, 60, 200), lo, hi),
+              ("val top-1", [e["val_top1"] for e in history], (40, 150, 40), 0.0, 1.0)]
+    for k, (name, values, colour, vmin, vmax) in enumerate(series):
+        points = [(px(e), py(v, vmin, vmax)) for e, v in zip(epochs, values) if v == v]
+        if len(points) > 1:
+            d.line(points, fill=colour, width=2)
+        d.text((x0 + 10 + 110 * k, 15), name, fill=colour, font=font)
+    d.text((x0, y0 + 8), f"epoch {epochs[0]}", fill="black", font=font)
+    d.text((x1 - 70, y0 + 8), f"epoch {epochs[-1]}", fill="black", font=font)
+    d.text((4, y1 - 4), f"{hi:.2f}", fill="black", font=font)
+    d.text((4, y0 - 12), "0", fill="black", font=font)
+    d.text((x1 + 4, y1 - 4), "1.0", fill=(40, 150, 40), font=font)
+    _save_png(img, path)
+
+
+def _save_png(img, path):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    img.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def write_json(path, data):
+    """Write JSON atomically."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, ensure_ascii=False)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def evaluate_items(identifier, items, progress=None, batch=32):
+    """Metrics of an Identifier over [(image, true label)] items."""
+    results = []
+    for start in range(0, len(items), batch):
+        chunk = items[start:start + batch]
+        results += identifier.identify([im for im, _ in chunk])
+        if progress:
+            progress(len(chunk))
+    return metrics_from_results(results, [lab for _, lab in items], identifier.labels)
+
+
+def evaluate_model_dir(model_dir, data_dir, out_dir, progress=None):
+    """Evaluate model_dir on DATA (its test/ split when present); write the report and plots to out_dir."""
+    from app.identify import Identifier
+    identifier = Identifier.load(model_dir)
+    folder = test_folder(data_dir)
+    items = load_folder(folder)
+    if not items:
+        raise ValueError(f"no face images under {folder}/<label>/")
+    metrics = evaluate_items(identifier, items, progress)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"model": str(model_dir), "model_name": identifier.card.get("name"),
+              "model_version": identifier.card.get("version"), "data": str(folder),
+              "unknown_threshold": identifier.threshold, **metrics}
+    write_json(out_dir / "report.json", report)
+    draw_confusion(metrics["confusion"], out_dir / "confusion.png")
+    draw_curves(identifier.card.get("training", {}).get("history", []), out_dir / "training_curve.png")
+    return report
