@@ -185,6 +185,8 @@ def download_command(name, dest, manifest_path, url, sha256, allow_unverified, f
                                 allow_unverified=allow_unverified)
     except DownloadError as exc:
         raise click.ClickException(f"{exc}. Nothing was written to {dest_dir}.") from None
+    except OSError as exc:  # dest not writable, disk full, ...
+        raise click.ClickException(f"cannot write to {dest_dir}: {exc}") from None
     note = "verified" if expected else "NOT verified against a published sha256 (it loads strictly)"
     click.echo(f"saved {path} ({path.stat().st_size} bytes, sha256 {digest}, {note})")
 
