@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # Self-hosting image; README.md "Self-hosting" says how to run it.
 #   docker compose build                                  demo models only (small, no download)
-#   docker compose build --build-arg WEIGHTS=official     also bake the official backbone/U2-Net weights
+#   docker compose build --build-arg WEIGHTS=official     also bake official weights (OFFICIAL_MODELS)
 # Every step below is scripts/setup.sh or a `flask` command, which CI runs too.
 
 # ---- front-end packages: exactly what package-lock.json says ----------------------------------
