@@ -53,6 +53,9 @@ def test_threshold_calibration_rejects_the_allowed_share():
     t = classifier_train.calibrate_threshold(scores, 0.05)
     assert (scores < t).mean() == pytest.approx(0.05)
     assert classifier_train.calibrate_threshold(scores, 0.0) == pytest.approx(0.40)
+    # With validation outsiders the threshold sits mid-way between the two sides.
+    outsiders = np.full(50, 0.5)
+    assert classifier_train.calibrate_threshold(scores, 0.0, outsiders) == pytest.approx(0.45)
 
 
 def test_augmentation_keeps_colours():

@@ -83,8 +83,11 @@ def demo_faces_command(out_dir, n_train, n_val, n_test, seed):
     try:
         demo_cast.fetch(log=lambda m: click.echo(m, err=True))
         face_dataset.fetch_outsiders(log=lambda m: click.echo(m, err=True))
-        with _bar(sum(counts.values()), "composing faces") as bar:
-            stats = face_dataset.build_demo_faces(out_dir, counts, seed, on_crop=lambda c: bar.update(1))
+        # About 1.3 faces per composite (a third of the composites show two characters).
+        expected = round(sum(counts.values()) * 1.25)
+        with _bar(expected, "composing faces") as bar:
+            stats = face_dataset.build_demo_faces(
+                out_dir, counts, seed, on_crop=lambda c: bar.update(1) if bar.pos < expected - 1 else None)
     except (*ERRORS, __import__("subprocess").CalledProcessError) as exc:
         _fail(exc)
     for split, s in stats.items():

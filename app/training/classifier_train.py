@@ -7,6 +7,7 @@ its probability over the labels (outlier exposure, Hendrycks et al. 2019), in va
 how well the calibrated unknown threshold rejects outsiders. Other `_`-folders are ignored.
 """
 import io
+import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -204,14 +205,23 @@ def max_scores(head, x):
     return top.numpy(), idx.numpy()
 
 
-def calibrate_threshold(cast_scores, max_false_unknown):
-    """The highest threshold that flags at most `max_false_unknown` of the validation cast faces as unknown."""
+def calibrate_threshold(cast_scores, max_false_unknown, outsider_scores=None, outsider_share=0.98):
+    """Unknown threshold from validation scores (top softmax probability; unknown means score < threshold).
+
+    Cast side: the highest threshold that flags at most `max_false_unknown` of the cast faces.
+    With validation outsiders, the threshold moves to the middle of the margin between that
+    point and the score under which `outsider_share` of the outsiders fall: validation faces
+    are easier than unseen expressions or outfits, so the cast side alone sits too high.
+    """
     if len(cast_scores) == 0:
         return 0.0
     ranked = np.sort(cast_scores)
     allowed = int(math.floor(max_false_unknown * len(ranked)))  # faces we may reject
-    # "unknown" means score < threshold: the threshold sits at the (allowed)-th lowest score.
-    return float(ranked[allowed]) if allowed < len(ranked) else float(ranked[-1])
+    cast_side = float(ranked[allowed]) if allowed < len(ranked) else float(ranked[-1])
+    if outsider_scores is None or len(outsider_scores) == 0:
+        return cast_side
+    outsider_side = float(np.quantile(outsider_scores, outsider_share))
+    return (cast_side + outsider_side) / 2
 
 
 # --- whole runs --------------------------------------------------------------------------------
@@ -258,12 +268,12 @@ def train_prepared(prep, config, on_epoch=None):
     head, history, best_epoch = fit_head(prep.x_train, prep.y_train, prep.x_val, prep.y_val,
                                          len(prep.labels), config, prep.x_out, on_epoch)
     cast_scores, pred = max_scores(head, prep.x_val)
-    threshold = calibrate_threshold(cast_scores, config.max_false_unknown)
+    out_scores = max_scores(head, prep.x_val_out)[0] if len(prep.x_val_out) else None
+    threshold = calibrate_threshold(cast_scores, config.max_false_unknown, out_scores)
     info = {"history": history, "best_epoch": best_epoch,
             "val_top1": float((pred == prep.y_val).mean()) if len(pred) else None,
             "val_false_unknown": float((cast_scores < threshold).mean()) if len(pred) else None}
-    if len(prep.x_val_out):
-        out_scores, _ = max_scores(head, prep.x_val_out)
+    if out_scores is not None:
         info["val_unknown_rejection"] = float((out_scores < threshold).mean())
     return head, threshold, info
 
@@ -345,8 +355,13 @@ def train_model_dir(data_dir, out_dir, config, name=None, command=None, loco=Fal
                 **prep.counts, "best_epoch": info["best_epoch"], "history": info["history"],
                 "validation": {k: info.get(k) for k in ("val_top1", "val_false_unknown",
                                                         "val_unknown_rejection")},
-                "unknown_threshold_rule": (f"highest threshold flagging at most "
-                                           f"{config.max_false_unknown:.0%} of validation cast faces")}
+                "unknown_threshold_rule": (
+                    f"midpoint between the highest threshold flagging at most {config.max_false_unknown:.0%} "
+                    f"of validation cast faces and the 98th percentile of validation outsider scores "
+                    f"(the former alone when validation has no _unknown faces)")}
+    described = data_dir / "dataset.json"  # written by `flask dataset demo-faces`
+    if described.is_file():
+        training["dataset"] = json.loads(described.read_text())
     card = classifier_card(name or out_dir.name, backbone, labels, threshold, training=training)
     state = {k: v.detach().clone() for k, v in head.state_dict().items()}
     write_model_dir(out_dir, card, state)
@@ -358,6 +373,13 @@ def train_model_dir(data_dir, out_dir, config, name=None, command=None, loco=Fal
             metrics = classifier_eval.evaluate_items(Identifier.load(out_dir), items, bar.update)
         metrics.pop("confusion")
         card["metrics"] = {"split": str(test_dir), **metrics}
+        if "dataset" in training:
+            # Say exactly who the faces "outside the cast" were.
+            unknown = training["dataset"].get("unknown", {})
+            card["metrics"]["outside_cast_faces"] = {
+                "source": unknown.get("source"),
+                "characters": unknown.get("characters", {}).get("test"),
+                "never_seen_in_training_or_calibration": True}
         if loco:
             cache = FeatureCache(backbone, config.cache_root) if config.cache_root else FeatureCache(backbone)
             cast = [(im, lab) for im, lab in items if lab in labels]

@@ -5,6 +5,7 @@ material, and `flask reports export` output (`DIR/<label>/<id>.png`, already fac
 Layout out: `OUT/<label>/<hash>.png`, or `OUT/_unsorted/<hash>.png` to sort by hand.
 """
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -290,6 +291,26 @@ def demo_face_crops(split, count, seed=0, margin=DEFAULT_MARGIN, cast_cache=None
             yield FaceCrop(crop_face(comp.image, box, margin), UNKNOWN_LABEL, f"outsider {split}")
 
 
+def describe_demo_faces(counts, seed):
+    """What a demo face data set holds and how to rebuild it (written as OUT/dataset.json)."""
+    from app.training import demo_cast
+    return {
+        "command": (f"flask --app wsgi dataset demo-faces OUT --train {counts['train']} "
+                    f"--val {counts['val']} --test {counts['test']} --seed {seed}"),
+        "composites": counts, "seed": seed,
+        "cast": {"source": f"Debian {' + '.join(demo_cast.PACKAGES)} (Expat)",
+                 "splits": {k: {"sprites": list(v["sprites"]), "backgrounds": list(v["backgrounds"])}
+                            for k, v in demo_cast.SPLITS.items()},
+                 "faces": "cut at the sprites' known face boxes, margin 0.3, plus photo or synthetic backgrounds"},
+        "unknown": {"label": UNKNOWN_LABEL,
+                    "source": f"Debian {OUTSIDER_PACKAGE} (GPL-2+): cartoon children of the amoebax game, "
+                              "not anime cast; face boxes read off by hand",
+                    "characters": {k: list(v) for k, v in OUTSIDER_SPLITS.items()},
+                    "share_of_composites": 0.25,
+                    "backgrounds": "the same split's backgrounds as the cast"},
+    }
+
+
 def build_demo_faces(out_dir, counts=None, seed=0, on_crop=None, **kwargs):
     """Write OUT/{train,val,test}/<character or _unknown>/*.png from the demo cast and the outsiders."""
     counts = counts or {"train": 400, "val": 120, "test": 240}
@@ -307,6 +328,9 @@ def build_demo_faces(out_dir, counts=None, seed=0, on_crop=None, **kwargs):
             # No near-duplicate removal: composites are distinct by construction (identical
             # crops still collapse, as files are named by their pixels' hash).
             stats[split] = write_crops(crops, staging / split, dedupe_bits=-1)
+        description = describe_demo_faces(counts, seed)
+        description["faces"] = {k: v["labels"] for k, v in stats.items()}
+        (staging / "dataset.json").write_text(json.dumps(description, indent=1) + "\n")
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(staging, out_dir)
