@@ -16,6 +16,8 @@ def init_app(app):
     # Importing the command modules attaches their commands to the groups above.
     from app.training import demo_cast_cli  # noqa: F401
     from app import weights_download  # noqa: F401
+    from app import reports_cli  # noqa: F401
     from app.training import classifier_cli  # noqa: F401
+    from app.training import cutout_cli  # noqa: F401
     for group in GROUPS:
         app.cli.add_command(group)

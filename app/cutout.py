@@ -1,0 +1,108 @@
+"""Background removal with U2-Net / U2-NetP: preprocessing, inference, post-processing."""
+import threading
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from app.nets.u2net import ARCHITECTURES
+
+# ImageNet statistics, as in the official U-2-Net test code.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def normalise(rgb):
+    """H x W x 3 uint8 -> 3 x H x W float: divided by the image's maximum, then ImageNet mean/std.
+
+    Dividing by the maximum (not 255) is what the official code does; official weights expect it.
+    """
+    x = torch.from_numpy(np.array(rgb[..., :3], dtype=np.float32))
+    x = x / max(float(x.max()), 1e-6)
+    x = (x - torch.tensor(MEAN)) / torch.tensor(STD)
+    return x.permute(2, 0, 1)
+
+
+def predict_maps(net, rgb, size):
+    """Fused map d0 for one picture, min-max normalised as the official test script does; H x W float."""
+    h, w = rgb.shape[:2]
+    small = cv2.resize(np.ascontiguousarray(rgb[..., :3]), (size, size), interpolation=cv2.INTER_AREA)
+    with torch.inference_mode():
+        d0 = net(normalise(small).unsqueeze(0))[0][0, 0].numpy()
+    d0 = (d0 - d0.min()) / max(float(d0.max() - d0.min()), 1e-8)
+    return cv2.resize(d0, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def postprocess(prob, *, soft=True, threshold=0.5, largest_component=False, clean=False):
+    """Probability map (H x W in [0, 1]) -> uint8 alpha. Cheap switches; all off keeps the soft map."""
+    hard = prob >= threshold
+    if clean:
+        # Opening then closing with a small kernel removes specks and pinholes.
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        hard = cv2.morphologyEx(hard.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+        hard = cv2.morphologyEx(hard, cv2.MORPH_CLOSE, kernel).astype(bool)
+    if largest_component:
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(hard.astype(np.uint8), connectivity=8)
+        if n > 1:
+            hard = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if not soft:
+        alpha = hard.astype(np.float32)
+    elif clean or largest_component:
+        # Keep the soft edge around what survived: the region grown by a few pixels.
+        keep = cv2.dilate(hard.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        alpha = np.where(keep, prob, 0.0)
+    else:
+        alpha = prob
+    return np.clip(np.rint(alpha * 255), 0, 255).astype(np.uint8)
+
+
+class Cutter:
+    """A loaded cutout model; thread-safe for inference, shared read-only."""
+
+    def __init__(self, net, card):
+        self.net = net.eval()
+        self.card = card
+        self.input_size = int(card.get("input_size", 320))
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model_dir):
+        """Load models/<name>/ (card + weights, sha256 checked)."""
+        from app.model_store import load_card, load_weights
+        card = load_card(model_dir)
+        arch = card.get("architecture")
+        if arch not in ARCHITECTURES:
+            from app.model_store import ModelError
+            raise ModelError(f"{model_dir}: unknown cutout architecture {arch!r}")
+        net = ARCHITECTURES[arch]()
+        net.load_state_dict(load_weights(model_dir, card), strict=True)
+        return cls(net, card)
+
+    def probability(self, rgb, box=None):
+        """H x W probability map for an RGB array; outside `box` (x, y, w, h) it is 0."""
+        h, w = rgb.shape[:2]
+        x0, y0, x1, y1 = 0, 0, w, h
+        if box is not None:
+            bx, by, bw, bh = box
+            x0, y0 = max(0, int(bx)), max(0, int(by))
+            x1, y1 = min(w, int(bx + bw)), min(h, int(by + bh))
+            if x1 <= x0 or y1 <= y0:
+                raise ValueError("the box lies outside the image")
+        prob = np.zeros((h, w), np.float32)
+        with self._lock:  # one forward at a time per process keeps memory flat under load
+            prob[y0:y1, x0:x1] = predict_maps(self.net, rgb[y0:y1, x0:x1], self.input_size)
+        return prob
+
+    def mask(self, image, box=None, **options):
+        """uint8 alpha mask (H x W) for a PIL image; options as in `postprocess`."""
+        return postprocess(self.probability(np.asarray(image.convert("RGB")), box), **options)
+
+    def cutout(self, image, box=None, **options):
+        """The RGBA picture of the input's exact size whose alpha is the mask."""
+        rgba = image.convert("RGBA")
+        alpha = self.mask(image, box, **options)
+        if image.mode in ("RGBA", "LA") or "transparency" in image.info:
+            alpha = np.minimum(alpha, np.asarray(rgba)[..., 3])  # keep existing transparency
+        rgba.putalpha(Image.fromarray(alpha))
+        return rgba
