@@ -119,13 +119,13 @@
 
   function opencvReady() {
     // This build returns an Emscripten module that fires onRuntimeInitialized once its WASM is
-    // compiled; poll as well in case that already happened.
+    // compiled; poll as well in case that already happened. The module has its own `then` that
+    // yields itself, so it must never be passed to resolve() (that recursion never ends): wrap it.
     return new Promise((resolve) => {
-      const cv = window.cv;
-      if (cv && cv.Mat) { resolve(cv); return; }
-      if (cv && typeof cv.then === "function" && cv instanceof Promise) { cv.then(resolve); return; }
-      const timer = setInterval(() => { if (window.cv && window.cv.Mat) { clearInterval(timer); resolve(window.cv); } }, 50);
-      if (cv) cv.onRuntimeInitialized = () => { clearInterval(timer); resolve(window.cv); };
+      const done = () => { clearInterval(timer); resolve({ cv: window.cv }); };
+      const timer = setInterval(() => { if (window.cv && window.cv.Mat) done(); }, 50);
+      if (window.cv && window.cv.Mat) done();
+      else if (window.cv) window.cv.onRuntimeInitialized = done;
     });
   }
 
@@ -138,7 +138,7 @@
       });
       els.opencvText.textContent = "Starting face detector…";
       await addScript(OPENCV_URL);
-      const cv = await opencvReady();
+      const { cv } = await opencvReady();
       const cascade = await fetch(CASCADE_URL);
       if (!cascade.ok) throw new Error("the face cascade is not installed (run scripts/setup.sh)");
       const bytes = new Uint8Array(await cascade.arrayBuffer());

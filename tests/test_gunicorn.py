@@ -1,0 +1,105 @@
+"""The app under a real gunicorn on 127.0.0.1: lazy model loading per worker, real HTTP."""
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import urllib3
+from PIL import Image
+
+from conftest import ROOT, encode, needs_models
+
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gunicorn_url(tmp_path_factory):
+    """Start `gunicorn wsgi:app` (one worker) on a free port; yields (url, report dir)."""
+    report_dir = tmp_path_factory.mktemp("gunicorn") / "reports"
+    port = free_port()
+    env = dict(os.environ, FLASK_REPORT_DIR=str(report_dir), FLASK_TORCH_THREADS="1",
+               FLASK_MAX_CONTENT_LENGTH=str(2 * 1024 * 1024))
+    proc = subprocess.Popen([str(GUNICORN), "--workers", "1", "--bind", f"127.0.0.1:{port}",
+                             "--timeout", "120", "wsgi:app"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    http = urllib3.PoolManager(retries=False)
+    deadline = time.time() + 60
+    while True:
+        try:
+            if http.request("GET", url + "/healthz", timeout=2).status == 200:
+                break
+        except urllib3.exceptions.HTTPError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("gunicorn did not start:\n" + proc.stdout.read().decode(errors="replace"))
+        time.sleep(0.3)
+    yield url, report_dir
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@needs_models
+def test_api_over_gunicorn(gunicorn_url, demo_picture):
+    url, report_dir = gunicorn_url
+    http = urllib3.PoolManager(retries=False, timeout=120)
+
+    health = json.loads(http.request("GET", url + "/healthz").data)
+    assert health["models"]["classifier"]["loaded"] is False  # nothing loaded before first use
+
+    path, comp = demo_picture
+    picture = path.read_bytes()
+    found = http.request("POST", url + "/api/faces", fields={"image": ("p.png", picture, "image/png")})
+    assert found.status == 200 and json.loads(found.data)["faces"]
+
+    x, y, w, h = comp.faces[0][1]
+    face = encode(comp.image[y:y + h, x:x + w])
+    r = http.request("POST", url + "/api/identify", fields=[("faces", ("a.png", face, "image/png")),
+                                                            ("faces", ("b.png", face, "image/png"))])
+    assert r.status == 200, r.data
+    assert len(json.loads(r.data)["faces"]) == 2
+    assert json.loads(http.request("GET", url + "/healthz").data)["models"]["classifier"]["loaded"] is True
+
+    r = http.request("POST", url + "/api/cutout", fields={"image": ("p.png", picture, "image/png")})
+    assert r.status == 200 and r.headers["Content-Type"] == "image/png"
+    assert Image.open(io.BytesIO(r.data)).size == (comp.image.shape[1], comp.image.shape[0])
+
+    r = http.request("POST", url + "/api/reports", fields={"face": ("f.png", face, "image/png"),
+                                                           "label": "シルヴィ", "predicted": "lucy"})
+    assert r.status == 201
+    report_id = json.loads(r.data)["id"]
+    assert json.loads((report_dir / f"{report_id}.json").read_text("utf-8"))["label"] == "シルヴィ"
+
+
+def test_errors_over_gunicorn(gunicorn_url):
+    url, _ = gunicorn_url
+    http = urllib3.PoolManager(retries=False, timeout=30)
+    big = encode(np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), np.uint8))
+    assert len(big) > 2 * 1024 * 1024
+    for method, path, fields, status in [
+        ("GET", "/nope", None, 404),
+        ("GET", "/api/identify", None, 405),
+        ("POST", "/api/faces", {"image": ("x.png", b"not an image", "image/png")}, 415),
+        ("POST", "/api/faces", {"image": ("x.png", big, "image/png")}, 413),
+    ]:
+        r = http.request(method, url + path, fields=fields)
+        assert r.status == status
+        assert r.headers["Content-Type"].startswith("application/json")
+        assert json.loads(r.data)["error"]["code"]
