@@ -140,6 +140,8 @@ def test_identify_answers_in_the_order_sent(app, client, demo_picture):
         assert {p["label"] for p in face["predictions"]} <= set(labels)
         assert isinstance(face["unknown"], bool)
     assert body["model"]["name"]
+    # The demo cast's training sprites are named right, in the order sent.
+    assert [f["predictions"][0]["label"] for f in body["faces"]] == [name for name, _ in comp.faces]
     assert services.model_status(app)["classifier"]["loaded"] is True
     import torch
     assert torch.get_num_threads() == 1  # TORCH_THREADS from the config

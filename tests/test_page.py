@@ -84,6 +84,13 @@ def test_whole_flow_in_chromium(server, browser, demo_picture):
     assert len(browser.find_elements(By.CSS_SELECTOR, "#crops li[data-source=auto]")) == detected
     screenshot(browser, "page-1-detected.png")
 
+    # Keyboard: "Add a box by hand" with Enter, then Enter on the focused Delete button removes it.
+    from selenium.webdriver.common.keys import Keys
+    browser.find_element(By.ID, "add-box").send_keys(Keys.ENTER)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#crops li[data-source=drawn]")) == 1
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    assert not browser.find_elements(By.CSS_SELECTOR, "#crops li[data-source=drawn]")
+
     # Hand-drawn box: drag on the picture, away from the detected faces (lower left area).
     overlay = browser.find_element(By.ID, "overlay")
     size = overlay.size
