@@ -153,6 +153,7 @@ def test_whole_flow_in_chromium(server, browser, demo_picture):
     assert shown["type"] == "blob:" and shown["lo"] < 128 < shown["hi"], shown
     assert browser.find_element(By.ID, "download-png").get_attribute("download") == "cutout.png"
     assert browser.find_element(By.ID, "download-mask").get_attribute("href").startswith("blob:")
+    browser.execute_script("document.getElementById('download-png').scrollIntoView({block: 'end'})")
     screenshot(browser, "page-4-cutout.png")
 
     # No Content-Security-Policy violation and no script error on the way.
