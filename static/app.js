@@ -273,7 +273,13 @@
     del.addEventListener("click", () => removeFace(face));
     const form = li.querySelector(".report");
     form.addEventListener("submit", (e) => { e.preventDefault(); sendReport(face); });
-    form.querySelector(".cancel").addEventListener("click", () => { form.hidden = true; });
+    const closeForm = () => {
+      form.hidden = true;
+      const wrong = li.querySelector("button.wrong");
+      if (wrong) wrong.focus();
+    };
+    form.querySelector(".cancel").addEventListener("click", closeForm);
+    form.addEventListener("keydown", (e) => { if (e.key === "Escape") closeForm(); });
     els.crops.appendChild(li);
     state.faces.push(face);
     refreshFaces();
