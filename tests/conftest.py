@@ -17,13 +17,19 @@ DEMO_CACHE = ROOT / ".cache" / "demo_cast"
 MODELS = ROOT / "models"
 
 
-def models_present():
-    """True when the default demo models are installed."""
-    return all((MODELS / name / "card.json").is_file() for name in ("demo-classifier", "demo-cutout"))
+def model_present(name):
+    """True when models/<name>/ holds a card."""
+    return (MODELS / name / "card.json").is_file()
 
 
-needs_models = pytest.mark.skipif(not models_present(),
-                                  reason="models/demo-classifier and models/demo-cutout are not installed")
+def _needs(*names):
+    missing = [f"models/{n}" for n in names if not model_present(n)]
+    return pytest.mark.skipif(bool(missing), reason=f"{' and '.join(missing)} not installed")
+
+
+needs_classifier = _needs("demo-classifier")
+needs_cutout = _needs("demo-cutout")
+needs_models = _needs("demo-classifier", "demo-cutout")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from app import services
-from conftest import encode, needs_models
+from conftest import encode, needs_classifier, needs_cutout
 
 
 def upload(data, name="picture.png"):
@@ -124,7 +124,7 @@ def test_faces_finds_the_demo_cast(client, demo_picture):
 
 
 # ---------- identify ----------
-@needs_models
+@needs_classifier
 def test_identify_answers_in_the_order_sent(app, client, demo_picture):
     _, comp = demo_picture
     files = [upload(crop(comp, box), f"{name}.png") for name, box in comp.faces]
@@ -147,7 +147,7 @@ def test_identify_answers_in_the_order_sent(app, client, demo_picture):
     assert torch.get_num_threads() == 1  # TORCH_THREADS from the config
 
 
-@needs_models
+@needs_classifier
 def test_identify_same_crop_twice_gives_same_answer(client, demo_picture):
     _, comp = demo_picture
     face = crop(comp, comp.faces[0][1])
@@ -167,14 +167,14 @@ def test_identify_refuses_one_bad_file_among_good_ones(client):
     assert_error(response, 415, "unsupported_type")
 
 
-@needs_models
+@needs_classifier
 def test_characters_lists_labels_and_card(client):
     body = client.get("/api/characters").get_json()
     assert body["characters"] and body["model"]["kind"] == "classifier"
 
 
 # ---------- cutout ----------
-@needs_models
+@needs_cutout
 def test_cutout_returns_rgba_png_of_the_same_size(client):
     picture = encode(np.random.default_rng(1).integers(0, 255, (123, 77, 3), np.uint8), "JPEG")
     response = client.post("/api/cutout", data={"image": upload(picture, "x.jpg")})

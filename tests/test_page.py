@@ -18,7 +18,6 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTIFACTS = ROOT / "test-artifacts"
 
 pytestmark = [
-    needs_models,
     pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
                        reason="Debian chromium and chromium-driver are not installed (scripts/setup.sh --dev)"),
     pytest.mark.skipif(not (ROOT / "static" / "vendor" / "opencv.js").exists(),
@@ -66,6 +65,7 @@ def screenshot(driver, name):
     driver.save_screenshot(str(ARTIFACTS / name))
 
 
+@needs_models
 def test_whole_flow_in_chromium(server, browser, demo_picture):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
