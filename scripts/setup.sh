@@ -13,11 +13,16 @@ VENV=${VENV:-.venv}
 
 step() { printf '\n==> %s\n' "$*"; }
 
-if [ "$DEV" = 1 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+# Debian packages: npm (front-end assets) always; Chromium, chromedriver and ffmpeg for the tests.
+if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   need=()
-  for pkg in chromium chromium-driver ffmpeg; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-  done
+  command -v npm >/dev/null || need+=(nodejs npm)
+  "$PY" -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
+  if [ "$DEV" = 1 ]; then
+    for pkg in chromium chromium-driver ffmpeg; do
+      dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+    done
+  fi
   if [ ${#need[@]} -gt 0 ]; then
     step "Debian packages: ${need[*]}"
     apt-get update -qq
