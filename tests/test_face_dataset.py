@@ -104,3 +104,15 @@ def test_cli_reports_bad_input_cleanly(runner, tmp_path):
     result = runner.invoke(args=["dataset", "faces", str(tmp_path / "out"), "--from", str(tmp_path / "src")])
     assert result.exit_code == 1 and "not empty" in result.output
     assert "Traceback" not in result.output
+
+
+def test_demo_plan_keeps_validation_expressions_out_of_training():
+    train, train_bgs = face_dataset.demo_sprite_plan("train")
+    val, val_bgs = face_dataset.demo_sprite_plan("val")
+    test, _ = face_dataset.demo_sprite_plan("test")
+    assert set(face_dataset.VAL_HELD_OUT_SPRITES) <= set(val)
+    assert not set(face_dataset.VAL_HELD_OUT_SPRITES) & set(train)
+    assert not set(test) & (set(train) | set(val)) and not set(train_bgs) & set(val_bgs)
+    assert {k.split(" ")[0] for k in train} == {"eileen", "lucy", "sylvie"}
+    outsiders = face_dataset.OUTSIDER_SPLITS
+    assert not set(outsiders["test"]) & (set(outsiders["train"]) | set(outsiders["val"]))

@@ -76,7 +76,9 @@ def faces_command(out_dir, sources, reports, unlabelled, every, margin, dedupe_b
 @click.option("--val", "n_val", default=200, show_default=True, type=click.IntRange(1))
 @click.option("--test", "n_test", default=400, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, type=int)
-def demo_faces_command(out_dir, n_train, n_val, n_test, seed):
+@click.option("--hold-out-val/--no-hold-out-val", default=True, show_default=True,
+              help="Move one training expression per character into validation only.")
+def demo_faces_command(out_dir, n_train, n_val, n_test, seed, hold_out_val):
     """Face crops of the demo cast (and of amoebax outsiders as _unknown) in OUT_DIR/{train,val,test}/."""
     from app.training import demo_cast, face_dataset
     counts = {"train": n_train, "val": n_val, "test": n_test}
@@ -87,7 +89,8 @@ def demo_faces_command(out_dir, n_train, n_val, n_test, seed):
         expected = round(sum(counts.values()) * 1.25)
         with _bar(expected, "composing faces") as bar:
             stats = face_dataset.build_demo_faces(
-                out_dir, counts, seed, on_crop=lambda c: bar.update(1) if bar.pos < expected - 1 else None)
+                out_dir, counts, seed, hold_out_val=hold_out_val,
+                on_crop=lambda c: bar.update(1) if bar.pos < expected - 1 else None)
     except (*ERRORS, __import__("subprocess").CalledProcessError) as exc:
         _fail(exc)
     for split, s in stats.items():

@@ -226,6 +226,7 @@ OUTSIDER_SPLITS = {"train": ("Brooke", "Ed", "Gary"), "val": ("Kim", "Lem"),
                    "test": ("Nicholas", "Sasha", "Tom")}
 UNKNOWN_LABEL = "_unknown"
 _OUTSIDER_SALT = {"train": 77_001, "val": 77_002, "test": 77_003}
+_CAST_SALT = {"train": 55_001, "val": 55_002}
 DEFAULT_OUTSIDER_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "outsiders"
 
 
@@ -264,15 +265,59 @@ def load_outsiders(cache_dir=DEFAULT_OUTSIDER_CACHE, names=None):
     return out
 
 
+# Validation made as hard as the test: one training expression per character (where it has
+# two or more) is moved out of training and shown only in validation, so the unknown threshold
+# is calibrated on faces the head has not seen, as the test's unseen expressions and outfit are.
+VAL_HELD_OUT_SPRITES = ("eileen vhappy", "sylvie blue surprised")
+
+
+def demo_sprite_plan(split, hold_out_val=True):
+    """(sprite keys, background names) of a demo split, with VAL_HELD_OUT_SPRITES moved to val."""
+    from app.training import demo_cast
+    spec = demo_cast.SPLITS[split]
+    sprites = tuple(spec["sprites"])
+    if hold_out_val and split == "train":
+        sprites = tuple(k for k in sprites if k not in VAL_HELD_OUT_SPRITES)
+    if hold_out_val and split == "val":
+        # Held-out expressions for the characters that have one; the rest as before.
+        held = {k.split(" ")[0] for k in VAL_HELD_OUT_SPRITES}
+        sprites = VAL_HELD_OUT_SPRITES + tuple(k for k in sprites if k.split(" ")[0] not in held)
+    return sprites, tuple(spec["backgrounds"])
+
+
+def _composite_faces(rng, sprites, photos, count, size, label_of, source, margin):
+    from app.training import demo_cast
+    names = sorted(photos)
+    for _ in range(count):
+        if rng.random() < 0.6:
+            background = demo_cast._photo_crop(rng, photos[names[rng.integers(len(names))]], size)
+        else:
+            background = demo_cast.synthetic_background(rng, size)
+        n = 1 if rng.random() < 0.7 or len(sprites) < 2 else 2
+        chosen = [sprites[j] for j in rng.choice(len(sprites), n, replace=False)]
+        comp = demo_cast.compose(rng, chosen, background, size)
+        for character, box in comp.faces:
+            yield FaceCrop(crop_face(comp.image, box, margin), label_of(character), source)
+
+
 def demo_face_crops(split, count, seed=0, margin=DEFAULT_MARGIN, cast_cache=None,
-                    outsider_cache=DEFAULT_OUTSIDER_CACHE, outsider_share=0.25, size=(512, 384)):
+                    outsider_cache=DEFAULT_OUTSIDER_CACHE, outsider_share=0.25, size=(512, 384),
+                    hold_out_val=True):
     """Yield FaceCrops cut at the known face boxes of demo-cast composites of `split`, plus outsiders."""
     from app.training import demo_cast
     cast_cache = cast_cache or demo_cast.DEFAULT_CACHE
     n_outsiders = round(count * outsider_share)
-    for comp in demo_cast.composites(split, count - n_outsiders, seed, size, cache_dir=cast_cache):
-        for character, box in comp.faces:
-            yield FaceCrop(crop_face(comp.image, box, margin), character, f"demo-cast {split}")
+    if split == "test" or not hold_out_val:
+        # The test split is exactly demo_cast's, composed by its own generator.
+        for comp in demo_cast.composites(split, count - n_outsiders, seed, size, cache_dir=cast_cache):
+            for character, box in comp.faces:
+                yield FaceCrop(crop_face(comp.image, box, margin), character, f"demo-cast {split}")
+    else:
+        keys, backgrounds = demo_sprite_plan(split, hold_out_val)
+        rng = np.random.default_rng(seed + _CAST_SALT[split])
+        yield from _composite_faces(rng, demo_cast.load_sprites(cast_cache, keys),
+                                    demo_cast.load_backgrounds(cast_cache, backgrounds),
+                                    count - n_outsiders, size, lambda c: c, f"demo-cast {split}", margin)
     if n_outsiders <= 0:
         return
     # Outsiders go through the same composer, on the split's own backgrounds, so that
@@ -280,10 +325,9 @@ def demo_face_crops(split, count, seed=0, margin=DEFAULT_MARGIN, cast_cache=None
     rng = np.random.default_rng(seed + _OUTSIDER_SALT[split])
     people = load_outsiders(outsider_cache, OUTSIDER_SPLITS[split])
     photos = demo_cast.load_backgrounds(cast_cache, demo_cast.SPLITS[split]["backgrounds"])
-    names = sorted(photos)
     for _ in range(n_outsiders):
         if rng.random() < 0.6:
-            background = demo_cast._photo_crop(rng, photos[names[rng.integers(len(names))]], size)
+            background = demo_cast._photo_crop(rng, photos[sorted(photos)[rng.integers(len(photos))]], size)
         else:
             background = demo_cast.synthetic_background(rng, size)
         comp = demo_cast.compose(rng, [people[rng.integers(len(people))]], background, size)
@@ -291,16 +335,18 @@ def demo_face_crops(split, count, seed=0, margin=DEFAULT_MARGIN, cast_cache=None
             yield FaceCrop(crop_face(comp.image, box, margin), UNKNOWN_LABEL, f"outsider {split}")
 
 
-def describe_demo_faces(counts, seed):
+def describe_demo_faces(counts, seed, hold_out_val=True):
     """What a demo face data set holds and how to rebuild it (written as OUT/dataset.json)."""
     from app.training import demo_cast
     return {
         "command": (f"flask --app wsgi dataset demo-faces OUT --train {counts['train']} "
-                    f"--val {counts['val']} --test {counts['test']} --seed {seed}"),
+                    f"--val {counts['val']} --test {counts['test']} --seed {seed}"
+                    + ("" if hold_out_val else " --no-hold-out-val")),
         "composites": counts, "seed": seed,
         "cast": {"source": f"Debian {' + '.join(demo_cast.PACKAGES)} (Expat)",
-                 "splits": {k: {"sprites": list(v["sprites"]), "backgrounds": list(v["backgrounds"])}
-                            for k, v in demo_cast.SPLITS.items()},
+                 "splits": {k: dict(zip(("sprites", "backgrounds"),
+                                        map(list, demo_sprite_plan(k, hold_out_val))))
+                            for k in demo_cast.SPLITS},
                  "faces": "cut at the sprites' known face boxes, margin 0.3, plus photo or synthetic backgrounds"},
         "unknown": {"label": UNKNOWN_LABEL,
                     "source": f"Debian {OUTSIDER_PACKAGE} (GPL-2+): cartoon children of the amoebax game, "
@@ -311,7 +357,7 @@ def describe_demo_faces(counts, seed):
     }
 
 
-def build_demo_faces(out_dir, counts=None, seed=0, on_crop=None, **kwargs):
+def build_demo_faces(out_dir, counts=None, seed=0, on_crop=None, hold_out_val=True, **kwargs):
     """Write OUT/{train,val,test}/<character or _unknown>/*.png from the demo cast and the outsiders."""
     counts = counts or {"train": 400, "val": 120, "test": 240}
     out_dir = Path(out_dir)
@@ -322,13 +368,13 @@ def build_demo_faces(out_dir, counts=None, seed=0, on_crop=None, **kwargs):
     stats = {}
     try:
         for split, count in counts.items():
-            crops = demo_face_crops(split, count, seed, **kwargs)
+            crops = demo_face_crops(split, count, seed, hold_out_val=hold_out_val, **kwargs)
             if on_crop:
                 crops = (on_crop(c) or c for c in crops)
             # No near-duplicate removal: composites are distinct by construction (identical
             # crops still collapse, as files are named by their pixels' hash).
             stats[split] = write_crops(crops, staging / split, dedupe_bits=-1)
-        description = describe_demo_faces(counts, seed)
+        description = describe_demo_faces(counts, seed, hold_out_val)
         description["faces"] = {k: v["labels"] for k, v in stats.items()}
         (staging / "dataset.json").write_text(json.dumps(description, indent=1) + "\n")
         if out_dir.exists():
