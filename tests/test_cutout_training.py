@@ -1,4 +1,6 @@
 """Cutout training tools: the loss goes down, checkpoints resume, metrics give known values."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -95,3 +97,24 @@ def test_metrics_on_hand_made_masks():
     assert cutout_metrics.mae(top, truth) == pytest.approx(0.5)
     # precision 0.5, recall 0.5 -> F = 0.5 whatever beta
     assert cutout_metrics.max_fbeta(top, truth) == pytest.approx(0.5)
+
+
+def test_train_command_exports_a_model_directory_that_serves(pair_folder, tmp_path):
+    from app import create_app
+    from app.cutout import Cutter
+    runner = create_app({"TESTING": True}).test_cli_runner()
+    out, run = tmp_path / "my-cutout", tmp_path / "run"
+    args = ["train", "cutout", str(pair_folder), "--size", "64", "--batch", "2", "--steps", "2",
+            "--eval-every", "2", "--eval-count", "2", "--threads", "1", "--run-dir", str(run),
+            "--out", str(out), "--heldout", str(pair_folder)]
+    result = runner.invoke(args=args)
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["kind"] == "cutout" and card["input_size"] == 64 and card["training"]["steps"] == 2
+    assert set(card["metrics"]) >= {"iou", "mae", "max_fbeta", "count"}
+    assert (run / "heldout" / "sheet.png").exists()
+    image = Image.open(pair_folder / "images" / "p0.png")
+    assert Cutter.load(out).cutout(image).size == image.size
+
+    bad = runner.invoke(args=["train", "cutout", str(tmp_path / "nowhere")])
+    assert bad.exit_code != 0 and "expected a folder with images/ and masks/" in bad.output

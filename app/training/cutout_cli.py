@@ -1,6 +1,8 @@
 """`flask train cutout` and `flask evaluate cutout`."""
 import datetime
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -9,7 +11,8 @@ import torch
 from app.cli import evaluate_cli, train_cli
 from app.cutout import MEAN, STD, Cutter
 from app.model_store import ModelError, write_model_dir
-from app.training import cutout_eval
+from app.nets.u2net import ARCHITECTURES
+from app.training import cutout_eval, demo_cast
 from app.training.cutout_train import CutoutTrainConfig, train
 
 
@@ -22,42 +25,69 @@ def _data_arg(value):
 @train_cli.command("cutout")
 @click.argument("data", callback=lambda ctx, p, v: _data_arg(v))
 @click.option("--arch", type=click.Choice(["u2netp", "u2net"]), default="u2netp", show_default=True)
-@click.option("--init", "init", type=click.Path(exists=True, dir_okay=False), default="",
+@click.option("--init", "init", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Official weights to start from (transfer learning).")
 @click.option("--size", type=int, default=192, show_default=True, help="Training resolution.")
 @click.option("--batch", type=int, default=8, show_default=True)
 @click.option("--steps", type=int, default=2000, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--eval-every", type=int, default=100, show_default=True)
+@click.option("--eval-count", type=int, default=24, show_default=True,
+              help="Fixed validation pictures (best checkpoint is chosen on these).")
 @click.option("--threads", type=int, default=0, help="torch threads (0: torch's default).")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/cutout"),
               show_default=True, help="Checkpoints; an interrupted run resumes from here.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write the best checkpoint as a model directory, e.g. models/my-cutout.")
-def train_cutout_command(data, out, run_dir, **options):
-    """Train U2-Net/U2-NetP on DATA (a folder of images/ + masks/, or demo-cast)."""
+@click.option("--heldout", default=None, callback=lambda ctx, p, v: v and _data_arg(v),
+              help="Held-out pairs for the card's metrics (default: the demo cast's test split "
+                   "when DATA is demo-cast).")
+def train_cutout_command(data, out, run_dir, heldout, **options):
+    """Train U2-Net/U2-NetP on DATA (a folder of images/ + masks/, or demo-cast).
+
+    Running the same command again resumes an interrupted run; once it has finished, it only
+    exports the best checkpoint to --out, with held-out metrics in the card.
+    """
+    options["init"] = options["init"] or ""
     cfg = CutoutTrainConfig(data=data, **options)
     try:
         train(cfg, run_dir, log=click.echo)
-    except (FileNotFoundError, ValueError) as exc:
+        if out is not None:
+            heldout = heldout or ("demo-cast" if data == "demo-cast" else None)
+            command = "flask " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+            card = export_model_dir(run_dir / "best.pt", out, out.name, command, heldout,
+                                    eval_dir=run_dir / "heldout")
+            click.echo(json.dumps(card["metrics"], indent=2))
+            click.echo(f"wrote {out}; overlay sheet in {run_dir / 'heldout'}")
+    except (FileNotFoundError, ValueError, ModelError) as exc:
         raise click.ClickException(str(exc))
-    if out is not None:
-        export_model_dir(run_dir / "best.pt", out, name=out.name)
-        click.echo(f"wrote {out}")
 
 
-def export_model_dir(checkpoint, out, name, metrics=None, command=""):
-    """Write a checkpoint's weights as models/<name>/ with its card."""
+def export_model_dir(checkpoint, out, name, command="", heldout=None, eval_dir=None):
+    """Write a checkpoint's weights as models/<name>/ with its card (held-out metrics if `heldout`)."""
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = ckpt["config"]
     card = {
         "name": name, "kind": "cutout", "version": "1",
         "created": datetime.date.today().isoformat(),
         "architecture": cfg["arch"], "input_size": cfg["size"], "mean": list(MEAN), "std": list(STD),
+        "normalisation": "divide by the picture's maximum, then ImageNet mean/std (official U-2-Net)",
         "training": {"data": cfg["data"], "steps": ckpt["step"], "config": cfg, "command": command,
                      "validation": ckpt.get("metrics")},
-        "metrics": metrics or {},
+        "metrics": {},
     }
+    if heldout:
+        net = ARCHITECTURES[cfg["arch"]]()
+        net.load_state_dict(ckpt["model"])
+        pairs = cutout_eval.heldout_pairs(heldout)
+        report = cutout_eval.evaluate(Cutter(net, card), pairs, eval_dir)
+        card["metrics"] = {"heldout": heldout, **report}
+        if heldout == "demo-cast":
+            test = demo_cast.SPLITS["test"]
+            card["metrics"]["heldout"] = (
+                f"demo-cast test split: {report['count']} composites of sprites never trained on "
+                f"({', '.join(test['sprites'])}) over backgrounds never trained on "
+                f"({', '.join(test['backgrounds'])} and synthetic ones from another seed)")
     write_model_dir(out, card, ckpt["model"])
     return card
 
