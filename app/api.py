@@ -67,21 +67,42 @@ def _parse_box(text, width, height):
     return (x, y, w, h)
 
 
+def _cutout_options(args):
+    """Post-processing switches from the query: alpha=soft|hard, threshold=0..1, largest=1, clean=1."""
+    alpha = args.get("alpha", "soft")
+    if alpha not in ("soft", "hard"):
+        raise APIError("alpha must be 'soft' or 'hard'.", 400, "bad_option")
+    try:
+        threshold = float(args.get("threshold", "0.5"))
+    except ValueError:
+        threshold = -1.0
+    if not 0.0 < threshold < 1.0:
+        raise APIError("threshold must be a number between 0 and 1.", 400, "bad_option")
+    flags = {}
+    for name, key in (("largest", "largest_component"), ("clean", "clean")):
+        value = args.get(name, "0")
+        if value not in ("0", "1"):
+            raise APIError(f"{name} must be 0 or 1.", 400, "bad_option")
+        flags[key] = value == "1"
+    return {"soft": alpha == "soft", "threshold": threshold, **flags}
+
+
 @bp.post("/cutout")
 def cutout():
     """The uploaded image with its background made transparent (PNG), or `?output=mask`."""
     output = request.args.get("output", "image")
     if output not in ("image", "mask"):
         raise APIError("output must be 'image' or 'mask'.", 400, "bad_output")
+    options = _cutout_options(request.args)
     # RGBA stays RGBA: the Cutter keeps transparency the picture already had.
     image = imaging.decode_upload(request.files.get("image"), current_app.config)
     box = _parse_box(request.form.get("box", "").strip(), image.width, image.height)
     cutter = services.get_cutter()
     if output == "mask":
-        png = imaging.png_bytes(cutter.mask(image, box))
+        png = imaging.png_bytes(cutter.mask(image, box, **options))
         name = "mask.png"
     else:
-        png = imaging.png_bytes(cutter.cutout(image, box))
+        png = imaging.png_bytes(cutter.cutout(image, box, **options))
         name = "cutout.png"
     return send_file(io.BytesIO(png), mimetype="image/png", download_name=name, max_age=0)
 

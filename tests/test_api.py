@@ -195,6 +195,21 @@ def test_cutout_refuses_bad_boxes(client, box):
     assert_error(client.post("/api/cutout", data={"image": upload(picture), "box": box}), 400, "bad_box")
 
 
+@needs_cutout
+def test_cutout_hard_alpha_switch(client):
+    picture = encode(np.random.default_rng(2).integers(0, 255, (64, 48, 3), np.uint8))
+    response = client.post("/api/cutout?output=mask&alpha=hard&largest=1&clean=1&threshold=0.4",
+                           data={"image": upload(picture)})
+    assert response.status_code == 200
+    assert set(np.unique(np.asarray(Image.open(io.BytesIO(response.data))))) <= {0, 255}
+
+
+@pytest.mark.parametrize("query", ["alpha=half", "threshold=2", "threshold=x", "largest=yes", "clean=2"])
+def test_cutout_refuses_bad_options(client, query):
+    picture = encode(np.zeros((8, 8, 3), np.uint8))
+    assert_error(client.post(f"/api/cutout?{query}", data={"image": upload(picture)}), 400, "bad_option")
+
+
 def test_cutout_refuses_unknown_output(client):
     picture = encode(np.zeros((8, 8, 3), np.uint8))
     assert_error(client.post("/api/cutout?output=svg", data={"image": upload(picture)}), 400, "bad_output")
