@@ -127,7 +127,7 @@ def draw_curves(history, path):
     def py(value, vmin, vmax):
         return y0 - (value - vmin) / (vmax - vmin) * (y0 - y1)
 
-    series = [("train loss", [e["train_loss"] for e in history], (200, 60, 60), lo, hi),
+    series = [("train loss*", [e["train_loss"] for e in history], (200, 60, 60), lo, hi),
               ("val loss", [e["val_loss"] for e in history], (60, 60, 200), lo, hi),
               ("val top-1", [e["val_top1"] for e in history], (40, 150, 40), 0.0, 1.0)]
     for k, (name, values, colour, vmin, vmax) in enumerate(series):
@@ -136,6 +136,7 @@ def draw_curves(history, path):
             d.line(points, fill=colour, width=2)
         d.text((x0 + 10 + 110 * k, 15), name, fill=colour, font=font)
     d.text((x0, y0 + 8), f"epoch {epochs[0]}", fill="black", font=font)
+    d.text((x0 + 150, y0 + 8), "* includes the outlier-exposure term", fill="grey", font=font)
     d.text((x1 - 70, y0 + 8), f"epoch {epochs[-1]}", fill="black", font=font)
     d.text((4, y1 - 4), f"{hi:.2f}", fill="black", font=font)
     d.text((4, y0 - 12), "0", fill="black", font=font)
