@@ -94,6 +94,8 @@ def write_model_dir(model_dir, card, state_dict, weights_name="weights.pt"):
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.tmp-", dir=model_dir.parent))
+    # mkdtemp makes it private (0700); a model is read by other users too (the app's service user).
+    os.chmod(tmp, 0o755)
     try:
         weights_path = tmp / weights_name
         torch.save(state_dict, weights_path)
