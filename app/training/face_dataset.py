@@ -4,6 +4,7 @@ Layout in: `SRC/<label>/*` (images or videos) for labelled material, any tree fo
 material, and `flask reports export` output (`DIR/<label>/<id>.png`, already face crops).
 Layout out: `OUT/<label>/<hash>.png`, or `OUT/_unsorted/<hash>.png` to sort by hand.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +18,25 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from app import faces
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir):
+    """Yield a temporary folder beside `out_dir` that replaces it (if empty or absent) on success.
+
+    A failed run removes the folder, so nothing half-written is ever left at `out_dir`.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield staging
+        if out_dir.exists():
+            out_dir.rmdir()  # refuses a non-empty folder: never overwrite someone's data
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg"}
@@ -189,18 +209,8 @@ def build_dataset(out_dir, sources=(), reports=(), labelled=True, every_s=2.0,
                 on_crop(crop)
             yield crop
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and rename at the end, so a failed run leaves nothing half-written.
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        stats = write_crops(counted(all_crops()), staging, dedupe_bits)
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return stats
+    with staged_dir(out_dir) as staging:
+        return write_crops(counted(all_crops()), staging, dedupe_bits)
 
 
 # --- The demo data set: demo-cast faces, and faces of characters outside the cast -------------
@@ -363,10 +373,8 @@ def build_demo_faces(out_dir, counts=None, seed=0, on_crop=None, hold_out_val=Tr
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} is not empty: choose a new folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     stats = {}
-    try:
+    with staged_dir(out_dir) as staging:
         for split, count in counts.items():
             crops = demo_face_crops(split, count, seed, hold_out_val=hold_out_val, **kwargs)
             if on_crop:
@@ -377,10 +385,4 @@ def build_demo_faces(out_dir, counts=None, seed=0, on_crop=None, hold_out_val=Tr
         description = describe_demo_faces(counts, seed, hold_out_val)
         description["faces"] = {k: v["labels"] for k, v in stats.items()}
         (staging / "dataset.json").write_text(json.dumps(description, indent=1) + "\n")
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return stats
