@@ -74,7 +74,7 @@ def demo_picture_array():
     for seed in range(40):
         rng = np.random.default_rng(seed)
         size = (960, 640)
-        background = demo_cast._photo_crop(rng, backgrounds[sorted(backgrounds)[seed % len(backgrounds)]], size)
+        background = demo_cast.photo_crop(rng, backgrounds[sorted(backgrounds)[seed % len(backgrounds)]], size)
         comp = demo_cast.compose(rng, [sprites["eileen happy"], sprites["sylvie blue smile"]], background, size)
         if len(comp.faces) == 2 and len(detect_faces(comp.image)) >= 1:
             return comp

@@ -26,7 +26,7 @@ def _write_split(root, split, per_sprite, seed):
         written = 0
         while written < per_sprite:
             photo = photos[sorted(photos)[rng.integers(len(photos))]]
-            background = demo_cast._photo_crop(rng, photo, (384, 288))
+            background = demo_cast.photo_crop(rng, photo, (384, 288))
             comp = demo_cast.compose(rng, [sprite], background, (384, 288))
             for character, box in comp.faces:
                 folder = root / split / character

@@ -79,6 +79,42 @@ def test_training_from_official_style_weights_loads_them(tmp_path, pair_folder):
     assert ckpt["step"] == 1
 
 
+def test_fine_tune_starts_from_a_runs_best_checkpoint_and_the_card_says_so(tmp_path, pair_folder):
+    from app.training.cutout_cli import export_model_dir
+    from app.training.cutout_train import build_net
+    first = CutoutTrainConfig(data=str(pair_folder), size=64, batch=2, steps=2, eval_every=2,
+                              eval_count=1, threads=1)
+    train(first, tmp_path / "low", log=lambda m: None)
+    best = torch.load(tmp_path / "low" / "best.pt", weights_only=True)
+    fine = CutoutTrainConfig(data=str(pair_folder), init=str(tmp_path / "low" / "best.pt"), size=96,
+                             batch=2, steps=1, eval_every=1, eval_count=1, threads=1)
+    start = build_net(fine).state_dict()
+    assert all(torch.equal(start[k], best["model"][k]) for k in start)
+    train(fine, tmp_path / "high", log=lambda m: None)
+    card = export_model_dir(tmp_path / "high" / "best.pt", tmp_path / "model", "model")
+    assert card["input_size"] == 96
+    assert card["training"]["initialised_from"]["steps"] == 2
+    assert card["training"]["initialised_from"]["config"]["size"] == 64
+
+
+def test_hue_shift_turns_red_into_green_and_a_full_turn_changes_nothing():
+    from app.training.cutout_data import shift_hue
+    red = Image.new("RGB", (4, 4), (200, 30, 30))
+    r, g, b = shift_hue(red, 1 / 3).getpixel((0, 0))
+    assert g > 150 and r < 60 and b < 60
+    assert np.abs(np.asarray(shift_hue(red, 1.0), int) - np.asarray(red, int)).max() <= 3
+
+
+def test_training_backgrounds_are_varied_pictures_of_the_asked_size():
+    from app.training.cutout_data import training_background
+    rng = np.random.default_rng(0)
+    photos = [np.asarray(Image.new("RGB", (300, 200), c)) for c in ((10, 120, 200), (220, 200, 30))]
+    backgrounds = [training_background(rng, photos, (96, 72)) for _ in range(40)]
+    assert all(b.shape == (72, 96, 3) and b.dtype == np.uint8 for b in backgrounds)
+    distinct_colours = [len(np.unique(b.reshape(-1, 3), axis=0)) for b in backgrounds]
+    assert min(distinct_colours) == 1 and max(distinct_colours) > 100  # flat ones and busy ones
+
+
 def test_metrics_on_hand_made_masks():
     truth = np.zeros((10, 10), np.float32)
     truth[:, :5] = 1.0  # left half

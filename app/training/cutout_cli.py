@@ -26,7 +26,8 @@ def _data_arg(value):
 @click.argument("data", callback=lambda ctx, p, v: _data_arg(v))
 @click.option("--arch", type=click.Choice(["u2netp", "u2net"]), default="u2netp", show_default=True)
 @click.option("--init", "init", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Official weights to start from (transfer learning).")
+              help="Weights to start from: an official file (transfer learning) or a run's "
+                   "best.pt (e.g. to fine-tune at a higher --size).")
 @click.option("--size", type=int, default=192, show_default=True, help="Training resolution.")
 @click.option("--batch", type=int, default=8, show_default=True)
 @click.option("--steps", type=int, default=2000, show_default=True)
@@ -76,6 +77,8 @@ def export_model_dir(checkpoint, out, name, command="", heldout=None, eval_dir=N
                      "validation": ckpt.get("metrics")},
         "metrics": {},
     }
+    if cfg.get("init"):
+        card["training"]["initialised_from"] = _init_provenance(cfg["init"])
     if heldout:
         net = ARCHITECTURES[cfg["arch"]]()
         net.load_state_dict(ckpt["model"])
@@ -90,6 +93,18 @@ def export_model_dir(checkpoint, out, name, command="", heldout=None, eval_dir=N
                 f"({', '.join(test['backgrounds'])} and synthetic ones from another seed)")
     write_model_dir(out, card, ckpt["model"])
     return card
+
+
+def _init_provenance(path):
+    """What a fine-tune started from: the earlier run's recipe when `path` is one of our checkpoints."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError):
+        return {"weights": str(path), "note": "no longer readable at export"}
+    if "config" not in ckpt:
+        return {"weights": str(path)}
+    return {"checkpoint": str(path), "steps": ckpt.get("step"), "config": ckpt["config"],
+            "validation": ckpt.get("metrics")}
 
 
 @evaluate_cli.command("cutout")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance
 
 from app.cutout import MEAN, STD, normalise
 from app.training import demo_cast
@@ -43,11 +43,73 @@ def augment(rng, image, mask, size):
         img, msk = img.transpose(Image.FLIP_LEFT_RIGHT), msk.transpose(Image.FLIP_LEFT_RIGHT)
     for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
         img = enhancer(img).enhance(rng.uniform(0.75, 1.25))
+    if rng.random() < 0.5:
+        # Hue rotation: an outfit seen only in blue should not make green unfamiliar.
+        img = shift_hue(img, rng.uniform(0, 1))
     if rng.random() < 0.3:
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=int(rng.integers(40, 90)))
         img = Image.open(buf).convert("RGB")
     return np.asarray(img), np.asarray(msk)
+
+
+def shift_hue(img, amount):
+    """Rotate a PIL RGB image's hue by `amount` of a full turn."""
+    h, sat, v = img.convert("HSV").split()
+    h = h.point(lambda value: (value + int(amount * 256)) % 256)
+    return Image.merge("HSV", (h, sat, v)).convert("RGB")
+
+
+def _clutter(rng, size):
+    """Random filled shapes, some outlined, over a synthetic base: busy drawn backgrounds."""
+    w, h = size
+    img = Image.fromarray(demo_cast.synthetic_background(rng, size))
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(3, 14))):
+        x0, y0 = rng.integers(-w // 4, w, 1)[0], rng.integers(-h // 4, h, 1)[0]
+        x1, y1 = x0 + rng.integers(w // 10, w // 2), y0 + rng.integers(h // 10, h // 2)
+        fill = tuple(int(c) for c in rng.integers(0, 256, 3))
+        outline = (0, 0, 0) if rng.random() < 0.4 else None
+        if rng.random() < 0.5:
+            draw.ellipse((x0, y0, x1, y1), fill=fill, outline=outline, width=2)
+        else:
+            draw.rectangle((x0, y0, x1, y1), fill=fill, outline=outline, width=2)
+    return np.asarray(img)
+
+
+def _mosaic(rng, photos, size):
+    """Two to four photo crops side by side or stacked."""
+    w, h = size
+    n = int(rng.integers(2, 5))
+    out = np.empty((h, w, 3), np.uint8)
+    cuts = np.linspace(0, w if rng.random() < 0.5 else h, n + 1).round().astype(int)
+    vertical_cuts = cuts[-1] == w
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        photo = photos[rng.integers(len(photos))]
+        if vertical_cuts:
+            out[:, a:b] = demo_cast.photo_crop(rng, photo, (b - a, h))
+        else:
+            out[a:b] = demo_cast.photo_crop(rng, photo, (w, b - a))
+    return out
+
+
+def training_background(rng, photos, size):
+    """A training-only background, size = (w, h): more varied than the fixed validation/test ones.
+
+    Photo crops (a third of them hue-rotated), photo mosaics, drawn clutter and the composer's
+    flat, gradient and noise backgrounds. Validation and test composites keep the composer's own mix.
+    """
+    kind = rng.random()
+    if kind < 0.45:
+        background = demo_cast.photo_crop(rng, photos[rng.integers(len(photos))], size)
+        if rng.random() < 0.33:
+            background = np.asarray(shift_hue(Image.fromarray(background), rng.uniform(0, 1)))
+        return background
+    if kind < 0.6:
+        return _mosaic(rng, photos, size)
+    if kind < 0.75:
+        return _clutter(rng, size)
+    return demo_cast.synthetic_background(rng, size)
 
 
 def to_tensors(images, masks):
@@ -60,18 +122,27 @@ def to_tensors(images, masks):
 class DemoCastStream:
     """Endless augmented training batches composed from the demo cast's training split."""
 
-    # Landscape, square and portrait pictures: inference squashes each to a square, so train on that.
-    SHAPES = ((448, 336), (384, 384), (336, 448))
-
     def __init__(self, size, seed=0, cache_dir=demo_cast.DEFAULT_CACHE):
         self.size = size
         self.rng = np.random.default_rng(seed)
-        self._streams = [demo_cast.composites("train", 10**9, seed=seed + i, size=shape,
-                                              cache_dir=cache_dir)
-                         for i, shape in enumerate(self.SHAPES)]
+        spec = demo_cast.SPLITS["train"]
+        self.sprites = demo_cast.load_sprites(cache_dir, spec["sprites"])
+        photos = demo_cast.load_backgrounds(cache_dir, spec["backgrounds"])
+        self.photos = [photos[name] for name in sorted(photos)]
+        # Landscape, square and portrait pictures (inference squashes each to a square), composed
+        # at about twice the training size: resizing the sprites is most of the data's cost.
+        side = 2 * size
+        self.shapes = ((side * 4 // 3, side), (side, side), (side, side * 4 // 3))
+
+    def composite(self):
+        shape = self.shapes[self.rng.integers(len(self.shapes))]
+        background = training_background(self.rng, self.photos, shape)
+        n = 1 if self.rng.random() < 0.7 else 2
+        chosen = [self.sprites[j] for j in self.rng.choice(len(self.sprites), n, replace=False)]
+        return demo_cast.compose(self.rng, chosen, background, shape)
 
     def batch(self, n):
-        items = [next(self._streams[self.rng.integers(len(self._streams))]) for _ in range(n)]
+        items = [self.composite() for _ in range(n)]
         pairs = [augment(self.rng, c.image, c.mask, self.size) for c in items]
         return to_tensors(*zip(*pairs))
 
@@ -95,5 +166,6 @@ def fixed_set(split, count, seed=0, size=(448, 336)):
     return [(c.image, c.mask) for c in demo_cast.composites(split, count, seed=seed, size=size)]
 
 
-__all__ = ["MEAN", "STD", "folder_pairs", "load_pair", "augment", "to_tensors",
+__all__ = ["MEAN", "STD", "folder_pairs", "load_pair", "augment", "shift_hue", "training_background",
+           "to_tensors",
            "DemoCastStream", "FolderStream", "fixed_set"]

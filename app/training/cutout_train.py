@@ -20,7 +20,7 @@ from app.training.cutout_data import DemoCastStream, FolderStream, fixed_set, fo
 class CutoutTrainConfig:
     data: str = "demo-cast"  # a folder with images/ and masks/, or "demo-cast"
     arch: str = "u2netp"
-    init: str = ""  # official weights file to start from (transfer learning); "" = from scratch
+    init: str = ""  # weights to start from: an official file or a run's best.pt; "" = from scratch
     size: int = 192  # training and serving resolution (the official models use 320)
     batch: int = 8
     steps: int = 2000
@@ -47,6 +47,8 @@ def build_net(cfg):
     net = ARCHITECTURES[cfg.arch]()
     if cfg.init:
         state = torch.load(cfg.init, map_location="cpu", weights_only=True)
+        # One of our checkpoints (e.g. a lower-resolution run to fine-tune) holds it under "model".
+        state = state.get("model", state)
         net.load_state_dict(state, strict=True)
     return net
 

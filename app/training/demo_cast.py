@@ -163,7 +163,7 @@ def synthetic_background(rng, size):
     return np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC))
 
 
-def _photo_crop(rng, photo, size):
+def photo_crop(rng, photo, size):
     w, h = size
     ph, pw = photo.shape[:2]
     scale = rng.uniform(1.0, 1.6) * max(w / pw, h / ph)
@@ -220,7 +220,7 @@ def composites(split, count, seed=0, size=(512, 384), cache_dir=DEFAULT_CACHE, p
     names = sorted(photos)
     for _ in range(count):
         if rng.random() < photo_share:
-            background = _photo_crop(rng, photos[names[rng.integers(len(names))]], size)
+            background = photo_crop(rng, photos[names[rng.integers(len(names))]], size)
         else:
             background = synthetic_background(rng, size)
         n = 1 if rng.random() < 0.7 else 2

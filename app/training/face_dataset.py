@@ -300,7 +300,7 @@ def _composite_faces(rng, sprites, photos, count, size, label_of, source, margin
     names = sorted(photos)
     for _ in range(count):
         if rng.random() < 0.6:
-            background = demo_cast._photo_crop(rng, photos[names[rng.integers(len(names))]], size)
+            background = demo_cast.photo_crop(rng, photos[names[rng.integers(len(names))]], size)
         else:
             background = demo_cast.synthetic_background(rng, size)
         n = 1 if rng.random() < 0.7 or len(sprites) < 2 else 2
@@ -337,7 +337,7 @@ def demo_face_crops(split, count, seed=0, margin=DEFAULT_MARGIN, cast_cache=None
     photos = demo_cast.load_backgrounds(cast_cache, demo_cast.SPLITS[split]["backgrounds"])
     for _ in range(n_outsiders):
         if rng.random() < 0.6:
-            background = demo_cast._photo_crop(rng, photos[sorted(photos)[rng.integers(len(photos))]], size)
+            background = demo_cast.photo_crop(rng, photos[sorted(photos)[rng.integers(len(photos))]], size)
         else:
             background = demo_cast.synthetic_background(rng, size)
         comp = demo_cast.compose(rng, [people[rng.integers(len(people))]], background, size)
