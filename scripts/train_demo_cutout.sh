@@ -9,5 +9,5 @@ flask=(.venv/bin/flask --app wsgi)
 "${flask[@]}" train cutout demo-cast --arch u2netp --size 128 --batch 8 --steps 2000 \
   --eval-every 100 --eval-count 32 --threads 2 --run-dir runs/cutout-128 "$@"
 "${flask[@]}" train cutout demo-cast --arch u2netp --init runs/cutout-128/best.pt --size 192 \
-  --batch 8 --steps 300 --lr 3e-4 --eval-every 50 --eval-count 32 --threads 2 \
+  --batch 8 --steps 400 --lr 3e-4 --eval-every 50 --eval-count 32 --threads 2 \
   --run-dir runs/cutout-192 --out models/demo-cutout "$@"

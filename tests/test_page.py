@@ -179,3 +179,45 @@ def test_phone_width_and_no_model_message(browser, tmp_path):
     finally:
         httpd.shutdown()
         browser.set_window_size(1280, 1000)
+
+
+# A picture handed to the page as a real File in a real DataTransfer, dropped on the drop zone or
+# pasted into the document, the way the browser delivers an OS drag or a clipboard image.
+_DELIVER = """
+const [b64, type, how] = arguments;
+const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+const dt = new DataTransfer();
+dt.items.add(new File([bytes], how + (type === 'image/png' ? '.png' : '.txt'), {type}));
+if (how === 'drop') {
+  const zone = document.getElementById('drop-zone');
+  zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: dt, bubbles: true, cancelable: true}));
+  zone.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+} else {
+  document.body.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true, cancelable: true}));
+}
+"""
+
+
+@needs_models
+def test_drop_and_paste_a_picture(server, browser, tmp_path):
+    import base64
+    base, _ = server
+    browser.get(base + "/")
+    wait_for(browser, "document.body.dataset.detector === 'ready'", timeout=90)
+
+    # Something that is not a picture is refused with a message, and nothing is loaded.
+    browser.execute_script(_DELIVER, base64.b64encode(b"not a picture").decode(), "text/plain", "drop")
+    error = wait_for(browser, "!document.getElementById('image-error').hidden && "
+                              "document.getElementById('image-error').textContent", timeout=10)
+    assert "PNG, JPEG or WebP" in error
+    assert browser.execute_script("return document.getElementById('workspace').hidden")
+
+    for how, size in (("drop", (320, 200)), ("paste", (240, 300))):
+        picture = tmp_path / f"{how}.png"
+        Image.new("RGB", size, (200, 120, 40)).save(picture)
+        browser.execute_script(_DELIVER, base64.b64encode(picture.read_bytes()).decode(), "image/png", how)
+        loaded = wait_for(browser, f"document.getElementById('picture').naturalWidth === {size[0]} && "
+                                   "!document.getElementById('workspace').hidden", timeout=20)
+        assert loaded
+        assert browser.execute_script("return document.getElementById('picture').naturalHeight") == size[1]
+        assert browser.execute_script("return document.getElementById('image-error').hidden")
