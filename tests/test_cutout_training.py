@@ -115,6 +115,22 @@ def test_training_backgrounds_are_varied_pictures_of_the_asked_size():
     assert min(distinct_colours) == 1 and max(distinct_colours) > 100  # flat ones and busy ones
 
 
+def test_warped_sprites_keep_their_height_and_stay_whole_with_new_outlines():
+    from app.training.cutout_data import warp_sprite
+    sprite = np.zeros((40, 20, 4), np.uint8)
+    sprite[...] = (200, 50, 50, 255)  # an opaque block: every row is 20 px wide
+    rng = np.random.default_rng(0)
+    ratios = []
+    for _ in range(20):
+        alpha = warp_sprite(rng, sprite)[..., 3] > 127
+        assert alpha.shape[0] == 40 and alpha.any(axis=1).all()
+        for row in alpha:  # each row one solid run: bent, never torn
+            cols = np.flatnonzero(row)
+            assert cols[-1] - cols[0] + 1 == len(cols)
+        ratios.append(alpha[-1].sum() / alpha[0].sum())
+    assert max(ratios) > 1.4 and min(ratios) < 1.0  # flared skirts and narrowed ones
+
+
 def test_metrics_on_hand_made_masks():
     truth = np.zeros((10, 10), np.float32)
     truth[:, :5] = 1.0  # left half

@@ -1,7 +1,9 @@
 """Image/mask pairs for U2-Net: from a folder or from the demo-cast composer, with augmentation."""
+import dataclasses
 import io
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageEnhance
@@ -58,6 +60,25 @@ def shift_hue(img, amount):
     h, sat, v = img.convert("HSV").split()
     h = h.point(lambda value: (value + int(amount * 256)) % 256)
     return Image.merge("HSV", (h, sat, v)).convert("RGB")
+
+
+def warp_sprite(rng, rgba):
+    """A sprite (H x W x 4) under a random shear, stretch and downward flare: new silhouettes.
+
+    Seven training sprites teach the network their outlines; bending them makes it rely on what
+    drawn characters look like instead (a skirt it never saw should still be foreground).
+    """
+    h, w = rgba.shape[:2]
+    stretch = rng.uniform(0.75, 1.35)  # horizontal, relative to the height
+    shear = rng.uniform(-0.25, 0.25)
+    flare = rng.uniform(-0.2, 0.9)  # how much wider the bottom gets than the top
+    out_w = int(np.ceil(w * stretch * (1 + max(flare, 0.0)) + abs(shear) * h))
+    yy, xx = np.mgrid[0:h, 0:out_w].astype(np.float32)
+    t = yy / h
+    widen = stretch * (1 + flare * t ** 2)
+    centre = out_w / 2 + shear * (yy - h / 2)
+    map_x = (xx - centre) / widen + w / 2
+    return cv2.remap(rgba, map_x, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def _clutter(rng, size):
@@ -122,8 +143,9 @@ def to_tensors(images, masks):
 class DemoCastStream:
     """Endless augmented training batches composed from the demo cast's training split."""
 
-    def __init__(self, size, seed=0, cache_dir=demo_cast.DEFAULT_CACHE):
+    def __init__(self, size, seed=0, cache_dir=demo_cast.DEFAULT_CACHE, warp=0.0):
         self.size = size
+        self.warp = warp  # share of sprites bent by warp_sprite
         self.rng = np.random.default_rng(seed)
         spec = demo_cast.SPLITS["train"]
         self.sprites = demo_cast.load_sprites(cache_dir, spec["sprites"])
@@ -139,6 +161,9 @@ class DemoCastStream:
         background = training_background(self.rng, self.photos, shape)
         n = 1 if self.rng.random() < 0.7 else 2
         chosen = [self.sprites[j] for j in self.rng.choice(len(self.sprites), n, replace=False)]
+        if self.warp:
+            chosen = [dataclasses.replace(s, rgba=warp_sprite(self.rng, s.rgba))
+                      if self.rng.random() < self.warp else s for s in chosen]
         return demo_cast.compose(self.rng, chosen, background, shape)
 
     def batch(self, n):
@@ -166,6 +191,6 @@ def fixed_set(split, count, seed=0, size=(448, 336)):
     return [(c.image, c.mask) for c in demo_cast.composites(split, count, seed=seed, size=size)]
 
 
-__all__ = ["MEAN", "STD", "folder_pairs", "load_pair", "augment", "shift_hue", "training_background",
+__all__ = ["MEAN", "STD", "folder_pairs", "load_pair", "augment", "shift_hue", "training_background", "warp_sprite",
            "to_tensors",
            "DemoCastStream", "FolderStream", "fixed_set"]

@@ -30,6 +30,7 @@ class CutoutTrainConfig:
     eval_count: int = 24  # fixed validation pictures
     seed: int = 0
     threads: int = 0  # torch threads; 0 = torch's default
+    warp: float = 0.0  # demo-cast only: share of sprites bent into new silhouettes
     extra: dict = field(default_factory=dict)
 
 
@@ -108,7 +109,8 @@ def train(cfg, run_dir, log=print, stop_after=None):
         torch.set_rng_state(ckpt["torch_rng"])
         log(f"resumed from {last} at step {step}")
     # The data stream is re-seeded by step so a resumed run draws fresh, reproducible batches.
-    stream = (DemoCastStream(cfg.size, seed=cfg.seed * 100_003 + step) if cfg.data == "demo-cast"
+    stream = (DemoCastStream(cfg.size, seed=cfg.seed * 100_003 + step, warp=cfg.warp)
+              if cfg.data == "demo-cast"
               else FolderStream(cfg.data, cfg.size, seed=cfg.seed * 100_003 + step))
     val = validation_pairs(cfg)
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
