@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from app.nets.u2net import U2NETP
-from app.training import cutout_metrics
+from app.training import cutout_metrics, demo_cast
 from app.training.cutout_data import to_tensors
 from app.training.cutout_train import CutoutTrainConfig, bce_loss, train
 
@@ -129,6 +129,26 @@ def test_warped_sprites_keep_their_height_and_stay_whole_with_new_outlines():
             assert cols[-1] - cols[0] + 1 == len(cols)
         ratios.append(alpha[-1].sum() / alpha[0].sum())
     assert max(ratios) > 1.4 and min(ratios) < 1.0  # flared skirts and narrowed ones
+
+
+@pytest.mark.skipif(not demo_cast.is_fetched(),
+                    reason="demo cast not fetched (scripts/setup.sh does it)")
+def test_extra_art_joins_the_training_sprites_with_exact_masks_and_no_faces():
+    from app.training.cutout_data import DemoCastStream
+    plain, extra = DemoCastStream(64), DemoCastStream(64, extra_art=True)
+    added = [s for s in extra.sprites if s.key not in {p.key for p in plain.sprites}]
+    assert sorted(s.key for s in added) == sorted(demo_cast.EXTRA_ART)
+    rng = np.random.default_rng(0)
+    for sprite in added:
+        opaque = (sprite.rgba[..., 3] > 127).mean()
+        assert 0.1 < opaque < 0.9  # a real cut-out figure, not a filled rectangle
+        background = np.zeros((150, 200, 3), np.uint8)
+        comp = demo_cast.compose(rng, [sprite], background, (200, 150))
+        assert comp.faces == [] and (comp.mask > 127).sum() > 1000
+        # Black background: every pixel outside the mask stays black.
+        assert comp.image[comp.mask == 0].max() == 0
+    x, y = extra.batch(4)
+    assert x.shape == (4, 3, 64, 64) and y.shape == (4, 1, 64, 64)
 
 
 def test_metrics_on_hand_made_masks():

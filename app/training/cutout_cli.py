@@ -38,6 +38,8 @@ def _data_arg(value):
 @click.option("--threads", type=int, default=0, help="torch threads (0: torch's default).")
 @click.option("--warp", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="demo-cast: share of sprites sheared, stretched and flared into new silhouettes.")
+@click.option("--extra-art", is_flag=True,
+              help="demo-cast: also train on the packages' bust and chibi pictures (new shapes).")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/cutout"),
               show_default=True, help="Checkpoints; an interrupted run resumes from here.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,

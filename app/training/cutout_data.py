@@ -143,12 +143,14 @@ def to_tensors(images, masks):
 class DemoCastStream:
     """Endless augmented training batches composed from the demo cast's training split."""
 
-    def __init__(self, size, seed=0, cache_dir=demo_cast.DEFAULT_CACHE, warp=0.0):
+    def __init__(self, size, seed=0, cache_dir=demo_cast.DEFAULT_CACHE, warp=0.0, extra_art=False):
         self.size = size
         self.warp = warp  # share of sprites bent by warp_sprite
         self.rng = np.random.default_rng(seed)
         spec = demo_cast.SPLITS["train"]
         self.sprites = demo_cast.load_sprites(cache_dir, spec["sprites"])
+        if extra_art:
+            self.sprites += demo_cast.load_extra_art(cache_dir)
         photos = demo_cast.load_backgrounds(cache_dir, spec["backgrounds"])
         self.photos = [photos[name] for name in sorted(photos)]
         # Landscape, square and portrait pictures (inference squashes each to a square), composed

@@ -31,6 +31,7 @@ class CutoutTrainConfig:
     seed: int = 0
     threads: int = 0  # torch threads; 0 = torch's default
     warp: float = 0.0  # demo-cast only: share of sprites bent into new silhouettes
+    extra_art: bool = False  # demo-cast only: add demo_cast.EXTRA_ART to the training sprites
     extra: dict = field(default_factory=dict)
 
 
@@ -109,7 +110,8 @@ def train(cfg, run_dir, log=print, stop_after=None):
         torch.set_rng_state(ckpt["torch_rng"])
         log(f"resumed from {last} at step {step}")
     # The data stream is re-seeded by step so a resumed run draws fresh, reproducible batches.
-    stream = (DemoCastStream(cfg.size, seed=cfg.seed * 100_003 + step, warp=cfg.warp)
+    stream = (DemoCastStream(cfg.size, seed=cfg.seed * 100_003 + step, warp=cfg.warp,
+                             extra_art=cfg.extra_art)
               if cfg.data == "demo-cast"
               else FolderStream(cfg.data, cfg.size, seed=cfg.seed * 100_003 + step))
     val = validation_pairs(cfg)

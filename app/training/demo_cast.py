@@ -19,6 +19,12 @@ PACKAGES = ("renpy-demo", "renpy-thequestion")
 IMAGE_DIRS = ("usr/share/games/renpy/demo/game/images",
               "usr/share/games/renpy/the_question/game/images")
 CHARACTERS = ("eileen", "lucy", "sylvie")
+# Whole-character RGBA art from the same packages, with shapes no sprite has (a close-up bust,
+# a chibi with a hat and props). Cutout training only: no face boxes, never in val or test.
+EXTRA_ART = {
+    "sylvie bust": "usr/share/games/renpy/the_question/android-icon_foreground.png",
+    "eileen chibi": "usr/share/games/renpy/demo/game/images/logo base.png",
+}
 BACKGROUND_PHOTOS = ("cave", "washington", "whitehouse", "club", "lecturehall",
                      "meadow", "uni", "panorama")
 
@@ -64,7 +70,7 @@ class Sprite:
     outfit: str
     expression: str
     rgba: np.ndarray  # H x W x 4 uint8
-    face_box: tuple
+    face_box: tuple  # None for EXTRA_ART
 
 
 @dataclass
@@ -93,6 +99,7 @@ def fetch(cache_dir=DEFAULT_CACHE, log=print):
         staged = tmp / "demo_cast"
         (staged / "sprites").mkdir(parents=True)
         (staged / "backgrounds").mkdir()
+        (staged / "extra").mkdir()
         for image_dir in IMAGE_DIRS:
             for src in (tmp / "x" / image_dir).iterdir():
                 stem = src.stem
@@ -100,10 +107,13 @@ def fetch(cache_dir=DEFAULT_CACHE, log=print):
                     shutil.copyfile(src, staged / "sprites" / src.name)
                 elif stem.startswith("bg ") and stem[3:] in BACKGROUND_PHOTOS:
                     shutil.copyfile(src, staged / "backgrounds" / f"{stem[3:]}{src.suffix}")
+        for key, path in EXTRA_ART.items():
+            shutil.copyfile(tmp / "x" / path, staged / "extra" / f"{key}.png")
         if cache_dir.exists():
             shutil.rmtree(cache_dir)
         os.replace(staged, cache_dir)
-    log(f"demo cast: {len(FACE_BOXES)} sprites, {len(BACKGROUND_PHOTOS)} backgrounds in {cache_dir}")
+    log(f"demo cast: {len(FACE_BOXES)} sprites, {len(EXTRA_ART)} extra pictures, "
+        f"{len(BACKGROUND_PHOTOS)} backgrounds in {cache_dir}")
     return cache_dir
 
 
@@ -112,7 +122,9 @@ def is_fetched(cache_dir=DEFAULT_CACHE):
     cache_dir = Path(cache_dir)
     sprites = {p.stem for p in (cache_dir / "sprites").glob("*.png")}
     backgrounds = {p.stem for p in (cache_dir / "backgrounds").glob("*")}
-    return sprites >= set(FACE_BOXES) and backgrounds >= set(BACKGROUND_PHOTOS)
+    extra = {p.stem for p in (cache_dir / "extra").glob("*.png")}
+    return (sprites >= set(FACE_BOXES) and backgrounds >= set(BACKGROUND_PHOTOS)
+            and extra >= set(EXTRA_ART))
 
 
 def _require(cache_dir):
@@ -132,6 +144,18 @@ def load_sprites(cache_dir=DEFAULT_CACHE, keys=None):
         rgba = np.asarray(Image.open(cache_dir / "sprites" / f"{key}.png").convert("RGBA"))
         sprites.append(Sprite(key, character, outfit, rest[-1], rgba, FACE_BOXES[key]))
     return sprites
+
+
+def load_extra_art(cache_dir=DEFAULT_CACHE):
+    """EXTRA_ART as Sprites without face boxes (for cutout training)."""
+    cache_dir = Path(cache_dir)
+    _require(cache_dir)
+    out = []
+    for key in EXTRA_ART:
+        character, kind = key.split(" ")
+        rgba = np.asarray(Image.open(cache_dir / "extra" / f"{key}.png").convert("RGBA"))
+        out.append(Sprite(key, character, kind, kind, rgba, None))
+    return out
 
 
 def load_backgrounds(cache_dir=DEFAULT_CACHE, names=None):
@@ -189,7 +213,7 @@ def compose(rng, sprites, background, size):
         scale = min(scale, (w / n) / sw * 1.1)
         nw, nh = max(1, round(sw * scale)), max(1, round(sh * scale))
         img = Image.fromarray(sprite.rgba).resize((nw, nh), Image.LANCZOS)
-        fx, fy, fw, fh = sprite.face_box
+        fx, fy, fw, fh = sprite.face_box or (0, 0, 0, 0)
         if rng.random() < 0.5:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
             fx = sw - fx - fw
@@ -206,7 +230,7 @@ def compose(rng, sprites, background, size):
         mask = np.maximum(mask, alpha)
         box = (x + fx * scale, y + fy * scale, fw * scale, fh * scale)
         bx, by, bw, bh = (int(round(v)) for v in box)
-        if bx >= 0 and by >= 0 and bx + bw <= w and by + bh <= h:
+        if sprite.face_box and bx >= 0 and by >= 0 and bx + bw <= w and by + bh <= h:
             faces.append((sprite.character, (bx, by, bw, bh)))
     return Composite(np.asarray(canvas.convert("RGB")), mask, faces)
 
