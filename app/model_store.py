@@ -104,13 +104,7 @@ def write_model_dir(model_dir, card, state_dict, weights_name="weights.pt"):
         card["weights"] = weights_name
         card["sha256"] = sha256_file(weights_path)
         card.setdefault("created", date.today().isoformat())
-        card_path = tmp / CARD_NAME
-        with open(card_path, "w", encoding="utf-8") as fh:
-            json.dump(card, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        _fsync_path(tmp)
+        write_card(tmp, card)
         old = None
         if model_dir.exists():
             # Move the previous version aside first; rename() cannot replace a non-empty dir.
@@ -124,6 +118,24 @@ def write_model_dir(model_dir, card, state_dict, weights_name="weights.pt"):
         return card
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_card(model_dir, card):
+    """Write `card.json` into an existing directory atomically (temporary file, fsync, rename)."""
+    model_dir = Path(model_dir)
+    fd, tmp = tempfile.mkstemp(prefix=f".{CARD_NAME}.", suffix=".tmp", dir=model_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(card, fh, indent=2, ensure_ascii=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, model_dir / CARD_NAME)
+        _fsync_path(model_dir)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 

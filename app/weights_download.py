@@ -24,7 +24,10 @@ from flask import current_app
 
 from app.backbones import OFFICIAL_DIR, ROOT
 from app.cli import models_cli
-from app.model_store import ModelError, list_model_dirs, load_card, sha256_file, verify_weights
+from app.cutout import MEAN, STD
+from app.model_store import (ModelError, list_model_dirs, load_card, sha256_file, verify_weights,
+                             write_card)
+from app.nets.u2net import ARCHITECTURES as CUTOUT_ARCHITECTURES
 
 CHUNK = 1 << 16
 TIMEOUT_S = 60
@@ -44,7 +47,7 @@ MANIFEST = {
                 "Exact byte size not pinned (about 104 MiB).",
     },
     "u2net": {
-        "filename": "u2net.pth",
+        "filename": "u2net/u2net.pth",  # a model directory: CUTOUT_MODEL=models/official/u2net
         "url": "https://drive.usercontent.google.com/download?id=1ao1ovG1Qtx4b7EoskHXmi2E9rp5CHLcZ"
                "&export=download&confirm=t",
         "size": None,
@@ -55,7 +58,7 @@ MANIFEST = {
                 "published; third-party projects quote conflicting md5 digests for it.",
     },
     "u2netp": {
-        "filename": "u2netp.pth",
+        "filename": "u2netp/u2netp.pth",
         "url": "https://drive.usercontent.google.com/download?id=1rbSTGKAE-MTxBYHd-51l2hMOQPT_7EPy"
                "&export=download&confirm=t",
         "size": None,
@@ -104,10 +107,10 @@ def download(entry, dest_dir, *, url=None, sha256=None, allow_unverified=False, 
         raise DownloadError(f"no sha256 is known for {entry['filename']}: pass --sha256 HEX with a "
                             f"digest you trust, or --allow-unverified to accept a file that loads "
                             f"into the network (its sha256 will be printed so you can pin it)")
-    dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / entry["filename"]
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{entry['filename']}.", suffix=".part", dir=dest_dir)
+    target = Path(dest_dir) / entry["filename"]
+    made = not target.parent.exists()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
     try:
         digest, received, announced = hashlib.sha256(), 0, None
@@ -142,7 +145,26 @@ def download(entry, dest_dir, *, url=None, sha256=None, allow_unverified=False, 
         return target, actual
     except BaseException:
         tmp.unlink(missing_ok=True)
+        if made and not any(target.parent.iterdir()):
+            target.parent.rmdir()
         raise
+
+
+def write_cutout_card(name, entry, path, digest, url, verified):
+    """Make the folder of a downloaded U-2-Net file a model directory that /api/cutout can serve."""
+    card = {
+        "name": name, "kind": "cutout", "version": "official", "architecture": entry["architecture"],
+        "input_size": 320, "mean": list(MEAN), "std": list(STD),
+        "normalisation": "divide by the picture's maximum, then ImageNet mean/std (official U-2-Net)",
+        "weights": Path(path).name, "sha256": digest,
+        "source": {"url": url, "license": entry.get("license"), "sha256_published": verified,
+                   "note": entry.get("note")},
+        "training": {"data": "DUTS-TR, general salient objects (the official U-2-Net release)",
+                     "command": f"flask --app wsgi models download {name}"
+                                + ("" if verified else f" --sha256 {digest}")},
+    }
+    write_card(Path(path).parent, card)
+    return card
 
 
 def _manifest(path):
@@ -169,7 +191,10 @@ def _manifest(path):
               help="Accept a file with no known sha256 if it loads strictly into the network.")
 @click.option("--force", is_flag=True, help="Download even when a verified copy is present.")
 def download_command(name, dest, manifest_path, url, sha256, allow_unverified, force):
-    """Download official weights NAME (inception_v3, u2net, u2netp) into models/official/."""
+    """Download official weights NAME (inception_v3, u2net, u2netp) into models/official/.
+
+    A U-2-Net file gets a folder of its own with a card: a model directory for CUTOUT_MODEL.
+    """
     manifest = _manifest(manifest_path)
     if name not in manifest:
         raise click.ClickException(f"unknown model {name!r}; choose one of {', '.join(sorted(manifest))}")
@@ -177,18 +202,33 @@ def download_command(name, dest, manifest_path, url, sha256, allow_unverified, f
     dest_dir = Path(dest) if dest else OFFICIAL_DIR
     target = dest_dir / entry["filename"]
     expected = (sha256 or entry.get("sha256") or "").lower() or None
+    serves = entry.get("architecture") in CUTOUT_ARCHITECTURES
     if target.is_file() and expected and not force and sha256_file(target) == expected:
         click.echo(f"{target} is already present and verified (sha256 {expected[:16]}...)")
+        if serves and not (target.parent / "card.json").is_file():
+            write_cutout_card(name, entry, target, expected, url or entry["url"], True)
         return
     try:
         path, digest = download(entry, dest_dir, url=url, sha256=sha256,
                                 allow_unverified=allow_unverified)
+        if serves:
+            write_cutout_card(name, entry, path, digest, url or entry["url"], expected is not None)
     except DownloadError as exc:
         raise click.ClickException(f"{exc}. Nothing was written to {dest_dir}.") from None
     except OSError as exc:  # dest not writable, disk full, ...
         raise click.ClickException(f"cannot write to {dest_dir}: {exc}") from None
     note = "verified" if expected else "NOT verified against a published sha256 (it loads strictly)"
     click.echo(f"saved {path} ({path.stat().st_size} bytes, sha256 {digest}, {note})")
+    if serves:
+        click.echo(f"{path.parent} is a model directory: serve it with "
+                   f"FLASK_CUTOUT_MODEL={_shown(path.parent)}")
+
+
+def _shown(path):
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def official_status(dest_dir=OFFICIAL_DIR, manifest=MANIFEST):

@@ -8,8 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 from flask import Flask
+from PIL import Image
 
-from app import weights_download
+from app import create_app, weights_download
 from app.cli import models_cli
 from app.model_store import write_model_dir
 from app.nets.u2net import U2NETP
@@ -67,7 +68,7 @@ def runner():
 
 
 def write_manifest(tmp_path, server, path="/u2netp.pth", sha256=None, size=None):
-    entry = {"filename": "u2netp.pth", "url": server + path,
+    entry = {"filename": "u2netp/u2netp.pth", "url": server + path,
              "sha256": hashlib.sha256(GOOD).hexdigest() if sha256 is None else sha256,
              "size": size, "architecture": "u2netp"}
     manifest = tmp_path / "manifest.json"
@@ -84,9 +85,9 @@ def test_good_file_is_verified_and_saved(runner, server, tmp_path):
     dest = tmp_path / "official"
     result = download(runner, write_manifest(tmp_path, server, size=len(GOOD)), dest)
     assert result.exit_code == 0, result.output
-    assert (dest / "u2netp.pth").read_bytes() == GOOD
+    assert (dest / "u2netp" / "u2netp.pth").read_bytes() == GOOD
     assert "verified" in result.output
-    assert [p.name for p in dest.iterdir()] == ["u2netp.pth"]
+    assert [p.name for p in dest.iterdir()] == ["u2netp"]
     again = download(runner, write_manifest(tmp_path, server), dest)
     assert again.exit_code == 0 and "already present and verified" in again.output
 
@@ -134,6 +135,28 @@ def test_unknown_name_and_unreachable_server(runner, server, tmp_path):
     assert result.exit_code != 0 and "unknown model" in result.output
     dead = download(runner, write_manifest(tmp_path, "http://127.0.0.1:9"), tmp_path / "d")
     assert dead.exit_code != 0 and "failed" in dead.output
+
+
+def test_a_downloaded_cutout_file_is_a_model_directory_the_api_serves(runner, server, tmp_path):
+    dest = tmp_path / "official"
+    result = download(runner, write_manifest(tmp_path, server), dest)
+    assert result.exit_code == 0, result.output
+    model_dir = dest / "u2netp"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["card.json", "u2netp.pth"]
+    card = json.loads((model_dir / "card.json").read_text())
+    assert card["kind"] == "cutout" and card["architecture"] == "u2netp" and card["input_size"] == 320
+    assert card["sha256"] == hashlib.sha256(GOOD).hexdigest() and card["source"]["sha256_published"]
+    assert f"FLASK_CUTOUT_MODEL={model_dir}" in result.output
+
+    app = create_app({"TESTING": True, "CUTOUT_MODEL": str(model_dir), "REPORT_DIR": str(tmp_path / "r"),
+                      "TORCH_THREADS": 1})
+    picture = io.BytesIO()
+    Image.new("RGB", (90, 60), (30, 160, 220)).save(picture, "PNG")
+    picture.seek(0)
+    response = app.test_client().post("/api/cutout", data={"image": (picture, "a.png")})
+    assert response.status_code == 200, response.data
+    out = Image.open(io.BytesIO(response.data))
+    assert out.mode == "RGBA" and out.size == (90, 60)
 
 
 def test_builtin_manifest_names_the_official_files():
