@@ -1,5 +1,6 @@
 """Cutout training tools: the loss goes down, checkpoints resume, metrics give known values."""
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -149,6 +150,52 @@ def test_extra_art_joins_the_training_sprites_with_exact_masks_and_no_faces():
         assert comp.image[comp.mask == 0].max() == 0
     x, y = extra.batch(4)
     assert x.shape == (4, 3, 64, 64) and y.shape == (4, 1, 64, 64)
+
+
+def _figure_png(path, colour, radius):
+    rgba = np.zeros((120, 100, 4), np.uint8)
+    yy, xx = np.mgrid[0:120, 0:100]
+    rgba[(yy - 60) ** 2 + (xx - 50) ** 2 < radius ** 2] = (*colour, 255)
+    Image.fromarray(rgba).save(path)
+
+
+def test_portraits_come_out_of_a_real_package_and_only_they_do(tmp_path):
+    from app.training import portraits
+    root = tmp_path / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text("Package: fake-portraits\nVersion: 1\nArchitecture: all\n"
+                                            "Maintainer: t <t@example.org>\nDescription: test\n")
+    for sub in ("humans", "elves"):
+        (root / portraits.PORTRAIT_DIR / sub).mkdir(parents=True)
+        _figure_png(root / portraits.PORTRAIT_DIR / sub / "archer.png", (200, 30, 30), 40)
+    (root / portraits.PORTRAIT_DIR / "ARTISTS").write_text("credits")
+    (root / "usr/share/games/wesnoth/1.16/data/core/images/units").mkdir(parents=True)
+    _figure_png(root / "usr/share/games/wesnoth/1.16/data/core/images/units/archer.png", (0, 0, 0), 5)
+    deb = tmp_path / "fake.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)], check=True,
+                   stdout=subprocess.DEVNULL)
+    out = tmp_path / "portraits"
+    assert portraits.extract(deb, out) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["elves-archer.png", "humans-archer.png"]
+    with pytest.raises(FileNotFoundError, match="demo fetch --portraits"):
+        portraits.load(out)  # far fewer than the package holds
+
+
+@pytest.mark.skipif(not demo_cast.is_fetched(), reason="demo cast not fetched (scripts/setup.sh does it)")
+def test_a_portrait_share_puts_portrait_figures_into_training_pictures(tmp_path):
+    from app.training import portraits
+    from app.training.cutout_data import DemoCastStream
+    _figure_png(tmp_path / "a.png", (255, 0, 255), 45)
+    _figure_png(tmp_path / "blank.png", (255, 0, 255), 2)  # near-empty: skipped
+    figures = portraits.load(tmp_path, min_count=2)
+    assert [f.key for f in figures] == ["a"] and figures[0].face_box is None
+    stream = DemoCastStream(64, seed=1)
+    stream.portraits, stream.portrait_share = figures, 1.0
+    for _ in range(5):
+        comp = stream.composite()
+        inside = comp.image[comp.mask == 255].astype(int)
+        assert comp.faces == [] and len(inside) > 100
+        assert np.abs(inside - (255, 0, 255)).max() <= 2  # every figure is the magenta portrait
 
 
 def test_metrics_on_hand_made_masks():

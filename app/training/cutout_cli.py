@@ -40,6 +40,9 @@ def _data_arg(value):
               help="demo-cast: share of sprites sheared, stretched and flared into new silhouettes.")
 @click.option("--extra-art", is_flag=True,
               help="demo-cast: also train on the packages' bust and chibi pictures (new shapes).")
+@click.option("--portraits", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="demo-cast: share of figures drawn from Wesnoth's portraits (`flask demo fetch "
+                   "--portraits` first): some 240 more figure shapes, training only.")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/cutout"),
               show_default=True, help="Checkpoints; an interrupted run resumes from here.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,

@@ -62,6 +62,25 @@ def shift_hue(img, amount):
     return Image.merge("HSV", (h, sat, v)).convert("RGB")
 
 
+def recolour_sprite(rng, rgba, band=None, turn=None):
+    """Re-dye one colour of a sprite (H x W x 4): pixels whose hue lies in a band get a new hue.
+
+    Rotating one band (a blue top, a brown skirt) and not the whole picture gives outfits in
+    colours the cast never wore, green ones in front of green trees included, while skin, hair
+    and background keep theirs. `band` = (centre, half-width) in turns, `turn` the rotation.
+    """
+    centre, half = band if band is not None else (rng.uniform(0, 1), rng.uniform(0.04, 0.12))
+    turn = rng.uniform(0.15, 0.85) if turn is None else turn
+    hsv = np.asarray(Image.fromarray(np.ascontiguousarray(rgba[..., :3])).convert("HSV")).copy()
+    hue = hsv[..., 0].astype(np.float32) / 256
+    distance = np.abs((hue - centre + 0.5) % 1.0 - 0.5)
+    chosen = (distance < half) & (hsv[..., 1] > 50)  # greys and near-whites have no real hue
+    hsv[..., 0] = np.where(chosen, (hsv[..., 0].astype(np.int32) + int(turn * 256)) % 256, hsv[..., 0])
+    out = rgba.copy()
+    out[..., :3] = np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"))
+    return out
+
+
 def warp_sprite(rng, rgba):
     """A sprite (H x W x 4) under a random shear, stretch and downward flare: new silhouettes.
 
@@ -143,14 +162,20 @@ def to_tensors(images, masks):
 class DemoCastStream:
     """Endless augmented training batches composed from the demo cast's training split."""
 
-    def __init__(self, size, seed=0, cache_dir=demo_cast.DEFAULT_CACHE, warp=0.0, extra_art=False):
+    def __init__(self, size, seed=0, cache_dir=demo_cast.DEFAULT_CACHE, warp=0.0, extra_art=False,
+                 portraits=0.0, portrait_dir=None):
         self.size = size
         self.warp = warp  # share of sprites bent by warp_sprite
+        self.portrait_share = portraits  # share of figures that are Wesnoth portraits
         self.rng = np.random.default_rng(seed)
         spec = demo_cast.SPLITS["train"]
         self.sprites = demo_cast.load_sprites(cache_dir, spec["sprites"])
         if extra_art:
             self.sprites += demo_cast.load_extra_art(cache_dir)
+        self.portraits = []
+        if portraits:
+            from app.training import portraits as portrait_art
+            self.portraits = portrait_art.load(portrait_dir or portrait_art.DEFAULT_CACHE)
         photos = demo_cast.load_backgrounds(cache_dir, spec["backgrounds"])
         self.photos = [photos[name] for name in sorted(photos)]
         # Landscape, square and portrait pictures (inference squashes each to a square), composed
@@ -163,6 +188,9 @@ class DemoCastStream:
         background = training_background(self.rng, self.photos, shape)
         n = 1 if self.rng.random() < 0.7 else 2
         chosen = [self.sprites[j] for j in self.rng.choice(len(self.sprites), n, replace=False)]
+        if self.portraits:
+            chosen = [self.portraits[self.rng.integers(len(self.portraits))]
+                      if self.rng.random() < self.portrait_share else s for s in chosen]
         if self.warp:
             chosen = [dataclasses.replace(s, rgba=warp_sprite(self.rng, s.rgba))
                       if self.rng.random() < self.warp else s for s in chosen]
@@ -193,6 +221,7 @@ def fixed_set(split, count, seed=0, size=(448, 336)):
     return [(c.image, c.mask) for c in demo_cast.composites(split, count, seed=seed, size=size)]
 
 
-__all__ = ["MEAN", "STD", "folder_pairs", "load_pair", "augment", "shift_hue", "training_background", "warp_sprite",
+__all__ = ["MEAN", "STD", "folder_pairs", "load_pair", "augment", "shift_hue", "training_background", "recolour_sprite",
+           "warp_sprite",
            "to_tensors",
            "DemoCastStream", "FolderStream", "fixed_set"]

@@ -32,6 +32,7 @@ class CutoutTrainConfig:
     threads: int = 0  # torch threads; 0 = torch's default
     warp: float = 0.0  # demo-cast only: share of sprites bent into new silhouettes
     extra_art: bool = False  # demo-cast only: add demo_cast.EXTRA_ART to the training sprites
+    portraits: float = 0.0  # demo-cast only: share of figures drawn from app.training.portraits
     extra: dict = field(default_factory=dict)
 
 
@@ -111,7 +112,7 @@ def train(cfg, run_dir, log=print, stop_after=None):
         log(f"resumed from {last} at step {step}")
     # The data stream is re-seeded by step so a resumed run draws fresh, reproducible batches.
     stream = (DemoCastStream(cfg.size, seed=cfg.seed * 100_003 + step, warp=cfg.warp,
-                             extra_art=cfg.extra_art)
+                             extra_art=cfg.extra_art, portraits=cfg.portraits)
               if cfg.data == "demo-cast"
               else FolderStream(cfg.data, cfg.size, seed=cfg.seed * 100_003 + step))
     val = validation_pairs(cfg)

@@ -1,4 +1,5 @@
 """`flask demo ...`: fetch the demo cast and write sample composites."""
+import subprocess
 from pathlib import Path
 
 import click
@@ -11,11 +12,17 @@ from app.training import demo_cast
 @demo_cli.command("fetch")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=demo_cast.DEFAULT_CACHE,
               show_default=True)
-def fetch_command(cache_dir):
+@click.option("--portraits", is_flag=True,
+              help="Also get Wesnoth's portraits (GPL-2+, about 150 MB to download), extra training "
+                   "shapes for `train cutout --portraits`.")
+def fetch_command(cache_dir, portraits):
     """Download the Ren'Py demo sprites and backgrounds from Debian into the cache."""
     try:
         demo_cast.fetch(cache_dir, log=click.echo)
-    except (RuntimeError, OSError) as exc:
+        if portraits:
+            from app.training import portraits as portrait_art
+            portrait_art.fetch(log=click.echo)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         raise click.ClickException(str(exc))
 
 

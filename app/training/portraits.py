@@ -1,0 +1,86 @@
+"""Wesnoth's unit portraits (Debian `wesnoth-1.16-data`, GPL-2+): drawn figures with exact alpha.
+
+Three characters teach the cutout network their own outlines; some 240 painted figures in
+hoods, capes, armour and robes, holding weapons, teach it what a drawn figure in front of a
+background looks like. They are training shapes only (never in validation or test pictures)
+and, like the demo cast, live in a git-ignored cache: nothing of them is committed.
+"""
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from app.training.demo_cast import Sprite
+
+DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "portraits"
+PACKAGE = "wesnoth-1.16-data"
+PORTRAIT_DIR = "usr/share/games/wesnoth/1.16/data/core/images/portraits/"
+MIN_COUNT = 200  # the package holds 241; fewer means a different or broken package
+
+
+def fetch(cache_dir=DEFAULT_CACHE, log=print):
+    """Download the package from Debian and keep only its core portraits (about 44 MB) in cache_dir."""
+    cache_dir = Path(cache_dir)
+    if is_fetched(cache_dir):
+        log(f"portraits already in {cache_dir}")
+        return cache_dir
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise RuntimeError(f"the portraits need apt-get and dpkg-deb (Debian) to download {PACKAGE}")
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir.parent) as tmp:
+        tmp = Path(tmp)
+        log(f"apt-get download {PACKAGE} (about 150 MB)")
+        subprocess.run(["apt-get", "download", PACKAGE], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+        staged = tmp / "portraits"
+        count = extract(next(tmp.glob("*.deb")), staged)
+        if count < MIN_COUNT:
+            raise RuntimeError(f"{PACKAGE} held only {count} portraits (expected {MIN_COUNT} or more)")
+        if cache_dir.exists():
+            shutil.rmtree(cache_dir)
+        os.replace(staged, cache_dir)
+    log(f"{count} portraits in {cache_dir}")
+    return cache_dir
+
+
+def extract(deb, out_dir):
+    """Copy the portraits out of a .deb into out_dir (humans/knight.png -> humans-knight.png); count."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True)
+    count = 0
+    # Stream the package's file tree: nothing but the portraits touches the disk.
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as proc:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if member.isfile() and name.startswith(PORTRAIT_DIR) and name.endswith(".png"):
+                    flat = name[len(PORTRAIT_DIR):].replace("/", "-")
+                    with tar.extractfile(member) as src, open(out_dir / flat, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    count += 1
+    if proc.returncode:
+        raise RuntimeError(f"dpkg-deb could not read {deb}")
+    return count
+
+
+def is_fetched(cache_dir=DEFAULT_CACHE):
+    return Path(cache_dir).is_dir() and len(list(Path(cache_dir).glob("*.png"))) >= MIN_COUNT
+
+
+def load(cache_dir=DEFAULT_CACHE, min_count=MIN_COUNT):
+    """Every portrait in cache_dir as a Sprite without a face box (RGBA, alpha = exact mask)."""
+    paths = sorted(Path(cache_dir).glob("*.png"))
+    if len(paths) < min_count:
+        raise FileNotFoundError(f"portraits not found in {cache_dir}: run "
+                                f"`flask --app wsgi demo fetch --portraits` first")
+    figures = []
+    for path in paths:
+        rgba = np.asarray(Image.open(path).convert("RGBA"))
+        if (rgba[..., 3] > 127).mean() < 0.02:
+            continue  # an empty or near-empty picture teaches nothing
+        figures.append(Sprite(path.stem, "portrait", "portrait", path.stem, rgba, None))
+    return figures
