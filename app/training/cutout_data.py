@@ -62,25 +62,6 @@ def shift_hue(img, amount):
     return Image.merge("HSV", (h, sat, v)).convert("RGB")
 
 
-def recolour_sprite(rng, rgba, band=None, turn=None):
-    """Re-dye one colour of a sprite (H x W x 4): pixels whose hue lies in a band get a new hue.
-
-    Rotating one band (a blue top, a brown skirt) and not the whole picture gives outfits in
-    colours the cast never wore, green ones in front of green trees included, while skin, hair
-    and background keep theirs. `band` = (centre, half-width) in turns, `turn` the rotation.
-    """
-    centre, half = band if band is not None else (rng.uniform(0, 1), rng.uniform(0.04, 0.12))
-    turn = rng.uniform(0.15, 0.85) if turn is None else turn
-    hsv = np.asarray(Image.fromarray(np.ascontiguousarray(rgba[..., :3])).convert("HSV")).copy()
-    hue = hsv[..., 0].astype(np.float32) / 256
-    distance = np.abs((hue - centre + 0.5) % 1.0 - 0.5)
-    chosen = (distance < half) & (hsv[..., 1] > 50)  # greys and near-whites have no real hue
-    hsv[..., 0] = np.where(chosen, (hsv[..., 0].astype(np.int32) + int(turn * 256)) % 256, hsv[..., 0])
-    out = rgba.copy()
-    out[..., :3] = np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"))
-    return out
-
-
 def warp_sprite(rng, rgba):
     """A sprite (H x W x 4) under a random shear, stretch and downward flare: new silhouettes.
 
@@ -221,7 +202,6 @@ def fixed_set(split, count, seed=0, size=(448, 336)):
     return [(c.image, c.mask) for c in demo_cast.composites(split, count, seed=seed, size=size)]
 
 
-__all__ = ["MEAN", "STD", "folder_pairs", "load_pair", "augment", "shift_hue", "training_background", "recolour_sprite",
-           "warp_sprite",
+__all__ = ["MEAN", "STD", "folder_pairs", "load_pair", "augment", "shift_hue", "training_background", "warp_sprite",
            "to_tensors",
            "DemoCastStream", "FolderStream", "fixed_set"]
