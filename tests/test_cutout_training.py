@@ -218,6 +218,24 @@ def test_metrics_on_hand_made_masks():
     assert cutout_metrics.max_fbeta(top, truth) == pytest.approx(0.5)
 
 
+def test_evaluation_reports_each_group_and_sheets_the_worst_pictures(tmp_path):
+    from app.cutout import Cutter
+    from app.training.cutout_eval import evaluate
+    torch.manual_seed(0)
+    cutter = Cutter(U2NETP(), {"input_size": 64})
+    images, masks = _pictures(4, 64, seed=3)
+    groups = [("sprite a", "background x"), ("sprite a", "sprite b", "background y"),
+              ("sprite b", "background x"), ("background y",)]
+    report = evaluate(cutter, list(zip(images, masks, groups)), tmp_path, sample=2)
+    ious = [cutout_metrics.iou(cutter.probability(im), m / 255.0) for im, m in zip(images, masks)]
+    assert report["count"] == 4 and report["iou"] == pytest.approx(np.mean(ious))
+    assert report["groups"]["sprite a"]["count"] == 2
+    assert report["groups"]["sprite a"]["iou"] == pytest.approx(np.mean(ious[:2]), abs=1e-4)
+    assert report["groups"]["background y"]["iou"] == pytest.approx(np.mean(ious[1::2]), abs=1e-4)
+    assert Image.open(tmp_path / "sheet.png").size == Image.open(tmp_path / "worst.png").size
+    assert "groups" not in evaluate(cutter, list(zip(images, masks)))  # plain pairs: no groups
+
+
 def test_train_command_exports_a_model_directory_that_serves(pair_folder, tmp_path):
     from app import create_app
     from app.cutout import Cutter

@@ -197,7 +197,10 @@ class FolderStream:
         return to_tensors(*zip(*pairs))
 
 
-def fixed_set(split, count, seed=0, size=(448, 336)):
+EVAL_SIZE = (448, 336)  # validation and held-out composites
+
+
+def fixed_set(split, count, seed=0, size=EVAL_SIZE):
     """A fixed list of (image, mask) demo-cast composites for evaluation (no augmentation)."""
     return [(c.image, c.mask) for c in demo_cast.composites(split, count, seed=seed, size=size)]
 

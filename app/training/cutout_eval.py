@@ -1,19 +1,23 @@
 """Evaluate a cutout model on held-out image/mask pairs: metrics JSON and an overlay sheet."""
+import heapq
 import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from app.training import cutout_metrics
-from app.training.cutout_data import fixed_set, folder_pairs, load_pair
+from app.training import cutout_metrics, demo_cast
+from app.training.cutout_data import EVAL_SIZE, folder_pairs, load_pair
 
 
 def heldout_pairs(data, count=60, seed=0):
-    """(image, mask) pairs: "demo-cast" gives the test split's composites, else a folder's pairs."""
+    """(image, mask, groups) items: "demo-cast" gives the test split's composites, each in the groups
+    of its sprites and background (for per-group figures); a folder gives its pairs, ungrouped."""
     if data == "demo-cast":
-        return fixed_set("test", count, seed=seed)
-    return [load_pair(*p) for p in folder_pairs(data)][:count]
+        return [(c.image, c.mask, tuple(f"sprite {k}" for k in sorted(set(c.sprites)))
+                 + (f"background {c.background}",))
+                for c in demo_cast.composites("test", count, seed=seed, size=EVAL_SIZE)]
+    return [(*load_pair(*p), ()) for p in folder_pairs(data)][:count]
 
 
 def overlay(image, prob, truth):
@@ -40,23 +44,35 @@ def sheet(rows, tile=(224, 168)):
 
 
 def evaluate(cutter, pairs, out_dir=None, sample=6, progress=None):
-    """Mean IoU / MAE / max F-beta of a Cutter over pairs; writes report.json and sheet.png to out_dir."""
+    """Mean IoU / MAE / max F-beta of a Cutter over (image, mask[, groups]) items, and per group;
+    writes report.json, sheet.png (the first `sample` items) and worst.png (the lowest IoUs) to out_dir."""
     scores = {"iou": [], "mae": [], "max_fbeta": []}
-    rows = []
-    for image, mask in (progress(pairs) if progress else pairs):
+    by_group = {}
+    rows, worst = [], []  # worst: a heap of (-iou, index, row) holding the `sample` lowest IoUs
+    for index, (image, mask, *groups) in enumerate(progress(pairs) if progress else pairs):
         prob = cutter.probability(image)
         truth = mask.astype(np.float32) / 255.0
         scores["iou"].append(cutout_metrics.iou(prob, truth))
         scores["mae"].append(cutout_metrics.mae(prob, truth))
         scores["max_fbeta"].append(cutout_metrics.max_fbeta(prob, truth))
+        for group in groups[0] if groups else ():
+            by_group.setdefault(group, []).append((scores["iou"][-1], scores["mae"][-1]))
         if len(rows) < sample:
             rows.append((image, mask, prob))
+        heapq.heappush(worst, (-scores["iou"][-1], index, (image, mask, prob)))
+        if len(worst) > sample:
+            heapq.heappop(worst)
     report = {k: float(np.mean(v)) for k, v in scores.items()}
     report["worst_iou"] = float(np.min(scores["iou"]))
     report["count"] = len(pairs)
+    if by_group:
+        report["groups"] = {g: {"iou": round(float(np.mean([s[0] for s in v])), 4),
+                                "mae": round(float(np.mean([s[1] for s in v])), 4), "count": len(v)}
+                            for g, v in sorted(by_group.items())}
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         sheet(rows).save(out_dir / "sheet.png")
+        sheet([row for _, _, row in sorted(worst, reverse=True)]).save(out_dir / "worst.png")
     return report

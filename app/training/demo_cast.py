@@ -78,6 +78,8 @@ class Composite:
     image: np.ndarray  # H x W x 3 uint8
     mask: np.ndarray  # H x W uint8, 255 = character
     faces: list  # [(character, (x, y, w, h))]
+    sprites: tuple = ()  # keys of the sprites in it
+    background: str = ""  # the photo's name or "synthetic" (set by `composites`)
 
 
 def fetch(cache_dir=DEFAULT_CACHE, log=print):
@@ -232,7 +234,7 @@ def compose(rng, sprites, background, size):
         bx, by, bw, bh = (int(round(v)) for v in box)
         if sprite.face_box and bx >= 0 and by >= 0 and bx + bw <= w and by + bh <= h:
             faces.append((sprite.character, (bx, by, bw, bh)))
-    return Composite(np.asarray(canvas.convert("RGB")), mask, faces)
+    return Composite(np.asarray(canvas.convert("RGB")), mask, faces, tuple(s.key for s in sprites))
 
 
 def composites(split, count, seed=0, size=(512, 384), cache_dir=DEFAULT_CACHE, photo_share=0.6):
@@ -244,9 +246,12 @@ def composites(split, count, seed=0, size=(512, 384), cache_dir=DEFAULT_CACHE, p
     names = sorted(photos)
     for _ in range(count):
         if rng.random() < photo_share:
-            background = photo_crop(rng, photos[names[rng.integers(len(names))]], size)
+            name = names[rng.integers(len(names))]
+            background = photo_crop(rng, photos[name], size)
         else:
-            background = synthetic_background(rng, size)
+            name, background = "synthetic", synthetic_background(rng, size)
         n = 1 if rng.random() < 0.7 else 2
         chosen = [sprites[j] for j in rng.choice(len(sprites), n, replace=False)]
-        yield compose(rng, chosen, background, size)
+        comp = compose(rng, chosen, background, size)
+        comp.background = name
+        yield comp
