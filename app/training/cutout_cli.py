@@ -42,7 +42,8 @@ def _data_arg(value):
               help="demo-cast: also train on the packages' bust and chibi pictures (new shapes).")
 @click.option("--portraits", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="demo-cast: share of figures drawn from Wesnoth's portraits (`flask demo fetch "
-                   "--portraits` first): some 240 more figure shapes, training only.")
+                   "--portraits` first): some 120 more people-shaped figures, training only "
+                   "(every sixth is held out: `evaluate cutout MODEL portraits-dev`).")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/cutout"),
               show_default=True, help="Checkpoints; an interrupted run resumes from here.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
@@ -116,12 +117,16 @@ def _init_provenance(path):
 
 @evaluate_cli.command("cutout")
 @click.argument("model", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("data", callback=lambda ctx, p, v: _data_arg(v))
+@click.argument("data", callback=lambda ctx, p, v: v if v == "portraits-dev" else _data_arg(v))
 @click.option("--count", type=int, default=60, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for report.json and sheet.png (default: MODEL/eval).")
 def evaluate_cutout_command(model, data, count, out):
-    """IoU, MAE and max F-beta of MODEL on held-out DATA, plus an overlay sheet."""
+    """IoU, MAE and max F-beta of MODEL on held-out DATA, plus overlay sheets.
+
+    DATA: a folder of images/ + masks/, demo-cast (its test split: final figures) or portraits-dev
+    (held-out Wesnoth portraits: for choosing between training recipes).
+    """
     try:
         cutter = Cutter.load(model)
         pairs = cutout_eval.heldout_pairs(data, count)

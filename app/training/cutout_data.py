@@ -156,7 +156,7 @@ class DemoCastStream:
         self.portraits = []
         if portraits:
             from app.training import portraits as portrait_art
-            self.portraits = portrait_art.load(portrait_dir or portrait_art.DEFAULT_CACHE)
+            self.portraits = portrait_art.load(portrait_dir or portrait_art.DEFAULT_CACHE, "train")
         photos = demo_cast.load_backgrounds(cache_dir, spec["backgrounds"])
         self.photos = [photos[name] for name in sorted(photos)]
         # Landscape, square and portrait pictures (inference squashes each to a square), composed

@@ -6,17 +6,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from app.training import cutout_metrics, demo_cast
+from app.training import cutout_metrics, demo_cast, portraits
 from app.training.cutout_data import EVAL_SIZE, folder_pairs, load_pair
 
 
 def heldout_pairs(data, count=60, seed=0):
-    """(image, mask, groups) items: "demo-cast" gives the test split's composites, each in the groups
-    of its sprites and background (for per-group figures); a folder gives its pairs, ungrouped."""
-    if data == "demo-cast":
+    """(image, mask, groups) items: "demo-cast" gives the test split's composites, "portraits-dev"
+    held-out portraits (for choosing recipes), each in the groups of its figures and background;
+    a folder gives its pairs, ungrouped."""
+    if data in ("demo-cast", "portraits-dev"):
+        items = (demo_cast.composites("test", count, seed=seed, size=EVAL_SIZE) if data == "demo-cast"
+                 else portraits.dev_composites(count, seed=seed, size=EVAL_SIZE))
         return [(c.image, c.mask, tuple(f"sprite {k}" for k in sorted(set(c.sprites)))
-                 + (f"background {c.background}",))
-                for c in demo_cast.composites("test", count, seed=seed, size=EVAL_SIZE)]
+                 + (f"background {c.background}",)) for c in items]
     return [(*load_pair(*p), ()) for p in folder_pairs(data)][:count]
 
 

@@ -1,6 +1,6 @@
 """Wesnoth's unit portraits (Debian `wesnoth-1.16-data`, GPL-2+): drawn figures with exact alpha.
 
-Three characters teach the cutout network their own outlines; some 240 painted figures in
+Three characters teach the cutout network their own outlines; some 140 painted people in
 hoods, capes, armour and robes, holding weapons, teach it what a drawn figure in front of a
 background looks like. They are training shapes only (never in validation or test pictures)
 and, like the demo cast, live in a git-ignored cache: nothing of them is committed.
@@ -15,16 +15,25 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from app.training import demo_cast
 from app.training.demo_cast import Sprite
 
 DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "portraits"
 PACKAGE = "wesnoth-1.16-data"
 PORTRAIT_DIR = "usr/share/games/wesnoth/1.16/data/core/images/portraits/"
-MIN_COUNT = 200  # the package holds 241; fewer means a different or broken package
+# People-shaped kinds only: cut-out characters stand, wear clothes and hold things; wolves,
+# drakes, monsters and translucent ghosts would teach other shapes (and score other things).
+FIGURE_GROUPS = ("humans", "elves", "dwarves", "orcs", "goblins", "trolls", "merfolk", "nagas",
+                 "dunefolk")
+MIN_COUNT = 120  # the package holds 143 of these; fewer means a different or broken package
+# Every sixth portrait (by name) is held out: the "dev" split chooses between training recipes
+# on figures never trained on, so the demo cast's test split is left for the final figures.
+DEV_EVERY = 6
+DEV_BACKGROUNDS = ("whitehouse",)  # the demo cast's validation photo: in neither training nor test
 
 
 def fetch(cache_dir=DEFAULT_CACHE, log=print):
-    """Download the package from Debian and keep only its core portraits (about 44 MB) in cache_dir."""
+    """Download the package from Debian; keep its people-shaped core portraits (about 26 MB) in cache_dir."""
     cache_dir = Path(cache_dir)
     if is_fetched(cache_dir):
         log(f"portraits already in {cache_dir}")
@@ -58,6 +67,9 @@ def extract(deb, out_dir):
             for member in tar:
                 name = member.name.removeprefix("./")
                 if member.isfile() and name.startswith(PORTRAIT_DIR) and name.endswith(".png"):
+                    group = name[len(PORTRAIT_DIR):].split("/")[0]
+                    if group not in FIGURE_GROUPS:
+                        continue
                     flat = name[len(PORTRAIT_DIR):].replace("/", "-")
                     with tar.extractfile(member) as src, open(out_dir / flat, "wb") as dst:
                         shutil.copyfileobj(src, dst)
@@ -71,16 +83,41 @@ def is_fetched(cache_dir=DEFAULT_CACHE):
     return Path(cache_dir).is_dir() and len(list(Path(cache_dir).glob("*.png"))) >= MIN_COUNT
 
 
-def load(cache_dir=DEFAULT_CACHE, min_count=MIN_COUNT):
-    """Every portrait in cache_dir as a Sprite without a face box (RGBA, alpha = exact mask)."""
+def load(cache_dir=DEFAULT_CACHE, split="train", min_count=MIN_COUNT):
+    """The portraits of `split` ("train" | "dev") as Sprites without face boxes (alpha = exact mask)."""
     paths = sorted(Path(cache_dir).glob("*.png"))
     if len(paths) < min_count:
         raise FileNotFoundError(f"portraits not found in {cache_dir}: run "
                                 f"`flask --app wsgi demo fetch --portraits` first")
+    if split not in ("train", "dev"):
+        raise ValueError(f"unknown portrait split {split!r}")
     figures = []
-    for path in paths:
+    for i, path in enumerate(paths):
+        if (i % DEV_EVERY == 0) != (split == "dev"):
+            continue
         rgba = np.asarray(Image.open(path).convert("RGBA"))
         if (rgba[..., 3] > 127).mean() < 0.02:
             continue  # an empty or near-empty picture teaches nothing
         figures.append(Sprite(path.stem, "portrait", "portrait", path.stem, rgba, None))
     return figures
+
+
+def dev_composites(count, seed=0, size=(448, 336), cache_dir=DEFAULT_CACHE,
+                   cast_cache=demo_cast.DEFAULT_CACHE, min_count=MIN_COUNT):
+    """`count` pictures of held-out portraits (1-2 each) over DEV_BACKGROUNDS or synthetic ones,
+    reproducible from `seed`, for choosing a recipe without the demo cast's test split."""
+    figures = load(cache_dir, "dev", min_count)
+    photos = demo_cast.load_backgrounds(cast_cache, DEV_BACKGROUNDS)
+    names = sorted(photos)
+    rng = np.random.default_rng(seed + 3_000_017)
+    for _ in range(count):
+        if rng.random() < 0.6:
+            name = names[rng.integers(len(names))]
+            background = demo_cast.photo_crop(rng, photos[name], size)
+        else:
+            name, background = "synthetic", demo_cast.synthetic_background(rng, size)
+        n = 1 if rng.random() < 0.7 else 2
+        chosen = [figures[j] for j in rng.choice(len(figures), n, replace=False)]
+        comp = demo_cast.compose(rng, chosen, background, size)
+        comp.background = name
+        yield comp
