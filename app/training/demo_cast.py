@@ -4,15 +4,14 @@ Sprites are RGBA, so the alpha channel is an exact foreground mask, and each spr
 face box is known, which gives labelled faces for the classifier and image/mask pairs
 for U2-Net. The art lives in a git-ignored cache; nothing of it is committed.
 """
-import os
 import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from app.training import debian_packages
 
 DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "demo_cast"
 PACKAGES = ("renpy-demo", "renpy-thequestion")
@@ -88,16 +87,8 @@ def fetch(cache_dir=DEFAULT_CACHE, log=print):
     if is_fetched(cache_dir):
         log(f"demo cast already in {cache_dir}")
         return cache_dir
-    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
-        raise RuntimeError("the demo cast needs apt-get and dpkg (Debian) to download renpy-demo")
-    cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir.parent) as tmp:
-        tmp = Path(tmp)
-        log(f"apt-get download {' '.join(PACKAGES)}")
-        subprocess.run(["apt-get", "download", *PACKAGES], cwd=tmp, check=True,
-                       stdout=subprocess.DEVNULL)
-        for deb in tmp.glob("*.deb"):
-            subprocess.run(["dpkg", "-x", str(deb), str(tmp / "x")], check=True)
+    with debian_packages.downloaded(PACKAGES, cache_dir, log) as (tmp, debs):
+        debian_packages.unpack(debs, tmp / "x")
         staged = tmp / "demo_cast"
         (staged / "sprites").mkdir(parents=True)
         (staged / "backgrounds").mkdir()
@@ -111,9 +102,7 @@ def fetch(cache_dir=DEFAULT_CACHE, log=print):
                     shutil.copyfile(src, staged / "backgrounds" / f"{stem[3:]}{src.suffix}")
         for key, path in EXTRA_ART.items():
             shutil.copyfile(tmp / "x" / path, staged / "extra" / f"{key}.png")
-        if cache_dir.exists():
-            shutil.rmtree(cache_dir)
-        os.replace(staged, cache_dir)
+        debian_packages.install(staged, cache_dir)
     log(f"demo cast: {len(FACE_BOXES)} sprites, {len(EXTRA_ART)} extra pictures, "
         f"{len(BACKGROUND_PHOTOS)} backgrounds in {cache_dir}")
     return cache_dir

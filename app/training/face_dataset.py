@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from app import faces
+from app.training import debian_packages
 
 
 @contextlib.contextmanager
@@ -245,23 +246,13 @@ def fetch_outsiders(cache_dir=DEFAULT_OUTSIDER_CACHE, log=print):
     cache_dir = Path(cache_dir)
     if all((cache_dir / f"{n}.png").is_file() for n in OUTSIDER_FACE_BOXES):
         return cache_dir
-    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
-        raise RuntimeError(f"the outsider faces need apt-get and dpkg (Debian) to download {OUTSIDER_PACKAGE}")
-    cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir.parent) as tmp:
-        tmp = Path(tmp)
-        log(f"apt-get download {OUTSIDER_PACKAGE}")
-        subprocess.run(["apt-get", "download", OUTSIDER_PACKAGE], cwd=tmp, check=True,
-                       stdout=subprocess.DEVNULL)
-        for deb in tmp.glob("*.deb"):
-            subprocess.run(["dpkg", "-x", str(deb), str(tmp / "x")], check=True)
+    with debian_packages.downloaded([OUTSIDER_PACKAGE], cache_dir, log) as (tmp, debs):
+        debian_packages.unpack(debs, tmp / "x")
         staged = tmp / "outsiders"
         staged.mkdir()
         for name in OUTSIDER_FACE_BOXES:
             shutil.copyfile(tmp / "x" / OUTSIDER_DIR / f"{name}.png", staged / f"{name}.png")
-        if cache_dir.exists():
-            shutil.rmtree(cache_dir)
-        os.replace(staged, cache_dir)
+        debian_packages.install(staged, cache_dir)
     return cache_dir
 
 

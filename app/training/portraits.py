@@ -5,17 +5,15 @@ hoods, capes, armour and robes, holding weapons, teach it what a drawn figure in
 background looks like. They are training shapes only (never in validation or test pictures)
 and, like the demo cast, live in a git-ignored cache: nothing of them is committed.
 """
-import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from app.training import demo_cast
+from app.training import debian_packages, demo_cast
 from app.training.demo_cast import Sprite
 
 DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "portraits"
@@ -38,20 +36,13 @@ def fetch(cache_dir=DEFAULT_CACHE, log=print):
     if is_fetched(cache_dir):
         log(f"portraits already in {cache_dir}")
         return cache_dir
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise RuntimeError(f"the portraits need apt-get and dpkg-deb (Debian) to download {PACKAGE}")
-    cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir.parent) as tmp:
-        tmp = Path(tmp)
-        log(f"apt-get download {PACKAGE} (about 150 MB)")
-        subprocess.run(["apt-get", "download", PACKAGE], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+    log(f"{PACKAGE} is about 150 MB")
+    with debian_packages.downloaded([PACKAGE], cache_dir, log) as (tmp, debs):
         staged = tmp / "portraits"
-        count = extract(next(tmp.glob("*.deb")), staged)
+        count = extract(debs[0], staged)
         if count < MIN_COUNT:
             raise RuntimeError(f"{PACKAGE} held only {count} portraits (expected {MIN_COUNT} or more)")
-        if cache_dir.exists():
-            shutil.rmtree(cache_dir)
-        os.replace(staged, cache_dir)
+        debian_packages.install(staged, cache_dir)
     log(f"{count} portraits in {cache_dir}")
     return cache_dir
 

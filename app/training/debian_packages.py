@@ -1,0 +1,36 @@
+"""Art from Debian packages: download into a temporary folder, stage, then swap into a cache."""
+import os
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def downloaded(packages, cache_dir, log=print):
+    """Download `packages` with apt-get into a temporary folder beside cache_dir; yields
+    (folder, [.deb paths]). The folder and everything staged in it are removed afterwards."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise RuntimeError(f"{cache_dir.name} needs apt-get and dpkg (Debian) to download "
+                           f"{' '.join(packages)}")
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir.parent) as tmp:
+        tmp = Path(tmp)
+        log(f"apt-get download {' '.join(packages)}")
+        subprocess.run(["apt-get", "download", *packages], cwd=tmp, check=True,
+                       stdout=subprocess.DEVNULL)
+        yield tmp, sorted(tmp.glob("*.deb"))
+
+
+def unpack(debs, out_dir):
+    """Unpack every package's files under out_dir (dpkg -x)."""
+    for deb in debs:
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(out_dir)], check=True)
+
+
+def install(staged, cache_dir):
+    """Put a fully staged folder in place of cache_dir (same file system: a rename)."""
+    if cache_dir.exists():
+        shutil.rmtree(cache_dir)
+    os.replace(staged, cache_dir)
