@@ -159,21 +159,41 @@ def _figure_png(path, colour, radius):
     Image.fromarray(rgba).save(path)
 
 
-def test_portraits_come_out_of_a_real_package_and_only_they_do(tmp_path):
-    from app.training import portraits
-    root = tmp_path / "pkg"
+def _fake_deb(tmp_path, name, files):
+    """A real Debian package `name` holding `files` ({path in the package: writer(path)})."""
+    root = tmp_path / name
     (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN" / "control").write_text("Package: fake-portraits\nVersion: 1\nArchitecture: all\n"
+    (root / "DEBIAN" / "control").write_text(f"Package: {name}\nVersion: 1\nArchitecture: all\n"
                                             "Maintainer: t <t@example.org>\nDescription: test\n")
-    for sub in ("humans", "elves", "monsters"):  # monsters are not people-shaped: left out
-        (root / portraits.PORTRAIT_DIR / sub).mkdir(parents=True)
-        _figure_png(root / portraits.PORTRAIT_DIR / sub / "archer.png", (200, 30, 30), 40)
-    (root / portraits.PORTRAIT_DIR / "ARTISTS").write_text("credits")
-    (root / "usr/share/games/wesnoth/1.16/data/core/images/units").mkdir(parents=True)
-    _figure_png(root / "usr/share/games/wesnoth/1.16/data/core/images/units/archer.png", (0, 0, 0), 5)
-    deb = tmp_path / "fake.deb"
+    for path, write in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        write(root / path)
+    deb = tmp_path / f"{name}_1_all.deb"
     subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)], check=True,
                    stdout=subprocess.DEVNULL)
+    return deb
+
+
+def _scene(size, colour=(255, 0, 255), alpha=None):
+    def write(path):
+        img = Image.new("RGB", size, colour)
+        if alpha is not None:
+            img.putalpha(alpha)
+        img.save(path)
+    return write
+
+
+def test_portraits_come_out_of_a_real_package_and_only_they_do(tmp_path):
+    from app.training import portraits
+
+    def figure(path):
+        _figure_png(path, (200, 30, 30), 40)
+    deb = _fake_deb(tmp_path, "fake-portraits", {
+        **{f"{portraits.PORTRAIT_DIR}{sub}/archer.png": figure
+           for sub in ("humans", "elves", "monsters")},  # monsters are not people-shaped: left out
+        portraits.PORTRAIT_DIR + "ARTISTS": lambda path: path.write_text("credits"),
+        "usr/share/games/wesnoth/1.16/data/core/images/units/archer.png": figure,
+    })
     out = tmp_path / "portraits"
     assert portraits.extract(deb, out) == 2
     assert sorted(p.name for p in out.iterdir()) == ["elves-archer.png", "humans-archer.png"]
@@ -215,6 +235,70 @@ def test_dev_portraits_are_never_trained_on_and_make_their_own_pictures(tmp_path
         inside = comp.image[comp.mask == 255].astype(int)
         assert set(comp.sprites) <= {"p00", "p06"} and comp.background in ("whitehouse", "synthetic")
         assert np.abs(inside - (255, 0, 255)).max() <= 2  # only dev (magenta) figures
+
+
+def test_backdrops_keep_whole_scenes_from_a_real_package_resized(tmp_path):
+    from app.training import backdrops
+    folder = backdrops.SOURCES["mate-backgrounds"]
+    deb = _fake_deb(tmp_path, "mate-backgrounds", {
+        folder + "nature/Meadow.jpg": _scene((1400, 700)),  # kept, shrunk to 1024 wide
+        folder + "nature/Meadow_3840x2160.jpg": _scene((1400, 700)),  # the same in another size
+        folder + "abstract/Icon.png": _scene((200, 200)),  # too small to be scenery
+        folder + "abstract/Overlay.png": _scene((800, 600), alpha=100),  # see-through
+        "usr/share/pixmaps/Elsewhere.png": _scene((800, 600)),  # outside the folder
+    })
+    out = tmp_path / "backdrops"
+    out.mkdir()
+    assert backdrops.extract(deb, out) == 1
+    [kept] = out.iterdir()
+    assert kept.name == "mate-backgrounds-Meadow.jpg" and Image.open(kept).size == (1024, 512)
+    with pytest.raises(FileNotFoundError, match="demo fetch --backdrops"):
+        backdrops.load(out)  # far fewer than the packages hold
+
+
+@pytest.mark.skipif(not demo_cast.is_fetched(), reason="demo cast not fetched (scripts/setup.sh does it)")
+def test_backdrops_join_the_training_photos_only(tmp_path):
+    from app.training import backdrops
+    from app.training.cutout_data import DemoCastStream
+    for i in range(backdrops.MIN_COUNT):
+        _scene((640, 480))(tmp_path / f"b{i:02d}.jpg")
+    plain = DemoCastStream(64)
+    mixed = DemoCastStream(64, backdrops=True, backdrop_dir=tmp_path)
+    assert len(mixed.photos) == len(plain.photos) + backdrops.MIN_COUNT
+    assert sum(int((p[..., 1] < 30).all()) for p in mixed.photos) == backdrops.MIN_COUNT
+    val = list(demo_cast.composites("val", 3, size=(96, 72)))  # validation keeps its own photo
+    assert {c.background for c in val} <= {"whitehouse", "synthetic"}
+
+
+def test_clipart_figures_are_the_chosen_ones_cropped_to_their_alpha(tmp_path):
+    from app.training import clipart
+    people = tmp_path / "people"
+    people.mkdir()
+    first, second = clipart.CHOSEN[:2]
+    _figure_png(people / f"{first}.png", (255, 0, 255), 30)
+    (people / f"{second}.png").symlink_to(people / f"{first}.png")  # the package links duplicates
+    _figure_png(people / "photo_of_a_hand.png", (0, 0, 0), 30)  # not chosen
+    out = tmp_path / "clipart"
+    assert clipart.extract(people, out) == 2
+    assert sorted(p.stem for p in out.iterdir()) == sorted([first, second])
+    assert Image.open(out / f"{first}.png").size == (59, 59)  # the disc, without the margins
+    with pytest.raises(FileNotFoundError, match="demo fetch --clipart"):
+        clipart.load(out)
+    figures = clipart.load(out, min_count=2)
+    assert all(f.face_box is None for f in figures)
+
+
+@pytest.mark.skipif(not demo_cast.is_fetched(), reason="demo cast not fetched (scripts/setup.sh does it)")
+def test_a_clipart_share_puts_clipart_figures_into_training_pictures(tmp_path):
+    from app.training import clipart
+    from app.training.cutout_data import DemoCastStream
+    _figure_png(tmp_path / f"{clipart.CHOSEN[0]}.png", (0, 255, 255), 45)
+    stream = DemoCastStream(64, seed=2)
+    stream.clipart, stream.clipart_share = clipart.load(tmp_path, min_count=1), 1.0
+    for _ in range(5):
+        comp = stream.composite()
+        inside = comp.image[comp.mask == 255].astype(int)
+        assert len(inside) > 100 and np.abs(inside - (0, 255, 255)).max() <= 2
 
 
 def test_metrics_on_hand_made_masks():

@@ -44,6 +44,12 @@ def _data_arg(value):
               help="demo-cast: share of figures drawn from Wesnoth's portraits (`flask demo fetch "
                    "--portraits` first): some 120 more people-shaped figures, training only "
                    "(every sixth is held out: `evaluate cutout MODEL portraits-dev`).")
+@click.option("--clipart", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="demo-cast: share of figures drawn from 54 clip-art people (`flask demo fetch "
+                   "--clipart` first), training only.")
+@click.option("--backdrops", is_flag=True,
+              help="demo-cast: also compose over some 60 wallpapers and painted landscapes "
+                   "(`flask demo fetch --backdrops` first), training only.")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/cutout"),
               show_default=True, help="Checkpoints; an interrupted run resumes from here.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,

@@ -144,7 +144,8 @@ class DemoCastStream:
     """Endless augmented training batches composed from the demo cast's training split."""
 
     def __init__(self, size, seed=0, cache_dir=demo_cast.DEFAULT_CACHE, warp=0.0, extra_art=False,
-                 portraits=0.0, portrait_dir=None):
+                 portraits=0.0, portrait_dir=None, backdrops=False, backdrop_dir=None,
+                 clipart=0.0, clipart_dir=None):
         self.size = size
         self.warp = warp  # share of sprites bent by warp_sprite
         self.portrait_share = portraits  # share of figures that are Wesnoth portraits
@@ -157,8 +158,16 @@ class DemoCastStream:
         if portraits:
             from app.training import portraits as portrait_art
             self.portraits = portrait_art.load(portrait_dir or portrait_art.DEFAULT_CACHE, "train")
+        self.clipart_share = clipart  # share of figures that are clip-art people
+        self.clipart = []
+        if clipart:
+            from app.training import clipart as clipart_art
+            self.clipart = clipart_art.load(clipart_dir or clipart_art.DEFAULT_CACHE)
         photos = demo_cast.load_backgrounds(cache_dir, spec["backgrounds"])
         self.photos = [photos[name] for name in sorted(photos)]
+        if backdrops:
+            from app.training import backdrops as backdrop_art
+            self.photos += backdrop_art.load(backdrop_dir or backdrop_art.DEFAULT_CACHE)
         # Landscape, square and portrait pictures (inference squashes each to a square), composed
         # at about twice the training size: resizing the sprites is most of the data's cost.
         side = 2 * size
@@ -169,13 +178,21 @@ class DemoCastStream:
         background = training_background(self.rng, self.photos, shape)
         n = 1 if self.rng.random() < 0.7 else 2
         chosen = [self.sprites[j] for j in self.rng.choice(len(self.sprites), n, replace=False)]
-        if self.portraits:
-            chosen = [self.portraits[self.rng.integers(len(self.portraits))]
-                      if self.rng.random() < self.portrait_share else s for s in chosen]
+        if self.portraits or self.clipart:
+            chosen = [self._outsider(s) for s in chosen]
         if self.warp:
             chosen = [dataclasses.replace(s, rgba=warp_sprite(self.rng, s.rgba))
                       if self.rng.random() < self.warp else s for s in chosen]
         return demo_cast.compose(self.rng, chosen, background, shape)
+
+    def _outsider(self, sprite):
+        """A portrait or a clip-art figure in place of `sprite`, by their shares; else `sprite`."""
+        r = self.rng.random()
+        if r < self.portrait_share and self.portraits:
+            return self.portraits[self.rng.integers(len(self.portraits))]
+        if r < self.portrait_share + self.clipart_share and self.clipart:
+            return self.clipart[self.rng.integers(len(self.clipart))]
+        return sprite
 
     def batch(self, n):
         items = [self.composite() for _ in range(n)]

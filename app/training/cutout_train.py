@@ -33,6 +33,8 @@ class CutoutTrainConfig:
     warp: float = 0.0  # demo-cast only: share of sprites bent into new silhouettes
     extra_art: bool = False  # demo-cast only: add demo_cast.EXTRA_ART to the training sprites
     portraits: float = 0.0  # demo-cast only: share of figures drawn from app.training.portraits
+    clipart: float = 0.0  # demo-cast only: share of figures drawn from app.training.clipart
+    backdrops: bool = False  # demo-cast only: add app.training.backdrops to the training photos
     extra: dict = field(default_factory=dict)
 
 
@@ -112,7 +114,8 @@ def train(cfg, run_dir, log=print, stop_after=None):
         log(f"resumed from {last} at step {step}")
     # The data stream is re-seeded by step so a resumed run draws fresh, reproducible batches.
     stream = (DemoCastStream(cfg.size, seed=cfg.seed * 100_003 + step, warp=cfg.warp,
-                             extra_art=cfg.extra_art, portraits=cfg.portraits)
+                             extra_art=cfg.extra_art, portraits=cfg.portraits,
+                             backdrops=cfg.backdrops, clipart=cfg.clipart)
               if cfg.data == "demo-cast"
               else FolderStream(cfg.data, cfg.size, seed=cfg.seed * 100_003 + step))
     val = validation_pairs(cfg)

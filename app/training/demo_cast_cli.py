@@ -15,13 +15,25 @@ from app.training import demo_cast
 @click.option("--portraits", is_flag=True,
               help="Also get Wesnoth's portraits (GPL-2+, about 150 MB to download), extra training "
                    "shapes for `train cutout --portraits`.")
-def fetch_command(cache_dir, portraits):
+@click.option("--backdrops", is_flag=True,
+              help="Also get wallpapers and Wesnoth's painted landscapes (CC-BY-SA-3.0, GPL-2+; "
+                   "about 250 MB to download), extra backgrounds for `train cutout --backdrops`.")
+@click.option("--clipart", is_flag=True,
+              help="Also get 54 clip-art people (public domain, about 130 MB to download), extra "
+                   "training shapes for `train cutout --clipart`.")
+def fetch_command(cache_dir, portraits, backdrops, clipart):
     """Download the Ren'Py demo sprites and backgrounds from Debian into the cache."""
     try:
         demo_cast.fetch(cache_dir, log=click.echo)
         if portraits:
             from app.training import portraits as portrait_art
             portrait_art.fetch(log=click.echo)
+        if backdrops:
+            from app.training import backdrops as backdrop_art
+            backdrop_art.fetch(log=click.echo)
+        if clipart:
+            from app.training import clipart as clipart_art
+            clipart_art.fetch(log=click.echo)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         raise click.ClickException(str(exc))
 

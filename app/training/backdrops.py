@@ -1,0 +1,109 @@
+"""Backdrops: desktop wallpapers and painted landscapes from Debian, extra training backgrounds.
+
+The demo cast brings five training photos. A cutout network that has seen only those takes
+any unfamiliar object (a bench, a row of red seats) for part of the character. Some seventy
+more pictures (flowers, leaves, sky, abstract art, painted hills, castles and swamps) teach it
+that scenery, whatever it shows, is background. Training only: validation and test pictures
+keep the demo cast's own backgrounds. Like the demo cast they live in a git-ignored cache;
+their licences (CC-BY-SA-3.0, GPL-2+) are in each package's copyright file.
+"""
+import io
+import re
+import subprocess
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from app.training import debian_packages
+
+DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "backdrops"
+# package -> folder whose pictures are kept
+SOURCES = {
+    "gnome-backgrounds": "usr/share/backgrounds/gnome/",
+    "mate-backgrounds": "usr/share/backgrounds/mate/",
+    "ukui-wallpapers": "usr/share/backgrounds/",
+    "wesnoth-1.16-data": "usr/share/games/wesnoth/1.16/data/core/images/story/",
+}
+# Wesnoth's battlefield shows an army: drawn people in a background would teach the opposite
+# of the portraits. Its "_nohumans" twin is kept.
+SKIP = {"landscape-battlefield"}
+MAX_SIDE = 1024  # training crops are at most a few hundred pixels: keep the cache small
+MIN_SIDE = 480   # icons and placeholders are not scenery
+MIN_COUNT = 50   # the packages hold about 70; fewer means different or broken packages
+
+
+def fetch(cache_dir=DEFAULT_CACHE, log=print):
+    """Download the packages from Debian (about 250 MB) and keep their pictures, resized, in cache_dir."""
+    cache_dir = Path(cache_dir)
+    if is_fetched(cache_dir):
+        log(f"backdrops already in {cache_dir}")
+        return cache_dir
+    log("wallpapers and Wesnoth's data are about 250 MB")
+    with debian_packages.downloaded(sorted(SOURCES), cache_dir, log) as (tmp, debs):
+        staged = tmp / "backdrops"
+        staged.mkdir()
+        count = sum(extract(deb, staged) for deb in debs)
+        if count < MIN_COUNT:
+            raise RuntimeError(f"the packages held only {count} backdrops (expected {MIN_COUNT} or more)")
+        debian_packages.install(staged, cache_dir)
+    log(f"{count} backdrops in {cache_dir}")
+    return cache_dir
+
+
+def extract(deb, out_dir):
+    """Write the opaque pictures under the package's SOURCES folder to out_dir as JPEGs; count."""
+    out_dir, package = Path(out_dir), Path(deb).name.split("_")[0]
+    folder = SOURCES[package]
+    count = 0
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as proc:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                path = Path(name)
+                if not (member.isfile() and name.startswith(folder)
+                        and path.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")):
+                    continue
+                # One of each picture: MATE ships some in several sizes (Elephants_3840x2160.jpg).
+                if path.stem in SKIP or re.search(r"_\d+x\d+$", path.stem):
+                    continue
+                with tar.extractfile(member) as src:
+                    picture = _scenery(src.read())
+                if picture is not None:
+                    picture.save(out_dir / f"{package}-{path.stem}.jpg", quality=92)
+                    count += 1
+    if proc.returncode:
+        raise RuntimeError(f"dpkg-deb could not read {deb}")
+    return count
+
+
+def _scenery(data):
+    """The picture as RGB no larger than MAX_SIDE, or None for small or see-through ones."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except OSError:
+        return None
+    if min(img.size) < MIN_SIDE:
+        return None
+    if "A" in img.getbands() or "transparency" in img.info:
+        alpha = np.asarray(img.convert("RGBA"))[..., 3]
+        if (alpha < 250).mean() > 0.001:
+            return None  # drawn to lie over a desktop colour: not a whole scene
+    img = img.convert("RGB")
+    img.thumbnail((MAX_SIDE, MAX_SIDE), Image.LANCZOS)
+    return img
+
+
+def is_fetched(cache_dir=DEFAULT_CACHE):
+    return Path(cache_dir).is_dir() and len(list(Path(cache_dir).glob("*.jpg"))) >= MIN_COUNT
+
+
+def load(cache_dir=DEFAULT_CACHE, min_count=MIN_COUNT):
+    """Every backdrop as an RGB array."""
+    paths = sorted(Path(cache_dir).glob("*.jpg"))
+    if len(paths) < min_count:
+        raise FileNotFoundError(f"backdrops not found in {cache_dir}: run "
+                                f"`flask --app wsgi demo fetch --backdrops` first")
+    return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
