@@ -5,7 +5,7 @@ any unfamiliar object (a bench, a row of red seats) for part of the character. S
 more pictures (flowers, leaves, sky, abstract art, painted hills, castles and swamps) teach it
 that scenery, whatever it shows, is background. Training only: validation and test pictures
 keep the demo cast's own backgrounds. Like the demo cast they live in a git-ignored cache;
-their licences (CC-BY-SA-3.0, GPL-2+) are in each package's copyright file.
+their licences (CC-BY-SA-3.0, GPL-2+ and others) are in each package's copyright file.
 """
 import io
 import re
