@@ -98,7 +98,14 @@ def _clutter(rng, size):
     return np.asarray(img)
 
 
-def _mosaic(rng, photos, size):
+def _pick(rng, photos, backdrops):
+    """A photo; with backdrops, half the time one of those instead (the photos are what
+    validation and test pictures show, so they must not be drowned out)."""
+    pool = backdrops if len(backdrops) and rng.random() < 0.5 else photos
+    return pool[rng.integers(len(pool))]
+
+
+def _mosaic(rng, photos, size, backdrops=()):
     """Two to four photo crops side by side or stacked."""
     w, h = size
     n = int(rng.integers(2, 5))
@@ -106,7 +113,7 @@ def _mosaic(rng, photos, size):
     cuts = np.linspace(0, w if rng.random() < 0.5 else h, n + 1).round().astype(int)
     vertical_cuts = cuts[-1] == w
     for a, b in zip(cuts[:-1], cuts[1:]):
-        photo = photos[rng.integers(len(photos))]
+        photo = _pick(rng, photos, backdrops)
         if vertical_cuts:
             out[:, a:b] = demo_cast.photo_crop(rng, photo, (b - a, h))
         else:
@@ -114,7 +121,7 @@ def _mosaic(rng, photos, size):
     return out
 
 
-def training_background(rng, photos, size):
+def training_background(rng, photos, size, backdrops=()):
     """A training-only background, size = (w, h): more varied than the fixed validation/test ones.
 
     Photo crops (a third of them hue-rotated), photo mosaics, drawn clutter and the composer's
@@ -122,12 +129,12 @@ def training_background(rng, photos, size):
     """
     kind = rng.random()
     if kind < 0.45:
-        background = demo_cast.photo_crop(rng, photos[rng.integers(len(photos))], size)
+        background = demo_cast.photo_crop(rng, _pick(rng, photos, backdrops), size)
         if rng.random() < 0.33:
             background = np.asarray(shift_hue(Image.fromarray(background), rng.uniform(0, 1)))
         return background
     if kind < 0.6:
-        return _mosaic(rng, photos, size)
+        return _mosaic(rng, photos, size, backdrops)
     if kind < 0.75:
         return _clutter(rng, size)
     return demo_cast.synthetic_background(rng, size)
@@ -165,9 +172,10 @@ class DemoCastStream:
             self.clipart = clipart_art.load(clipart_dir or clipart_art.DEFAULT_CACHE)
         photos = demo_cast.load_backgrounds(cache_dir, spec["backgrounds"])
         self.photos = [photos[name] for name in sorted(photos)]
+        self.backdrops = []
         if backdrops:
             from app.training import backdrops as backdrop_art
-            self.photos += backdrop_art.load(backdrop_dir or backdrop_art.DEFAULT_CACHE)
+            self.backdrops = backdrop_art.load(backdrop_dir or backdrop_art.DEFAULT_CACHE)
         # Landscape, square and portrait pictures (inference squashes each to a square), composed
         # at about twice the training size: resizing the sprites is most of the data's cost.
         side = 2 * size
@@ -175,7 +183,7 @@ class DemoCastStream:
 
     def composite(self):
         shape = self.shapes[self.rng.integers(len(self.shapes))]
-        background = training_background(self.rng, self.photos, shape)
+        background = training_background(self.rng, self.photos, shape, self.backdrops)
         n = 1 if self.rng.random() < 0.7 else 2
         chosen = [self.sprites[j] for j in self.rng.choice(len(self.sprites), n, replace=False)]
         if self.portraits or self.clipart:
