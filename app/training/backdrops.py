@@ -9,8 +9,6 @@ their licences (CC-BY-SA-3.0, GPL-2+ and others) are in each package's copyright
 """
 import io
 import re
-import subprocess
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -41,40 +39,29 @@ def fetch(cache_dir=DEFAULT_CACHE, log=print):
         log(f"backdrops already in {cache_dir}")
         return cache_dir
     log("wallpapers and Wesnoth's data are about 250 MB")
-    with debian_packages.downloaded(sorted(SOURCES), cache_dir, log) as (tmp, debs):
-        staged = tmp / "backdrops"
-        staged.mkdir()
-        count = sum(extract(deb, staged) for deb in debs)
-        if count < MIN_COUNT:
-            raise RuntimeError(f"the packages held only {count} backdrops (expected {MIN_COUNT} or more)")
-        debian_packages.install(staged, cache_dir)
-    log(f"{count} backdrops in {cache_dir}")
+    debian_packages.fetch(sorted(SOURCES), cache_dir,
+                          lambda debs, out: sum(extract(deb, out) for deb in debs),
+                          "backdrops", MIN_COUNT, log)
     return cache_dir
 
 
 def extract(deb, out_dir):
     """Write the opaque pictures under the package's SOURCES folder to out_dir as JPEGs; count."""
     out_dir, package = Path(out_dir), Path(deb).name.split("_")[0]
+    out_dir.mkdir(parents=True, exist_ok=True)
     folder = SOURCES[package]
     count = 0
-    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as proc:
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-            for member in tar:
-                name = member.name.removeprefix("./")
-                path = Path(name)
-                if not (member.isfile() and name.startswith(folder)
-                        and path.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")):
-                    continue
-                # One of each picture: MATE ships some in several sizes (Elephants_3840x2160.jpg).
-                if path.stem in SKIP or re.search(r"_\d+x\d+$", path.stem):
-                    continue
-                with tar.extractfile(member) as src:
-                    picture = _scenery(src.read())
-                if picture is not None:
-                    picture.save(out_dir / f"{package}-{path.stem}.jpg", quality=92)
-                    count += 1
-    if proc.returncode:
-        raise RuntimeError(f"dpkg-deb could not read {deb}")
+    for name, src in debian_packages.files(deb):
+        path = Path(name)
+        if not (name.startswith(folder) and path.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")):
+            continue
+        # One of each picture: MATE ships some in several sizes (Elephants_3840x2160.jpg).
+        if path.stem in SKIP or re.search(r"_\d+x\d+$", path.stem):
+            continue
+        picture = _scenery(src.read())
+        if picture is not None:
+            picture.save(out_dir / f"{package}-{path.stem}.jpg", quality=92)
+            count += 1
     return count
 
 

@@ -44,21 +44,19 @@ def fetch(cache_dir=DEFAULT_CACHE, log=print):
     if is_fetched(cache_dir):
         log(f"clip-art figures already in {cache_dir}")
         return cache_dir
-    with debian_packages.downloaded([PACKAGE], cache_dir, log) as (tmp, debs):
-        debian_packages.unpack(debs, tmp / "unpacked")
-        staged = tmp / "clipart"
-        count = extract(tmp / "unpacked" / PEOPLE_DIR, staged)
-        if count < len(CHOSEN):
-            raise RuntimeError(f"{PACKAGE} lacked {len(CHOSEN) - count} of the chosen figures")
-        debian_packages.install(staged, cache_dir)
-    log(f"{count} clip-art figures in {cache_dir}")
+
+    def stage(debs, out_dir):
+        unpacked = out_dir.parent / "unpacked"  # in the download's temporary folder
+        debian_packages.unpack(debs, unpacked)  # some figures are links: unpacked, they resolve
+        return extract(unpacked / PEOPLE_DIR, out_dir)
+    debian_packages.fetch([PACKAGE], cache_dir, stage, "clip-art figures", len(CHOSEN), log)
     return cache_dir
 
 
 def extract(people_dir, out_dir):
     """Write each chosen figure found in people_dir to out_dir, cropped to its alpha; count."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     count = 0
     for name in CHOSEN:
         path = Path(people_dir) / f"{name}.png"  # some are links within the package: open follows them

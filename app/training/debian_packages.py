@@ -2,6 +2,7 @@
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,3 +35,30 @@ def install(staged, cache_dir):
     if cache_dir.exists():
         shutil.rmtree(cache_dir)
     os.replace(staged, cache_dir)
+
+
+def fetch(packages, cache_dir, stage, what, min_count, log=print):
+    """Download `packages`, let stage(debs, folder) fill an empty staging folder and return how
+    many `what` it wrote, check there are min_count or more, then swap the folder in; count."""
+    with downloaded(packages, cache_dir, log) as (tmp, debs):
+        staged = tmp / "staged"
+        staged.mkdir()
+        count = stage(debs, staged)
+        if count < min_count:
+            raise RuntimeError(f"{' '.join(packages)} held only {count} {what} "
+                               f"(expected {min_count} or more)")
+        install(staged, cache_dir)
+    log(f"{count} {what} in {cache_dir}")
+    return count
+
+
+def files(deb):
+    """Stream a package's regular files without unpacking it: yields (path without "./", file)."""
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as proc:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            for member in tar:
+                if member.isfile():
+                    with tar.extractfile(member) as src:
+                        yield member.name.removeprefix("./"), src
+    if proc.returncode:
+        raise RuntimeError(f"dpkg-deb could not read {deb}")

@@ -6,8 +6,6 @@ background looks like. They are training shapes only (never in validation or tes
 and, like the demo cast, live in a git-ignored cache: nothing of them is committed.
 """
 import shutil
-import subprocess
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -37,36 +35,24 @@ def fetch(cache_dir=DEFAULT_CACHE, log=print):
         log(f"portraits already in {cache_dir}")
         return cache_dir
     log(f"{PACKAGE} is about 150 MB")
-    with debian_packages.downloaded([PACKAGE], cache_dir, log) as (tmp, debs):
-        staged = tmp / "portraits"
-        count = extract(debs[0], staged)
-        if count < MIN_COUNT:
-            raise RuntimeError(f"{PACKAGE} held only {count} portraits (expected {MIN_COUNT} or more)")
-        debian_packages.install(staged, cache_dir)
-    log(f"{count} portraits in {cache_dir}")
+    debian_packages.fetch([PACKAGE], cache_dir, lambda debs, out: extract(debs[0], out),
+                          "portraits", MIN_COUNT, log)
     return cache_dir
 
 
 def extract(deb, out_dir):
     """Copy the portraits out of a .deb into out_dir (humans/knight.png -> humans-knight.png); count."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     count = 0
-    # Stream the package's file tree: nothing but the portraits touches the disk.
-    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as proc:
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-            for member in tar:
-                name = member.name.removeprefix("./")
-                if member.isfile() and name.startswith(PORTRAIT_DIR) and name.endswith(".png"):
-                    group = name[len(PORTRAIT_DIR):].split("/")[0]
-                    if group not in FIGURE_GROUPS:
-                        continue
-                    flat = name[len(PORTRAIT_DIR):].replace("/", "-")
-                    with tar.extractfile(member) as src, open(out_dir / flat, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    count += 1
-    if proc.returncode:
-        raise RuntimeError(f"dpkg-deb could not read {deb}")
+    for name, src in debian_packages.files(deb):  # nothing but the portraits touches the disk
+        if not (name.startswith(PORTRAIT_DIR) and name.endswith(".png")):
+            continue
+        if name[len(PORTRAIT_DIR):].split("/")[0] not in FIGURE_GROUPS:
+            continue
+        with open(out_dir / name[len(PORTRAIT_DIR):].replace("/", "-"), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        count += 1
     return count
 
 
