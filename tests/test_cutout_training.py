@@ -304,6 +304,50 @@ def test_a_clipart_share_puts_clipart_figures_into_training_pictures(tmp_path):
         assert len(inside) > 100 and np.abs(inside - (0, 255, 255)).max() <= 2
 
 
+def test_distractors_are_the_chosen_stamps_cropped_to_their_alpha(tmp_path):
+    from app.training import distractors
+    stamps = distractors.STAMPS_DIR
+
+    def disc(path):
+        _figure_png(path, (255, 0, 255), 30)
+    deb = _fake_deb(tmp_path, distractors.PACKAGE, {
+        stamps + "food/fruit/apple.png": disc,
+        stamps + "food/fruit/cartoon/apple.png": disc,  # the same name in another folder: kept apart
+        stamps + "animals/cat.png": disc,  # animals could be characters
+        stamps + "town/monuments/cartoon/statue.png": disc,  # a figure
+        stamps + "food/fruit/apple.txt": lambda path: path.write_text("Apple"),
+        "usr/share/doc/tuxpaint/logo.png": disc,
+    })
+    out = tmp_path / "distractors"
+    assert distractors.extract(deb, out) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["food-fruit-apple.png", "food-fruit-cartoon-apple.png"]
+    assert Image.open(out / "food-fruit-apple.png").size == (59, 59)  # the disc, without the margins
+    with pytest.raises(FileNotFoundError, match="demo fetch --distractors"):
+        distractors.load(out)  # far fewer than the package holds
+
+
+@pytest.mark.skipif(not demo_cast.is_fetched(), reason="demo cast not fetched (scripts/setup.sh does it)")
+def test_distractors_lie_behind_the_figures_as_background(tmp_path):
+    from app.training import distractors
+    from app.training.cutout_data import DemoCastStream
+    square = np.zeros((40, 40, 4), np.uint8)
+    square[...] = (255, 0, 255, 255)
+    stream = DemoCastStream(64, seed=5)
+    magenta = lambda comp: (comp.image == (255, 0, 255)).all(axis=2)
+    assert not any(magenta(stream.composite()).sum() > 50 for _ in range(5))
+    stream.objects, stream.distractor_share = [square], 1.0
+    for _ in range(8):
+        comp = stream.composite()
+        pasted = magenta(comp)
+        assert pasted.sum() > 50  # one to three objects in every picture
+        assert comp.mask[pasted].max() <= 8  # never foreground (faint at most under a figure's edge)
+        assert (comp.mask == 255).sum() > 100  # the figures are still there, on top
+    rng = np.random.default_rng(0)
+    pictures = [distractors.paste(rng, np.zeros((100, 200, 3), np.uint8), [square], 1) for _ in range(50)]
+    sizes = [np.sqrt((p[..., 0] == 255).sum()) for p in pictures]
+    assert 10 < np.median(sizes) < 60  # 15-60% of the height, partly outside at times
+
+
 def test_metrics_on_hand_made_masks():
     truth = np.zeros((10, 10), np.float32)
     truth[:, :5] = 1.0  # left half

@@ -50,6 +50,10 @@ def _data_arg(value):
 @click.option("--backdrops", is_flag=True,
               help="demo-cast: also compose over some 60 wallpapers and painted landscapes "
                    "(`flask demo fetch --backdrops` first), training only.")
+@click.option("--distractors", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="demo-cast: share of training pictures with one to three objects (fruit, "
+                   "tools, cars, houses; `flask demo fetch --distractors` first) pasted behind "
+                   "the figures as background.")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/cutout"),
               show_default=True, help="Checkpoints; an interrupted run resumes from here.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,

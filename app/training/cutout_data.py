@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageEnhance
 
 from app.cutout import MEAN, STD, normalise
 from app.training import demo_cast
+from app.training import distractors as distractor_art
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 
@@ -152,7 +153,7 @@ class DemoCastStream:
 
     def __init__(self, size, seed=0, cache_dir=demo_cast.DEFAULT_CACHE, warp=0.0, extra_art=False,
                  portraits=0.0, portrait_dir=None, backdrops=False, backdrop_dir=None,
-                 clipart=0.0, clipart_dir=None):
+                 clipart=0.0, clipart_dir=None, distractors=0.0, distractor_dir=None):
         self.size = size
         self.warp = warp  # share of sprites bent by warp_sprite
         self.portrait_share = portraits  # share of figures that are Wesnoth portraits
@@ -176,6 +177,10 @@ class DemoCastStream:
         if backdrops:
             from app.training import backdrops as backdrop_art
             self.backdrops = backdrop_art.load(backdrop_dir or backdrop_art.DEFAULT_CACHE)
+        self.distractor_share = distractors  # share of pictures with objects pasted behind the figures
+        self.objects = []
+        if distractors:
+            self.objects = distractor_art.load(distractor_dir or distractor_art.DEFAULT_CACHE)
         # Landscape, square and portrait pictures (inference squashes each to a square), composed
         # at about twice the training size: resizing the sprites is most of the data's cost.
         side = 2 * size
@@ -184,6 +189,8 @@ class DemoCastStream:
     def composite(self):
         shape = self.shapes[self.rng.integers(len(self.shapes))]
         background = training_background(self.rng, self.photos, shape, self.backdrops)
+        if self.objects and self.rng.random() < self.distractor_share:
+            background = distractor_art.paste(self.rng, background, self.objects, int(self.rng.integers(1, 4)))
         n = 1 if self.rng.random() < 0.7 else 2
         chosen = [self.sprites[j] for j in self.rng.choice(len(self.sprites), n, replace=False)]
         if self.portraits or self.clipart:

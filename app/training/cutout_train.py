@@ -35,6 +35,7 @@ class CutoutTrainConfig:
     portraits: float = 0.0  # demo-cast only: share of figures drawn from app.training.portraits
     clipart: float = 0.0  # demo-cast only: share of figures drawn from app.training.clipart
     backdrops: bool = False  # demo-cast only: add app.training.backdrops to the training photos
+    distractors: float = 0.0  # demo-cast only: share of pictures with app.training.distractors objects
     extra: dict = field(default_factory=dict)
 
 
@@ -115,7 +116,8 @@ def train(cfg, run_dir, log=print, stop_after=None):
     # The data stream is re-seeded by step so a resumed run draws fresh, reproducible batches.
     stream = (DemoCastStream(cfg.size, seed=cfg.seed * 100_003 + step, warp=cfg.warp,
                              extra_art=cfg.extra_art, portraits=cfg.portraits,
-                             backdrops=cfg.backdrops, clipart=cfg.clipart)
+                             backdrops=cfg.backdrops, clipart=cfg.clipart,
+                             distractors=cfg.distractors)
               if cfg.data == "demo-cast"
               else FolderStream(cfg.data, cfg.size, seed=cfg.seed * 100_003 + step))
     val = validation_pairs(cfg)

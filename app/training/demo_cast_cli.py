@@ -21,7 +21,10 @@ from app.training import demo_cast
 @click.option("--clipart", is_flag=True,
               help="Also get 54 clip-art people (public domain, about 130 MB to download), extra "
                    "training shapes for `train cutout --clipart`.")
-def fetch_command(cache_dir, portraits, backdrops, clipart):
+@click.option("--distractors", is_flag=True,
+              help="Also get Tux Paint's stamps (GPL-2, about 160 MB to download): some 300 "
+                   "objects for `train cutout --distractors`.")
+def fetch_command(cache_dir, portraits, backdrops, clipart, distractors):
     """Download the Ren'Py demo sprites and backgrounds from Debian into the cache."""
     try:
         demo_cast.fetch(cache_dir, log=click.echo)
@@ -34,6 +37,9 @@ def fetch_command(cache_dir, portraits, backdrops, clipart):
         if clipart:
             from app.training import clipart as clipart_art
             clipart_art.fetch(log=click.echo)
+        if distractors:
+            from app.training import distractors as distractor_art
+            distractor_art.fetch(log=click.echo)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         raise click.ClickException(str(exc))
 
