@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, jsonify, request, send_file
 
 from app import faces, imaging, reports, services
 from app.config import resolve_path
+from app.cutout import ALPHAS
 from app.errors import APIError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -68,10 +69,10 @@ def _parse_box(text, width, height):
 
 
 def _cutout_options(args):
-    """Post-processing switches from the query: alpha=soft|hard, threshold=0..1, largest=1, clean=1."""
+    """Post-processing switches from the query: alpha=soft|hard|raw, threshold=0..1, largest=1, clean=1."""
     alpha = args.get("alpha", "soft")
-    if alpha not in ("soft", "hard"):
-        raise APIError("alpha must be 'soft' or 'hard'.", 400, "bad_option")
+    if alpha not in ALPHAS:
+        raise APIError(f"alpha must be one of: {', '.join(ALPHAS)}.", 400, "bad_option")
     try:
         threshold = float(args.get("threshold", "0.5"))
     except ValueError:
@@ -84,7 +85,7 @@ def _cutout_options(args):
         if value not in ("0", "1"):
             raise APIError(f"{name} must be 0 or 1.", 400, "bad_option")
         flags[key] = value == "1"
-    return {"soft": alpha == "soft", "threshold": threshold, **flags}
+    return {"alpha": alpha, "threshold": threshold, **flags}
 
 
 @bp.post("/cutout")

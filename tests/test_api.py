@@ -204,6 +204,20 @@ def test_cutout_hard_alpha_switch(client):
     assert set(np.unique(np.asarray(Image.open(io.BytesIO(response.data))))) <= {0, 255}
 
 
+@needs_cutout
+def test_cutout_raw_alpha_is_the_map_and_soft_drops_its_haze(client):
+    picture = encode(np.random.default_rng(3).integers(0, 255, (64, 48, 3), np.uint8))
+
+    def mask(query):
+        response = client.post(f"/api/cutout?output=mask{query}", data={"image": upload(picture)})
+        assert response.status_code == 200
+        return np.asarray(Image.open(io.BytesIO(response.data))).astype(int)
+    raw, soft = mask("&alpha=raw"), mask("")
+    # The raw mask is rounded to 8 bits before this ramp, the served one after it: 2 levels apart at most.
+    assert np.abs(soft - np.clip((raw / 255 - 0.25) / 0.5, 0, 1) * 255).max() <= 2.5
+    assert (soft[raw < 0.24 * 255] == 0).all() and (soft[raw > 0.76 * 255] == 255).all()
+
+
 @pytest.mark.parametrize("query", ["alpha=half", "threshold=2", "threshold=x", "largest=yes", "clean=2"])
 def test_cutout_refuses_bad_options(client, query):
     picture = encode(np.zeros((8, 8, 3), np.uint8))

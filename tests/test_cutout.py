@@ -53,11 +53,17 @@ def test_postprocess_switches():
     prob[5:25, 5:25] = 0.9  # the character
     prob[30:33, 30:33] = 0.8  # a speck
     prob[14, 14] = 0.2  # a pinhole
-    soft = postprocess(prob)
-    assert soft[10, 10] == round(0.9 * 255) and soft[31, 31] > 0
-    hard = postprocess(prob, soft=False)
+    prob[0, :] = np.linspace(0, 1, 40)  # a ramp along the top row
+    raw = postprocess(prob, alpha="raw")
+    assert raw[10, 10] == round(0.9 * 255) and raw[14, 14] == round(0.2 * 255)
+    soft = postprocess(prob)  # 0 up to 0.25, 255 from 0.75, a straight ramp between
+    assert soft[10, 10] == 255 and soft[14, 14] == 0 and soft[39, 39] == 0 and soft[31, 31] == 255
+    assert np.array_equal(soft[0], np.rint(np.clip((prob[0] - 0.25) / 0.5, 0, 1) * 255))
+    hard = postprocess(prob, alpha="hard")
     assert set(np.unique(hard)) <= {0, 255}
-    largest = postprocess(prob, soft=False, largest_component=True)
+    largest = postprocess(prob, alpha="hard", largest_component=True)
     assert largest[31, 31] == 0 and largest[10, 10] == 255
-    cleaned = postprocess(prob, soft=False, clean=True)
+    cleaned = postprocess(prob, alpha="hard", clean=True)
     assert cleaned[14, 14] == 255 and cleaned[31, 31] == 0
+    with pytest.raises(ValueError):
+        postprocess(prob, alpha="half")

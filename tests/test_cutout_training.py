@@ -367,6 +367,11 @@ def test_metrics_on_hand_made_masks():
     # precision 0.5, recall 0.5 -> F = 0.5 whatever beta
     assert cutout_metrics.max_fbeta(top, truth) == pytest.approx(0.5)
 
+    hazy = truth * 0.8 + 0.2  # the right half at 0.2: a haze the served alpha removes
+    measures = cutout_metrics.scores(hazy, truth)
+    assert measures["mae_raw"] == pytest.approx(0.1) and measures["mae"] == pytest.approx(0.0)
+    assert measures["iou"] == 1.0 and measures["max_fbeta"] == pytest.approx(1.0)
+
 
 def test_evaluation_reports_each_group_and_sheets_the_worst_pictures(tmp_path):
     from app.cutout import Cutter

@@ -46,26 +46,23 @@ def sheet(rows, tile=(224, 168)):
 
 
 def evaluate(cutter, pairs, out_dir=None, sample=6, progress=None):
-    """Mean IoU / MAE / max F-beta of a Cutter over (image, mask[, groups]) items, and per group;
+    """Mean measures (cutout_metrics.scores) of a Cutter over (image, mask[, groups]) items, and per group;
     writes report.json, sheet.png (the first `sample` items) and worst.png (the lowest IoUs) to out_dir."""
-    scores = {"iou": [], "mae": [], "max_fbeta": []}
+    scores = []
     by_group = {}
     rows, worst = [], []  # worst: a heap of (-iou, index, row) holding the `sample` lowest IoUs
     for index, (image, mask, *groups) in enumerate(progress(pairs) if progress else pairs):
         prob = cutter.probability(image)
-        truth = mask.astype(np.float32) / 255.0
-        scores["iou"].append(cutout_metrics.iou(prob, truth))
-        scores["mae"].append(cutout_metrics.mae(prob, truth))
-        scores["max_fbeta"].append(cutout_metrics.max_fbeta(prob, truth))
+        scores.append(cutout_metrics.scores(prob, mask.astype(np.float32) / 255.0))
         for group in groups[0] if groups else ():
-            by_group.setdefault(group, []).append((scores["iou"][-1], scores["mae"][-1]))
+            by_group.setdefault(group, []).append((scores[-1]["iou"], scores[-1]["mae"]))
         if len(rows) < sample:
             rows.append((image, mask, prob))
-        heapq.heappush(worst, (-scores["iou"][-1], index, (image, mask, prob)))
+        heapq.heappush(worst, (-scores[-1]["iou"], index, (image, mask, prob)))
         if len(worst) > sample:
             heapq.heappop(worst)
-    report = {k: float(np.mean(v)) for k, v in scores.items()}
-    report["worst_iou"] = float(np.min(scores["iou"]))
+    report = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+    report["worst_iou"] = float(min(s["iou"] for s in scores))
     report["count"] = len(pairs)
     if by_group:
         report["groups"] = {g: {"iou": round(float(np.mean([s[0] for s in v])), 4),

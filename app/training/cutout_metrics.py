@@ -1,6 +1,8 @@
 """Cutout quality measures: IoU, MAE and max F-beta (beta^2 = 0.3, as in the U^2-Net paper)."""
 import numpy as np
 
+from app.cutout import postprocess
+
 BETA2 = 0.3
 
 
@@ -29,3 +31,11 @@ def max_fbeta(pred, truth, thresholds=255):
         precision, recall = tp / p.sum(), tp / positives
         best = max(best, (1 + BETA2) * precision * recall / (BETA2 * precision + recall))
     return float(best)
+
+
+def scores(prob, truth, thresholds=255):
+    """The measures of one picture: IoU and max F-beta of the network's map, MAE of the alpha the
+    service returns by default (what users get) and of the raw map."""
+    served = postprocess(prob) / 255.0
+    return {"iou": iou(prob, truth), "mae": mae(served, truth), "mae_raw": mae(prob, truth),
+            "max_fbeta": max_fbeta(prob, truth, thresholds)}

@@ -70,16 +70,12 @@ def save_checkpoint(path, payload):
 
 
 def evaluate_pairs(net, pairs, size):
-    """Mean IoU, MAE and max F-beta of `net` over [(image, mask)]."""
+    """Mean measures (cutout_metrics.scores) of `net` over [(image, mask)]."""
     net.eval()
-    scores = {"iou": [], "mae": [], "max_fbeta": []}
-    for image, mask in pairs:
-        prob = predict_maps(net, image, size)
-        truth = mask.astype(np.float32) / 255.0
-        scores["iou"].append(cutout_metrics.iou(prob, truth))
-        scores["mae"].append(cutout_metrics.mae(prob, truth))
-        scores["max_fbeta"].append(cutout_metrics.max_fbeta(prob, truth, thresholds=51))
-    return {k: float(np.mean(v)) for k, v in scores.items()}
+    per_picture = [cutout_metrics.scores(predict_maps(net, image, size),
+                                         mask.astype(np.float32) / 255.0, thresholds=51)
+                   for image, mask in pairs]
+    return {k: float(np.mean([s[k] for s in per_picture])) for k in per_picture[0]}
 
 
 def validation_pairs(cfg):
