@@ -89,8 +89,5 @@ def is_fetched(cache_dir=DEFAULT_CACHE):
 
 def load(cache_dir=DEFAULT_CACHE, min_count=MIN_COUNT):
     """Every backdrop as an RGB array."""
-    paths = sorted(Path(cache_dir).glob("*.jpg"))
-    if len(paths) < min_count:
-        raise FileNotFoundError(f"backdrops not found in {cache_dir}: run "
-                                f"`flask --app wsgi demo fetch --backdrops` first")
+    paths = debian_packages.cached(cache_dir, ".jpg", "backdrops", min_count)
     return [np.asarray(Image.open(p).convert("RGB")) for p in paths]

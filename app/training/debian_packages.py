@@ -62,3 +62,13 @@ def files(deb):
                         yield member.name.removeprefix("./"), src
     if proc.returncode:
         raise RuntimeError(f"dpkg-deb could not read {deb}")
+
+
+def cached(cache_dir, suffix, what, min_count):
+    """The cache's files ending in `suffix`, sorted; FileNotFoundError saying which fetch brings
+    them when there are fewer than min_count (`what` is the `demo fetch` option's name)."""
+    paths = sorted(Path(cache_dir).glob(f"*{suffix}"))
+    if len(paths) < min_count:
+        raise FileNotFoundError(f"{what} not found in {cache_dir}: run "
+                                f"`flask --app wsgi demo fetch --{what}` first")
+    return paths

@@ -74,10 +74,7 @@ def is_fetched(cache_dir=DEFAULT_CACHE):
 
 def load(cache_dir=DEFAULT_CACHE, min_count=MIN_COUNT):
     """The distractors as RGBA arrays."""
-    paths = sorted(Path(cache_dir).glob("*.png"))
-    if len(paths) < min_count:
-        raise FileNotFoundError(f"distractors not found in {cache_dir}: run "
-                                f"`flask --app wsgi demo fetch --distractors` first")
+    paths = debian_packages.cached(cache_dir, ".png", "distractors", min_count)
     return [np.asarray(Image.open(p).convert("RGBA")) for p in paths]
 
 

@@ -62,10 +62,7 @@ def is_fetched(cache_dir=DEFAULT_CACHE):
 
 def load(cache_dir=DEFAULT_CACHE, split="train", min_count=MIN_COUNT):
     """The portraits of `split` ("train" | "dev") as Sprites without face boxes (alpha = exact mask)."""
-    paths = sorted(Path(cache_dir).glob("*.png"))
-    if len(paths) < min_count:
-        raise FileNotFoundError(f"portraits not found in {cache_dir}: run "
-                                f"`flask --app wsgi demo fetch --portraits` first")
+    paths = debian_packages.cached(cache_dir, ".png", "portraits", min_count)
     if split not in ("train", "dev"):
         raise ValueError(f"unknown portrait split {split!r}")
     figures = []
