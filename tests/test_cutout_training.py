@@ -403,7 +403,7 @@ def test_train_command_exports_a_model_directory_that_serves(pair_folder, tmp_pa
     assert result.exit_code == 0, result.output
     card = json.loads((out / "card.json").read_text())
     assert card["kind"] == "cutout" and card["input_size"] == 64 and card["training"]["steps"] == 2
-    assert set(card["metrics"]) >= {"iou", "mae", "max_fbeta", "count"}
+    assert set(card["metrics"]) >= {"iou", "mae", "mae_raw", "max_fbeta", "count"}
     assert (run / "heldout" / "sheet.png").exists()
     image = Image.open(pair_folder / "images" / "p0.png")
     assert Cutter.load(out).cutout(image).size == image.size
