@@ -25,14 +25,13 @@ def create_app(config=None):
         # Exactly one trusted hop: the reverse proxy in front of us.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
 
-    from app import api, errors, web
+    from app import commands, errors
+    from app.web import api, pages
     errors.init_app(app)
-    app.register_blueprint(web.bp)
+    app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.after_request(security_headers)
-
-    from app import cli
-    cli.init_app(app)
+    commands.init_app(app)
     return app
 
 

@@ -3,6 +3,9 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Git-ignored: fetched art, renders, feature caches. Official weights from elsewhere.
+CACHE_ROOT = ROOT / ".cache"
+OFFICIAL_DIR = ROOT / "models" / "official"
 
 DEFAULTS = {
     # Where model directories live; CLASSIFIER_MODEL / CUTOUT_MODEL are names under it or paths.

@@ -28,10 +28,6 @@ class APIError(Exception):
         self.status = status
         self.code = code
 
-    def to_dict(self):
-        """The JSON body for this error."""
-        return {"error": {"code": self.code, "message": self.message}}
-
 
 def error_response(message, status, code):
     """A JSON error response."""

@@ -20,9 +20,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.backbones import SPECS, Backbone, configure_torch_threads  # noqa: E402
+from app.inference.backbones import SPECS, Backbone, configure_torch_threads  # noqa: E402
+from app.inference.preprocess import face_batch  # noqa: E402
 from app.nets.u2net import U2NET, U2NETP  # noqa: E402
-from app.preprocess import face_batch  # noqa: E402
 
 
 def median_ms(fn, runs):
@@ -56,13 +56,13 @@ def main():
     for name in ("efficientnet_lite0", "inception_v3"):
         backbone = random_backbone(name)
         for batch in (1, 8):
-            ms = median_ms(lambda: backbone.features(face_batch(faces[:batch], backbone)), args.runs)
+            ms = median_ms(lambda b=backbone, n=batch: b.features(face_batch(faces[:n], b)), args.runs)
             print(f"{name:20s} batch {batch}: {ms / batch:8.1f} ms per face ({backbone.input_size}px)")
     x = torch.randn(1, 3, 320, 320)
     for name, build in (("u2net", U2NET), ("u2netp", U2NETP)):
         net = build().eval()
         with torch.inference_mode():
-            ms = median_ms(lambda: net(x), args.runs)
+            ms = median_ms(lambda n=net: n(x), args.runs)
         print(f"{name:20s} 320x320: {ms:8.1f} ms per image")
 
 

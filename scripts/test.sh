@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Set up everything the tests need (idempotent), then run the whole test suite.
+# Set up everything the tests need (idempotent), lint, then run the whole test suite.
 # Extra arguments go to pytest, e.g. `scripts/test.sh tests/test_api.py -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
+echo "==> ruff check"
+.venv/bin/ruff check .
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

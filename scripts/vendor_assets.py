@@ -65,7 +65,7 @@ def vendor_cascade():
             install_checked(lambda tmp: urllib.request.urlretrieve(CASCADE_URL, tmp), dest, CASCADE_SHA256)
         except OSError as exc:
             if os.environ.get("VENDOR_STRICT") == "1":  # image builds fail loudly instead
-                raise SystemExit(f"could not get {CASCADE_NAME}: {exc}")
+                raise SystemExit(f"could not get {CASCADE_NAME}: {exc}") from None
             # The app still runs without it: automatic detection is off, hand-drawn boxes work.
             print(f"warning: could not get {CASCADE_NAME} ({exc}); face detection stays off",
                   file=sys.stderr)

@@ -66,16 +66,17 @@ def demo_picture_array():
     """A demo-cast picture (two characters on a background) in which the cascade finds faces."""
     if not (DEMO_CACHE / "sprites").is_dir():
         pytest.skip("demo cast not fetched: run `scripts/setup.sh --dev` (flask --app wsgi demo fetch)")
-    from app.faces import detect_faces
-    from app.training import demo_cast
+    from app.demo_data import compose
+    from app.demo_data import renpy_cast as demo_cast
+    from app.inference.faces import detect_faces
     sprites = {s.key: s for s in demo_cast.load_sprites(DEMO_CACHE, ("eileen happy", "sylvie blue smile"))}
     backgrounds = demo_cast.load_backgrounds(DEMO_CACHE)
     # A fixed, reproducible search for a composite where both faces are visible and detected.
     for seed in range(40):
         rng = np.random.default_rng(seed)
         size = (960, 640)
-        background = demo_cast.photo_crop(rng, backgrounds[sorted(backgrounds)[seed % len(backgrounds)]], size)
-        comp = demo_cast.compose(rng, [sprites["eileen happy"], sprites["sylvie blue smile"]], background, size)
+        background = compose.photo_crop(rng, backgrounds[sorted(backgrounds)[seed % len(backgrounds)]], size)
+        comp = compose.compose(rng, [sprites["eileen happy"], sprites["sylvie blue smile"]], background, size)
         if len(comp.faces) == 2 and len(detect_faces(comp.image)) >= 1:
             return comp
     pytest.skip("no demo composite with a detectable face")

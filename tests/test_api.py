@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import encode, needs_classifier, needs_cutout
 from PIL import Image
 
-from app import services
-from conftest import encode, needs_classifier, needs_cutout
+from app.web import registry
 
 
 def upload(data, name="picture.png"):
@@ -128,7 +128,7 @@ def test_faces_finds_the_demo_cast(client, demo_picture):
 def test_identify_answers_in_the_order_sent(app, client, demo_picture):
     _, comp = demo_picture
     files = [upload(crop(comp, box), f"{name}.png") for name, box in comp.faces]
-    assert services.model_status(app)["classifier"]["loaded"] is False  # lazy: nothing at startup
+    assert registry.model_status(app)["classifier"]["loaded"] is False  # lazy: nothing at startup
     response = client.post("/api/identify", data={"faces": files})
     assert response.status_code == 200, response.data
     body = response.get_json()
@@ -142,7 +142,7 @@ def test_identify_answers_in_the_order_sent(app, client, demo_picture):
     assert body["model"]["name"]
     # The demo cast's training sprites are named right, in the order sent.
     assert [f["predictions"][0]["label"] for f in body["faces"]] == [name for name, _ in comp.faces]
-    assert services.model_status(app)["classifier"]["loaded"] is True
+    assert registry.model_status(app)["classifier"]["loaded"] is True
     import torch
     assert torch.get_num_threads() == 1  # TORCH_THREADS from the config
 
@@ -189,7 +189,8 @@ def test_cutout_returns_rgba_png_of_the_same_size(client):
     assert alpha[:10].max() == 0 and alpha[:, :10].max() == 0  # nothing outside the box
 
 
-@pytest.mark.parametrize("box", ["1,2,3", "a,b,c,d", "0,0,0,10", "-1,0,10,10", "70,0,10,10", "0,0,10,500"])
+@pytest.mark.parametrize("box", ["1,2,3", "a,b,c,d", "0,0,0,10", "-1,0,10,10", "70,0,10,10", "0,0,10,500",
+                                 "inf,0,5,5", "1e400,0,5,5", "nan,0,5,5", "0,0,-inf,5"])
 def test_cutout_refuses_bad_boxes(client, box):
     picture = encode(np.zeros((123, 77, 3), np.uint8))
     assert_error(client.post("/api/cutout", data={"image": upload(picture), "box": box}), 400, "bad_box")

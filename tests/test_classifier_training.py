@@ -6,8 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from app.identify import Identifier
-from app.training import classifier_train, demo_cast
+from app.demo_data import compose
+from app.demo_data import renpy_cast as demo_cast
+from app.inference.identify import Identifier
+from app.training import classifier_train
 from app.training.classifier_eval import metrics_from_results
 from app.training.face_dataset import crop_face
 
@@ -26,8 +28,8 @@ def _write_split(root, split, per_sprite, seed):
         written = 0
         while written < per_sprite:
             photo = photos[sorted(photos)[rng.integers(len(photos))]]
-            background = demo_cast.photo_crop(rng, photo, (384, 288))
-            comp = demo_cast.compose(rng, [sprite], background, (384, 288))
+            background = compose.photo_crop(rng, photo, (384, 288))
+            comp = compose.compose(rng, [sprite], background, (384, 288))
             for character, box in comp.faces:
                 folder = root / split / character
                 folder.mkdir(parents=True, exist_ok=True)
@@ -59,7 +61,6 @@ def test_threshold_calibration_rejects_the_allowed_share():
 
 
 def test_augmentation_keeps_colours():
-    rng = np.random.default_rng(0)
     face = Image.new("RGB", (120, 120), (230, 60, 140))  # a pink-haired character's colour
     face.paste((40, 200, 90), (30, 30, 90, 90))
     for k in range(10):

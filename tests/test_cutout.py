@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.cutout import Cutter, postprocess
+from app.inference.cutout import Cutter, postprocess
 from tests.conftest import MODELS, demo_picture_array
 
 

@@ -195,7 +195,7 @@ def test_official_weights_are_a_build_choice(runtime):
     assert any("flask --app wsgi models download" in run and "official" in run for run in runs(runtime))
     # The names and options the build passes exist in the command it runs.
     from app import create_app
-    from app.weights_download import MANIFEST
+    from app.storage.official import MANIFEST
     assert set(arg["OFFICIAL_MODELS"].split()) <= set(MANIFEST)
     result = create_app().test_cli_runner().invoke(args=["models", "download", "--help"])
     assert result.exit_code == 0 and "--allow-unverified" in result.output

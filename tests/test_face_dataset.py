@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import faces
-from app.training import demo_cast, face_dataset
+from app.demo_data import faces as demo_faces
+from app.demo_data import outsiders
+from app.demo_data import renpy_cast as demo_cast
+from app.inference import faces
+from app.training import face_dataset
 from app.training.face_dataset import build_dataset, crop_face, dhash, hamming
 
 needs_art = pytest.mark.skipif(not demo_cast.is_fetched() or not faces.cascade_available(),
@@ -107,12 +110,12 @@ def test_cli_reports_bad_input_cleanly(runner, tmp_path):
 
 
 def test_demo_plan_keeps_validation_expressions_out_of_training():
-    train, train_bgs = face_dataset.demo_sprite_plan("train")
-    val, val_bgs = face_dataset.demo_sprite_plan("val")
-    test, _ = face_dataset.demo_sprite_plan("test")
-    assert set(face_dataset.VAL_HELD_OUT_SPRITES) <= set(val)
-    assert not set(face_dataset.VAL_HELD_OUT_SPRITES) & set(train)
+    train, train_bgs = demo_faces.demo_sprite_plan("train")
+    val, val_bgs = demo_faces.demo_sprite_plan("val")
+    test, _ = demo_faces.demo_sprite_plan("test")
+    assert set(demo_faces.VAL_HELD_OUT_SPRITES) <= set(val)
+    assert not set(demo_faces.VAL_HELD_OUT_SPRITES) & set(train)
     assert not set(test) & (set(train) | set(val)) and not set(train_bgs) & set(val_bgs)
     assert {k.split(" ")[0] for k in train} == {"eileen", "lucy", "sylvie"}
-    outsiders = face_dataset.OUTSIDER_SPLITS
-    assert not set(outsiders["test"]) & (set(outsiders["train"]) | set(outsiders["val"]))
+    splits = outsiders.OUTSIDER_SPLITS
+    assert not set(splits["test"]) & (set(splits["train"]) | set(splits["val"]))

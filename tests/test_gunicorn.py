@@ -1,59 +1,23 @@
 """The app under a real gunicorn on 127.0.0.1: lazy model loading per worker, real HTTP."""
 import io
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import urllib3
+from conftest import encode, needs_models
 from PIL import Image
-
-from conftest import ROOT, encode, needs_models
-
-GUNICORN = Path(sys.executable).parent / "gunicorn"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from servers import gunicorn
 
 
 @pytest.fixture(scope="module")
 def gunicorn_url(tmp_path_factory):
-    """Start `gunicorn wsgi:app` (one worker) on a free port; yields (url, report dir)."""
-    report_dir = tmp_path_factory.mktemp("gunicorn") / "reports"
-    port = free_port()
-    env = dict(os.environ, FLASK_REPORT_DIR=str(report_dir), FLASK_TORCH_THREADS="1",
-               FLASK_MAX_CONTENT_LENGTH=str(2 * 1024 * 1024))
-    proc = subprocess.Popen([str(GUNICORN), "--workers", "1", "--bind", f"127.0.0.1:{port}",
-                             "--timeout", "120", "wsgi:app"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    http = urllib3.PoolManager(retries=False)
-    deadline = time.time() + 60
-    while True:
-        try:
-            if http.request("GET", url + "/healthz", timeout=2).status == 200:
-                break
-        except urllib3.exceptions.HTTPError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail("gunicorn did not start:\n" + proc.stdout.read().decode(errors="replace"))
-        time.sleep(0.3)
-    yield url, report_dir
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    """`gunicorn wsgi:app` (one worker) on a free port; yields (url, report dir)."""
+    tmp = tmp_path_factory.mktemp("gunicorn")
+    report_dir = tmp / "reports"
+    env = {"FLASK_REPORT_DIR": str(report_dir), "FLASK_MAX_CONTENT_LENGTH": str(2 * 1024 * 1024)}
+    with gunicorn(tmp, env) as (url, _):
+        yield url, report_dir
 
 
 @needs_models

@@ -4,10 +4,10 @@ import pytest
 import torch
 from PIL import Image
 
-from app.backbones import configure_torch_threads, load_backbone
-from app.identify import Identifier, classifier_card, make_head
-from app.model_store import ModelError, load_card, write_model_dir
-from app.preprocess import PREPROCESSING_VERSION, face_batch, face_tensor
+from app.inference.backbones import load_backbone
+from app.inference.identify import Identifier, classifier_card, make_head
+from app.inference.preprocess import PREPROCESSING_VERSION, face_batch, face_tensor
+from app.storage.model_dirs import ModelError, load_card, write_model_dir
 
 skimage_data = pytest.importorskip("skimage.data")
 torch.set_num_threads(1)
@@ -117,12 +117,3 @@ def test_preprocessing_keeps_colours(backbone):
         expected = (value / 255 - backbone.mean[channel]) / backbone.std[channel]
         assert torch.allclose(x[channel], torch.full((224, 224), expected), atol=1e-5)
     assert PREPROCESSING_VERSION == 1
-
-
-def test_torch_threads_from_argument():
-    before = torch.get_num_threads()
-    try:
-        assert configure_torch_threads(1) == 1 and torch.get_num_threads() == 1
-        assert configure_torch_threads(None, workers=10_000) == 1
-    finally:
-        torch.set_num_threads(before)

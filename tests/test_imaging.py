@@ -6,11 +6,11 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import encode
 from PIL import Image
 
-from app import imaging
 from app.errors import APIError
-from conftest import encode
+from app.inference import imaging
 
 
 def rgb(w=40, h=20):

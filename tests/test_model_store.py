@@ -1,11 +1,11 @@
 """Model directories: cards, sha256 checks with a remedy in the message, atomic writes."""
 import json
+import pickle
 
 import pytest
 import torch
 
-from app.model_store import (ModelError, list_model_dirs, load_card, load_weights, sha256_file,
-                             write_model_dir)
+from app.storage.model_dirs import ModelError, list_model_dirs, load_card, load_weights, sha256_file, write_model_dir
 
 CARD = {
     "name": "toy", "kind": "classifier", "version": "1", "architecture": "linear",
@@ -71,7 +71,7 @@ def test_rewrite_replaces_whole_directory_and_leaves_no_temporaries(tmp_path):
 def test_failed_write_keeps_previous_version(tmp_path):
     model_dir = tmp_path / "toy"
     first = write_model_dir(model_dir, CARD, toy_state())
-    with pytest.raises(Exception):
+    with pytest.raises((AttributeError, TypeError, pickle.PicklingError)):
         write_model_dir(model_dir, CARD, {"weight": lambda: None})  # cannot be pickled
     assert load_card(model_dir) == first
     load_weights(model_dir, first)

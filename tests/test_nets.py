@@ -3,11 +3,11 @@ import pytest
 import torch
 from PIL import Image
 
-from app.backbones import load_backbone
+from app.inference.backbones import load_backbone
+from app.inference.preprocess import face_batch
 from app.nets.efficientnet_lite import EfficientNetLite0, SameConv2d
 from app.nets.inception import Inception3
 from app.nets.u2net import U2NET, U2NETP
-from app.preprocess import face_batch
 
 torch.set_num_threads(1)
 
@@ -114,7 +114,7 @@ def test_legacy_file_without_batch_counters_loads_strict(tmp_path):
 
 
 def test_inception_backbone_from_a_weights_file(tmp_path):
-    from app.model_store import ModelError
+    from app.storage.model_dirs import ModelError
     with pytest.raises(ModelError, match="flask --app wsgi models download inception_v3"):
         load_backbone("inception_v3", tmp_path / "absent.pth")
     torch.save({"module." + k: v for k, v in Inception3().state_dict().items()}, tmp_path / "w.pth")

@@ -7,11 +7,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, needs_models
 from PIL import Image
 from werkzeug.serving import make_server
 
 from app import create_app
-from conftest import ROOT, needs_models
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -164,7 +164,6 @@ def test_whole_flow_in_chromium(server, browser, demo_picture):
 
 def test_phone_width_and_no_model_message(browser, tmp_path):
     """At 390 px wide the page stays one column, and a server without models says so."""
-    from selenium.webdriver.common.by import By
     app = create_app({"MODEL_DIR": str(tmp_path), "REPORT_DIR": str(tmp_path / "r")})
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()

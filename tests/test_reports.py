@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from app import reports
+from app.storage import files, reports
 
 
 def test_labels_are_cleaned_or_refused():
@@ -40,7 +40,7 @@ def test_concurrent_reports_never_collide(tmp_path):
 def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(*args):
         raise OSError("disk full")
-    monkeypatch.setattr(reports.os, "fsync", boom)
+    monkeypatch.setattr(files.os, "fsync", boom)
     with pytest.raises(OSError):
         reports.save_report(tmp_path, b"png", "lucy")
     assert list(tmp_path.iterdir()) == []

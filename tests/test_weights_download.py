@@ -10,10 +10,11 @@ import torch
 from flask import Flask
 from PIL import Image
 
-from app import create_app, weights_download
-from app.cli import models_cli
-from app.model_store import write_model_dir
+from app import create_app
+from app.commands.models import command as models_cli
 from app.nets.u2net import U2NETP
+from app.storage import official
+from app.storage.model_dirs import write_model_dir
 
 
 def u2netp_bytes():
@@ -160,7 +161,7 @@ def test_a_downloaded_cutout_file_is_a_model_directory_the_api_serves(runner, se
 
 
 def test_builtin_manifest_names_the_official_files():
-    manifest = weights_download.MANIFEST
+    manifest = official.MANIFEST
     assert set(manifest) == {"inception_v3", "u2net", "u2netp"}
     assert manifest["inception_v3"]["sha256"].startswith("0cc3c7bd")
     assert manifest["inception_v3"]["filename"] == "inception_v3_google-0cc3c7bd.pth"

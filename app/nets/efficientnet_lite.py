@@ -9,7 +9,6 @@ with `strict=True`.
 """
 import math
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 

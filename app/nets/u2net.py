@@ -159,6 +159,3 @@ class U2NETP(_U2NetBase):
         dec = (RSU4F(128, 16, 64), RSU4(128, 16, 64), RSU5(128, 16, 64),
                RSU6(128, 16, 64), RSU7(128, 16, 64))
         super().__init__(in_ch, out_ch, enc, dec, (64,) * 6)
-
-
-ARCHITECTURES = {"u2net": U2NET, "u2netp": U2NETP}

@@ -4,14 +4,12 @@ Faces whose folder is a label of the model are "cast"; every other folder (`_unk
 characters the model never learnt) is "outside the cast" and should be flagged unknown.
 Writes report.json, confusion.png and training_curve.png (drawn with Pillow).
 """
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from app.storage.files import atomic_path, write_json
 from app.training.classifier_train import load_folder
 
 OUTSIDE = "(outside cast)"
@@ -102,7 +100,7 @@ def draw_confusion(confusion, path, title="confusion (rows: truth, columns: answ
             d.rectangle([x0, y0, x0 + cell - 2, y0 + cell - 2], fill=(shade, shade, 255), outline="grey")
             d.text((x0 + 8, y0 + cell // 2 - 8), str(int(counts[i, j])),
                    fill="white" if share > 0.6 else "black", font=font)
-    _save_png(img, path)
+    save_png(img, path)
 
 
 def draw_curves(history, path):
@@ -113,7 +111,7 @@ def draw_curves(history, path):
     font = _font(13)
     if not history:
         d.text((pad, h // 2), "no training history in the card", fill="black", font=font)
-        _save_png(img, path)
+        save_png(img, path)
         return
     epochs = [e["epoch"] for e in history]
     losses = [e["train_loss"] for e in history] + [e["val_loss"] for e in history]
@@ -141,24 +139,13 @@ def draw_curves(history, path):
     d.text((4, y1 - 4), f"{hi:.2f}", fill="black", font=font)
     d.text((4, y0 - 12), "0", fill="black", font=font)
     d.text((x1 + 4, y1 - 4), "1.0", fill=(40, 150, 40), font=font)
-    _save_png(img, path)
+    save_png(img, path)
 
 
-def _save_png(img, path):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def write_json(path, data):
-    """Write JSON atomically."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
-    os.replace(tmp, path)
+def save_png(img, path):
+    """Save a PIL image as PNG atomically."""
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
 
 
 def evaluate_items(identifier, items, progress=None, batch=32):
@@ -174,7 +161,7 @@ def evaluate_items(identifier, items, progress=None, batch=32):
 
 def evaluate_model_dir(model_dir, data_dir, out_dir, progress=None):
     """Evaluate model_dir on DATA (its test/ split when present); write the report and plots to out_dir."""
-    from app.identify import Identifier
+    from app.inference.identify import Identifier
     identifier = Identifier.load(model_dir)
     folder = test_folder(data_dir)
     items = load_folder(folder)

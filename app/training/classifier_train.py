@@ -256,9 +256,9 @@ def prepare_features(backbone, train, val, labels, config, cache_root=None, prog
     counts = {"train_crops": len(train), "train_with_augmented": len(train_all),
               "val_crops": len(val), "train_unknown": len([1 for it in train if it[1] == UNKNOWN_LABEL]),
               "val_unknown": len(out_va), "cache_hits": 0, "cache_misses": 0}
-    prepared = Prepared(labels, feats(cast_tr), np.array([index[l] for _, l in cast_tr], np.int64),
+    prepared = Prepared(labels, feats(cast_tr), np.array([index[lab] for _, lab in cast_tr], np.int64),
                         feats(out_tr), feats(cast_va),
-                        np.array([index.get(l, -1) for _, l in cast_va], np.int64), feats(out_va), counts)
+                        np.array([index.get(lab, -1) for _, lab in cast_va], np.int64), feats(out_va), counts)
     counts["cache_hits"], counts["cache_misses"] = cache.hits, cache.misses
     return prepared
 
@@ -325,9 +325,9 @@ def _silent_bar(length, label):
 def train_model_dir(data_dir, out_dir, config, name=None, command=None, loco=False,
                     progress_factory=None, log=print):
     """Train a head on DATA, write models/<name>/ with its card; figures from DATA/test when it exists."""
-    from app.backbones import load_backbone
-    from app.identify import classifier_card
-    from app.model_store import write_model_dir
+    from app.inference.backbones import load_backbone
+    from app.inference.identify import classifier_card
+    from app.storage.model_dirs import write_model_dir
     from app.training import classifier_eval
 
     torch.manual_seed(config.seed)
@@ -369,7 +369,7 @@ def train_model_dir(data_dir, out_dir, config, name=None, command=None, loco=Fal
     if test_dir.is_dir():
         items = load_folder(test_dir)
         with progress_factory(len(items), "held-out test") as bar:
-            from app.identify import Identifier
+            from app.inference.identify import Identifier
             metrics = classifier_eval.evaluate_items(Identifier.load(out_dir), items, bar.update)
         metrics.pop("confusion")
         card["metrics"] = {"split": str(test_dir), **metrics}

@@ -1,25 +1,13 @@
 """Evaluate a cutout model on held-out image/mask pairs: metrics JSON and an overlay sheet."""
 import heapq
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from app.training import cutout_metrics, demo_cast, portraits
-from app.training.cutout_data import EVAL_SIZE, folder_pairs, load_pair
-
-
-def heldout_pairs(data, count=60, seed=0):
-    """(image, mask, groups) items: "demo-cast" gives the test split's composites, "portraits-dev"
-    held-out portraits (for choosing recipes), each in the groups of its figures and background;
-    a folder gives its pairs, ungrouped."""
-    if data in ("demo-cast", "portraits-dev"):
-        items = (demo_cast.composites("test", count, seed=seed, size=EVAL_SIZE) if data == "demo-cast"
-                 else portraits.dev_composites(count, seed=seed, size=EVAL_SIZE))
-        return [(c.image, c.mask, tuple(f"sprite {k}" for k in sorted(set(c.sprites)))
-                 + (f"background {c.background}",)) for c in items]
-    return [(*load_pair(*p), ()) for p in folder_pairs(data)][:count]
+from app.storage.files import write_json
+from app.training import cutout_metrics
+from app.training.classifier_eval import save_png
 
 
 def overlay(image, prob, truth):
@@ -71,7 +59,7 @@ def evaluate(cutter, pairs, out_dir=None, sample=6, progress=None):
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        sheet(rows).save(out_dir / "sheet.png")
-        sheet([row for _, _, row in sorted(worst, reverse=True)]).save(out_dir / "worst.png")
+        write_json(out_dir / "report.json", report)
+        save_png(sheet(rows), out_dir / "sheet.png")
+        save_png(sheet([row for _, _, row in sorted(worst, reverse=True)]), out_dir / "worst.png")
     return report

@@ -1,7 +1,7 @@
 """Cutout quality measures: IoU, MAE and max F-beta (beta^2 = 0.3, as in the U^2-Net paper)."""
 import numpy as np
 
-from app.cutout import postprocess
+from app.inference.cutout import postprocess
 
 BETA2 = 0.3
 

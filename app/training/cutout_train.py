@@ -1,7 +1,10 @@
-"""U2-Net / U2-NetP training: the paper's loss, Adam, cosine decay, resumable checkpoints."""
+"""U2-Net / U2-NetP training: the paper's loss, Adam, cosine decay, resumable checkpoints.
+
+The trainer takes plain inputs: a stream factory (seed -> object with .batch(n)) and fixed
+validation pairs. Where they come from (a folder, the demo-data engine) is the caller's business.
+"""
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,15 +13,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from app.cutout import predict_maps
-from app.nets.u2net import ARCHITECTURES
+from app import nets
+from app.inference.cutout import predict_maps
+from app.storage.files import atomic_path, write_json
 from app.training import cutout_metrics
-from app.training.cutout_data import DemoCastStream, FolderStream, fixed_set, folder_pairs, load_pair
 
 
 @dataclass
 class CutoutTrainConfig:
-    data: str = "demo-cast"  # a folder with images/ and masks/, or "demo-cast"
+    data: str = "demo-cast"  # a folder with images/ and masks/, or "demo-cast" (recorded, not read here)
     arch: str = "u2netp"
     init: str = ""  # weights to start from: an official file or a run's best.pt; "" = from scratch
     size: int = 192  # training and serving resolution (the official models use 320)
@@ -30,13 +33,7 @@ class CutoutTrainConfig:
     eval_count: int = 24  # fixed validation pictures
     seed: int = 0
     threads: int = 0  # torch threads; 0 = torch's default
-    warp: float = 0.0  # demo-cast only: share of sprites bent into new silhouettes
-    extra_art: bool = False  # demo-cast only: add demo_cast.EXTRA_ART to the training sprites
-    portraits: float = 0.0  # demo-cast only: share of figures drawn from app.training.portraits
-    clipart: float = 0.0  # demo-cast only: share of figures drawn from app.training.clipart
-    backdrops: bool = False  # demo-cast only: add app.training.backdrops to the training photos
-    distractors: float = 0.0  # demo-cast only: share of pictures with app.training.distractors objects
-    extra: dict = field(default_factory=dict)
+    mix: dict = field(default_factory=dict)  # demo-cast only: app.demo_data.stream.MixConfig fields
 
 
 def bce_loss(outputs, target):
@@ -50,7 +47,8 @@ def lr_at(cfg, step):
 
 
 def build_net(cfg):
-    net = ARCHITECTURES[cfg.arch]()
+    """The network of `cfg.arch`, with `cfg.init`'s weights when given (strict)."""
+    net = nets.build(cfg.arch, "cutout")
     if cfg.init:
         state = torch.load(cfg.init, map_location="cpu", weights_only=True)
         # One of our checkpoints (e.g. a lower-resolution run to fine-tune) holds it under "model".
@@ -60,13 +58,9 @@ def build_net(cfg):
 
 
 def save_checkpoint(path, payload):
-    """Atomic: a temp file beside it, then rename, so an interruption never leaves half a checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Atomic, so an interruption never leaves half a checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def evaluate_pairs(net, pairs, size):
@@ -78,23 +72,16 @@ def evaluate_pairs(net, pairs, size):
     return {k: float(np.mean([s[k] for s in per_picture])) for k in per_picture[0]}
 
 
-def validation_pairs(cfg):
-    if cfg.data == "demo-cast":
-        return fixed_set("val", cfg.eval_count, seed=cfg.seed)
-    pairs = folder_pairs(cfg.data)
-    rng = np.random.default_rng(cfg.seed)
-    chosen = rng.permutation(len(pairs))[:max(1, min(cfg.eval_count, len(pairs) // 5))]
-    return [load_pair(*pairs[i]) for i in chosen]
-
-
-def train(cfg, run_dir, log=print, stop_after=None):
+def train(cfg, make_stream, val, run_dir, log=print, stop_after=None):
     """Train until cfg.steps (or `stop_after` more steps), resuming from run_dir/last.pt if present.
 
-    Writes run_dir/last.pt every eval and run_dir/best.pt on the best validation IoU, plus
-    run_dir/log.jsonl. Returns the last checkpoint dict.
+    make_stream(seed) gives the training batches; `val` is a fixed list of (image, mask) pairs.
+    Writes run_dir/config.json, run_dir/last.pt every eval and run_dir/best.pt on the best
+    validation IoU, plus run_dir/log.jsonl. Returns the last checkpoint dict.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", asdict(cfg))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -110,13 +97,7 @@ def train(cfg, run_dir, log=print, stop_after=None):
         torch.set_rng_state(ckpt["torch_rng"])
         log(f"resumed from {last} at step {step}")
     # The data stream is re-seeded by step so a resumed run draws fresh, reproducible batches.
-    stream = (DemoCastStream(cfg.size, seed=cfg.seed * 100_003 + step, warp=cfg.warp,
-                             extra_art=cfg.extra_art, portraits=cfg.portraits,
-                             backdrops=cfg.backdrops, clipart=cfg.clipart,
-                             distractors=cfg.distractors)
-              if cfg.data == "demo-cast"
-              else FolderStream(cfg.data, cfg.size, seed=cfg.seed * 100_003 + step))
-    val = validation_pairs(cfg)
+    stream = make_stream(cfg.seed * 100_003 + step)
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     ckpt = None
     t0, seen = time.time(), 0
@@ -150,3 +131,41 @@ def train(cfg, run_dir, log=print, stop_after=None):
                                                      "config": asdict(cfg), "metrics": metrics})
             save_checkpoint(last, ckpt)
     return ckpt
+
+
+def export_model_dir(checkpoint, out, name, command="", heldout=None, eval_dir=None):
+    """Write a checkpoint's weights as models/<name>/ with its card.
+
+    heldout: (description, items) with items as in cutout_eval.evaluate; its figures go in the card.
+    """
+    from app.inference.cutout import Cutter, cutout_card
+    from app.storage.model_dirs import write_model_dir
+    from app.training import cutout_eval
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = ckpt["config"]
+    training = {"data": cfg["data"], "steps": ckpt["step"], "config": cfg, "command": command,
+                "validation": ckpt.get("metrics")}
+    if cfg.get("init"):
+        training["initialised_from"] = _init_provenance(cfg["init"])
+    card = cutout_card(name, cfg["arch"], cfg["size"], training=training)
+    if heldout:
+        description, items = heldout
+        net = nets.build(cfg["arch"], "cutout")
+        net.load_state_dict(ckpt["model"])
+        card["metrics"] = {**cutout_eval.evaluate(Cutter(net, card), items, eval_dir),
+                           "heldout": description}
+    write_model_dir(out, card, ckpt["model"])
+    return card
+
+
+def _init_provenance(path):
+    """What a fine-tune started from: the earlier run's recipe when `path` is one of our checkpoints."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError):
+        return {"weights": str(path), "note": "no longer readable at export"}
+    if "config" not in ckpt:
+        return {"weights": str(path)}
+    return {"checkpoint": str(path), "steps": ckpt.get("step"), "config": ckpt["config"],
+            "validation": ckpt.get("metrics")}

@@ -4,10 +4,7 @@ Layout in: `SRC/<label>/*` (images or videos) for labelled material, any tree fo
 material, and `flask reports export` output (`DIR/<label>/<id>.png`, already face crops).
 Layout out: `OUT/<label>/<hash>.png`, or `OUT/_unsorted/<hash>.png` to sort by hand.
 """
-import contextlib
 import hashlib
-import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -17,31 +14,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from app import faces
-from app.training import debian_packages
-
-
-@contextlib.contextmanager
-def staged_dir(out_dir):
-    """Yield a temporary folder beside `out_dir` that replaces it (if empty or absent) on success.
-
-    A failed run removes the folder, so nothing half-written is ever left at `out_dir`.
-    """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        yield staging
-        if out_dir.exists():
-            out_dir.rmdir()  # refuses a non-empty folder: never overwrite someone's data
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+from app.inference import faces
+from app.storage.files import atomic_path, staged_dir
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg"}
 UNSORTED = "_unsorted"
+# Faces of characters outside the label set (training: outlier exposure; evaluation: "unknown").
+UNKNOWN_LABEL = "_unknown"
 # Margin around the detected box on each side, as a share of its width (the seed used 0.3).
 DEFAULT_MARGIN = 0.3
 # dHash distance (of 64 bits) at or below which two crops of one label count as the same picture.
@@ -160,12 +140,6 @@ def crops_from_material(root, labelled=True, every_s=2.0, margin=DEFAULT_MARGIN,
                 yield FaceCrop(crop, label, str(path))
 
 
-def _write_png(image, path):
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
 def write_crops(crops, out_dir, dedupe_bits=DEFAULT_DUPLICATE_BITS, min_side=24):
     """Write crops to out_dir/<label or _unsorted>/<sha>.png, dropping tiny ones and near-duplicates."""
     out_dir = Path(out_dir)
@@ -182,7 +156,8 @@ def write_crops(crops, out_dir, dedupe_bits=DEFAULT_DUPLICATE_BITS, min_side=24)
         target = out_dir / label
         target.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(crop.image.tobytes()).hexdigest()[:20] + ".png"
-        _write_png(crop.image, target / name)
+        with atomic_path(target / name) as tmp:
+            crop.image.save(tmp, format="PNG")
         stats["written"] += 1
         stats["labels"][label] = stats["labels"].get(label, 0) + 1
     return stats
@@ -210,170 +185,5 @@ def build_dataset(out_dir, sources=(), reports=(), labelled=True, every_s=2.0,
                 on_crop(crop)
             yield crop
 
-    with staged_dir(out_dir) as staging:
+    with staged_dir(out_dir, replace=False) as staging:
         return write_crops(counted(all_crops()), staging, dedupe_bits)
-
-
-# --- The demo data set: demo-cast faces, and faces of characters outside the cast -------------
-
-# Characters outside the cast: the cartoon children of Debian's `amoebax-data` (GPL-2+ art,
-# /usr/share/games/amoebax/graphics/<Name>.png, RGBA). The cascade finds none of their faces,
-# so every box (x, y, w, h, sprite pixels) was read off by hand from a 10 px grid.
-OUTSIDER_PACKAGE = "amoebax-data"
-OUTSIDER_DIR = "usr/share/games/amoebax/graphics"
-OUTSIDER_FACE_BOXES = {
-    "Brooke": (60, 55, 100, 100),
-    "Ed": (50, 70, 85, 85),
-    "Gary": (75, 55, 85, 85),
-    "Kim": (70, 65, 100, 100),
-    "Lem": (60, 70, 105, 105),
-    "Nicholas": (60, 52, 88, 88),
-    "Sasha": (88, 85, 100, 100),
-    "Tom": (70, 38, 95, 95),
-}
-# Whole characters are held out: training shows the head some outsiders (outlier exposure),
-# validation calibrates the unknown threshold on others, and the test set's are never seen.
-OUTSIDER_SPLITS = {"train": ("Brooke", "Ed", "Gary"), "val": ("Kim", "Lem"),
-                   "test": ("Nicholas", "Sasha", "Tom")}
-UNKNOWN_LABEL = "_unknown"
-_OUTSIDER_SALT = {"train": 77_001, "val": 77_002, "test": 77_003}
-_CAST_SALT = {"train": 55_001, "val": 55_002}
-DEFAULT_OUTSIDER_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "outsiders"
-
-
-def fetch_outsiders(cache_dir=DEFAULT_OUTSIDER_CACHE, log=print):
-    """Download amoebax-data from Debian and keep the outsider sprites in cache_dir."""
-    cache_dir = Path(cache_dir)
-    if all((cache_dir / f"{n}.png").is_file() for n in OUTSIDER_FACE_BOXES):
-        return cache_dir
-    with debian_packages.downloaded([OUTSIDER_PACKAGE], cache_dir, log) as (tmp, debs):
-        debian_packages.unpack(debs, tmp / "x")
-        staged = tmp / "outsiders"
-        staged.mkdir()
-        for name in OUTSIDER_FACE_BOXES:
-            shutil.copyfile(tmp / "x" / OUTSIDER_DIR / f"{name}.png", staged / f"{name}.png")
-        debian_packages.install(staged, cache_dir)
-    return cache_dir
-
-
-def load_outsiders(cache_dir=DEFAULT_OUTSIDER_CACHE, names=None):
-    """Outsider sprites as demo_cast.Sprite objects (character = their name, lower case)."""
-    from app.training.demo_cast import Sprite
-    out = []
-    for name in names or OUTSIDER_FACE_BOXES:
-        rgba = np.asarray(Image.open(Path(cache_dir) / f"{name}.png").convert("RGBA"))
-        out.append(Sprite(name.lower(), name.lower(), "default", "default", rgba, OUTSIDER_FACE_BOXES[name]))
-    return out
-
-
-# Validation made as hard as the test: one training expression per character (where it has
-# two or more) is moved out of training and shown only in validation, so the unknown threshold
-# is calibrated on faces the head has not seen, as the test's unseen expressions and outfit are.
-VAL_HELD_OUT_SPRITES = ("eileen vhappy", "sylvie blue surprised")
-
-
-def demo_sprite_plan(split, hold_out_val=True):
-    """(sprite keys, background names) of a demo split, with VAL_HELD_OUT_SPRITES moved to val."""
-    from app.training import demo_cast
-    spec = demo_cast.SPLITS[split]
-    sprites = tuple(spec["sprites"])
-    if hold_out_val and split == "train":
-        sprites = tuple(k for k in sprites if k not in VAL_HELD_OUT_SPRITES)
-    if hold_out_val and split == "val":
-        # Held-out expressions for the characters that have one; the rest as before.
-        held = {k.split(" ")[0] for k in VAL_HELD_OUT_SPRITES}
-        sprites = VAL_HELD_OUT_SPRITES + tuple(k for k in sprites if k.split(" ")[0] not in held)
-    return sprites, tuple(spec["backgrounds"])
-
-
-def _composite_faces(rng, sprites, photos, count, size, label_of, source, margin):
-    from app.training import demo_cast
-    names = sorted(photos)
-    for _ in range(count):
-        if rng.random() < 0.6:
-            background = demo_cast.photo_crop(rng, photos[names[rng.integers(len(names))]], size)
-        else:
-            background = demo_cast.synthetic_background(rng, size)
-        n = 1 if rng.random() < 0.7 or len(sprites) < 2 else 2
-        chosen = [sprites[j] for j in rng.choice(len(sprites), n, replace=False)]
-        comp = demo_cast.compose(rng, chosen, background, size)
-        for character, box in comp.faces:
-            yield FaceCrop(crop_face(comp.image, box, margin), label_of(character), source)
-
-
-def demo_face_crops(split, count, seed=0, margin=DEFAULT_MARGIN, cast_cache=None,
-                    outsider_cache=DEFAULT_OUTSIDER_CACHE, outsider_share=0.25, size=(512, 384),
-                    hold_out_val=True):
-    """Yield FaceCrops cut at the known face boxes of demo-cast composites of `split`, plus outsiders."""
-    from app.training import demo_cast
-    cast_cache = cast_cache or demo_cast.DEFAULT_CACHE
-    n_outsiders = round(count * outsider_share)
-    if split == "test" or not hold_out_val:
-        # The test split is exactly demo_cast's, composed by its own generator.
-        for comp in demo_cast.composites(split, count - n_outsiders, seed, size, cache_dir=cast_cache):
-            for character, box in comp.faces:
-                yield FaceCrop(crop_face(comp.image, box, margin), character, f"demo-cast {split}")
-    else:
-        keys, backgrounds = demo_sprite_plan(split, hold_out_val)
-        rng = np.random.default_rng(seed + _CAST_SALT[split])
-        yield from _composite_faces(rng, demo_cast.load_sprites(cast_cache, keys),
-                                    demo_cast.load_backgrounds(cast_cache, backgrounds),
-                                    count - n_outsiders, size, lambda c: c, f"demo-cast {split}", margin)
-    if n_outsiders <= 0:
-        return
-    # Outsiders go through the same composer, on the split's own backgrounds, so that
-    # nothing but the character tells them apart from the cast.
-    rng = np.random.default_rng(seed + _OUTSIDER_SALT[split])
-    people = load_outsiders(outsider_cache, OUTSIDER_SPLITS[split])
-    photos = demo_cast.load_backgrounds(cast_cache, demo_cast.SPLITS[split]["backgrounds"])
-    for _ in range(n_outsiders):
-        if rng.random() < 0.6:
-            background = demo_cast.photo_crop(rng, photos[sorted(photos)[rng.integers(len(photos))]], size)
-        else:
-            background = demo_cast.synthetic_background(rng, size)
-        comp = demo_cast.compose(rng, [people[rng.integers(len(people))]], background, size)
-        for _, box in comp.faces:
-            yield FaceCrop(crop_face(comp.image, box, margin), UNKNOWN_LABEL, f"outsider {split}")
-
-
-def describe_demo_faces(counts, seed, hold_out_val=True):
-    """What a demo face data set holds and how to rebuild it (written as OUT/dataset.json)."""
-    from app.training import demo_cast
-    return {
-        "command": (f"flask --app wsgi dataset demo-faces OUT --train {counts['train']} "
-                    f"--val {counts['val']} --test {counts['test']} --seed {seed}"
-                    + ("" if hold_out_val else " --no-hold-out-val")),
-        "composites": counts, "seed": seed,
-        "cast": {"source": f"Debian {' + '.join(demo_cast.PACKAGES)} (Expat)",
-                 "splits": {k: dict(zip(("sprites", "backgrounds"),
-                                        map(list, demo_sprite_plan(k, hold_out_val))))
-                            for k in demo_cast.SPLITS},
-                 "faces": "cut at the sprites' known face boxes, margin 0.3, plus photo or synthetic backgrounds"},
-        "unknown": {"label": UNKNOWN_LABEL,
-                    "source": f"Debian {OUTSIDER_PACKAGE} (GPL-2+): cartoon children of the amoebax game, "
-                              "not anime cast; face boxes read off by hand",
-                    "characters": {k: list(v) for k, v in OUTSIDER_SPLITS.items()},
-                    "share_of_composites": 0.25,
-                    "backgrounds": "the same split's backgrounds as the cast"},
-    }
-
-
-def build_demo_faces(out_dir, counts=None, seed=0, on_crop=None, hold_out_val=True, **kwargs):
-    """Write OUT/{train,val,test}/<character or _unknown>/*.png from the demo cast and the outsiders."""
-    counts = counts or {"train": 400, "val": 120, "test": 240}
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} is not empty: choose a new folder")
-    stats = {}
-    with staged_dir(out_dir) as staging:
-        for split, count in counts.items():
-            crops = demo_face_crops(split, count, seed, hold_out_val=hold_out_val, **kwargs)
-            if on_crop:
-                crops = (on_crop(c) or c for c in crops)
-            # No near-duplicate removal: composites are distinct by construction (identical
-            # crops still collapse, as files are named by their pixels' hash).
-            stats[split] = write_crops(crops, staging / split, dedupe_bits=-1)
-        description = describe_demo_faces(counts, seed, hold_out_val)
-        description["faces"] = {k: v["labels"] for k, v in stats.items()}
-        (staging / "dataset.json").write_text(json.dumps(description, indent=1) + "\n")
-    return stats

@@ -7,38 +7,26 @@ sha256 of the decoded RGB pixels and size, not of the file: the same picture sav
 hits the cache. Augmented crops are new pixels, so they get keys of their own.
 """
 import hashlib
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from app.preprocess import PREPROCESSING_VERSION, face_batch, to_rgb
+from app.config import CACHE_ROOT
+from app.inference.imaging import flatten
+from app.inference.preprocess import PREPROCESSING_VERSION, face_batch
+from app.storage.files import atomic_path, write_json
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / ".cache" / "features"
+DEFAULT_ROOT = CACHE_ROOT / "features"
 BATCH_SIZE = 16
 
 
 def image_key(image):
     """sha256 of an image's RGB pixels and size (the preprocessing composes transparency first)."""
-    rgb = to_rgb(image)
+    rgb = flatten(image)
     digest = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
     digest.update(rgb.tobytes())
     return digest.hexdigest()
-
-
-def _write_atomic(path, array):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class FeatureCache:
@@ -65,14 +53,9 @@ class FeatureCache:
     def _describe(self):
         meta = self.dir / "cache.json"
         if not meta.exists():
-            self.dir.mkdir(parents=True, exist_ok=True)
-            text = json.dumps({"backbone": self.backbone.name,
-                               "weights_sha256": self.backbone.weights_sha256,
-                               "preprocessing_version": PREPROCESSING_VERSION}, indent=1)
-            fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, meta)
+            write_json(meta, {"backbone": self.backbone.name,
+                              "weights_sha256": self.backbone.weights_sha256,
+                              "preprocessing_version": PREPROCESSING_VERSION})
 
     def features(self, images, progress=None, batch_size=BATCH_SIZE):
         """N face crops (PIL) -> N x D float32 array, computing only what the cache lacks."""
@@ -98,16 +81,8 @@ class FeatureCache:
                 vectors = self.backbone.features(batch).float().numpy()
             for i, vector in zip(chunk, vectors):
                 out[i] = vector
-                _write_atomic(self.path(keys[i]), vector)
+                with atomic_path(self.path(keys[i])) as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, vector)
             if progress:
                 progress(len(chunk))
         return out
-
-
-def uncached_features(backbone, images, batch_size=BATCH_SIZE):
-    """Features without touching the disk (for one-off augmented crops)."""
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            chunks.append(backbone.features(face_batch(images[start:start + batch_size], backbone)).numpy())
-    return np.concatenate(chunks) if chunks else np.zeros((0, backbone.feature_dim), np.float32)

@@ -1,0 +1,130 @@
+"""`flask train classifier` and `flask train cutout`: thin wrappers over app.training."""
+import json
+from pathlib import Path
+
+import click
+from flask.cli import AppGroup
+
+from app import nets
+from app.commands.common import ERRORS, bar, build_config, command_line, fail, recipe_option
+
+command = AppGroup("train", help="Train the classifier head or the cutout network.")
+
+
+@command.command("classifier")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@recipe_option
+@click.option("--backbone", default=None, type=click.Choice(nets.names("backbone")),
+              help="Frozen backbone [default: efficientnet_lite0].")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Model directory to write (default models/<name>).")
+@click.option("--name", default="classifier", show_default=True)
+@click.option("--augment", default=None, type=click.IntRange(0, 32),
+              help="Augmented copies per training crop (flip, crop jitter, scale, rotation, blur, JPEG) [default: 4].")
+@click.option("--max-false-unknown", default=None, type=click.FloatRange(0, 0.5),
+              help="Share of validation cast faces the unknown threshold may reject [default: 0.02].")
+@click.option("--outlier-weight", default=None, type=click.FloatRange(0),
+              help="Weight of the push-to-uniform loss on _unknown training faces [default: 0.5].")
+@click.option("--patience", default=None, type=click.IntRange(1), help="[default: 25]")
+@click.option("--seed", default=None, type=int, help="[default: 0]")
+@click.option("--cache", "cache_root", default=None, type=click.Path(file_okay=False),
+              help="Feature cache folder (default .cache/features).")
+@click.option("--loco", is_flag=True, help="Also measure leave-one-character-out rejection on DATA/test.")
+def classifier_command(data_dir, config_file, out_dir, name, loco, **options):
+    """Train a softmax head on frozen BACKBONE features of DATA_DIR/<label>/* (or train/ val/ test/)."""
+    from app.training.classifier_train import TrainConfig, train_model_dir
+    config = build_config(TrainConfig, config_file, options)
+    out_dir = Path(out_dir or Path("models") / name)
+    try:
+        card = train_model_dir(data_dir, out_dir, config, name=name, command=command_line(),
+                               loco=loco, progress_factory=bar, log=lambda m: click.echo(m, err=True))
+    except ERRORS as exc:
+        fail(exc)
+    click.echo(f"wrote {out_dir} (labels {', '.join(card['labels'])}, "
+               f"unknown threshold {card['unknown_threshold']:.4f})")
+    m = card.get("metrics") or {}
+    if m:
+        click.echo(f"held-out: top-1 {m['top1']}, false unknown {m['false_unknown_rate']}, "
+                   f"outsiders flagged unknown {m['unknown_rejection_rate']}")
+
+
+def _data_arg(ctx, param, value):
+    if value is not None and value != "demo-cast" and not Path(value, "images").is_dir():
+        raise click.BadParameter(f"{value}: expected a folder with images/ and masks/, or demo-cast")
+    return value
+
+
+def cutout_inputs(cfg):
+    """(stream factory, validation pairs) for cfg.data: the demo-data engine or a folder of pairs."""
+    if cfg.data == "demo-cast":
+        from app.demo_data import stream
+        mix = build_config(stream.MixConfig, None, cfg.mix)
+        return (lambda seed: stream.demo_stream(mix, cfg.size, seed),
+                stream.validation_pairs(cfg.eval_count, cfg.seed))
+    from app.training import cutout_data
+    return (lambda seed: cutout_data.FolderStream(cfg.data, cfg.size, seed),
+            cutout_data.validation_pairs(cfg.data, cfg.eval_count, cfg.seed))
+
+
+def heldout_set(name):
+    """(description, items) of a held-out set: a folder of pairs or a demo set (demo-cast, portraits-dev)."""
+    if Path(name, "images").is_dir():
+        from app.training.cutout_data import heldout_items
+        items = heldout_items(name)
+        return f"{len(items)} held-out pairs from {name}", items
+    from app.demo_data import stream
+    items = stream.heldout_items(name)
+    return stream.describe_heldout(name, len(items)), items
+
+
+@command.command("cutout")
+@click.argument("data", callback=_data_arg)
+@recipe_option
+@click.option("--arch", type=click.Choice(nets.names("cutout")), default=None, help="[default: u2netp]")
+@click.option("--init", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Weights to start from: an official file (transfer learning) or a run's "
+                   "best.pt (e.g. to fine-tune at a higher --size).")
+@click.option("--size", type=int, default=None, help="Training resolution [default: 192].")
+@click.option("--batch", type=int, default=None, help="[default: 8]")
+@click.option("--steps", type=int, default=None, help="[default: 2000]")
+@click.option("--lr", type=float, default=None, help="[default: 1e-3]")
+@click.option("--eval-every", type=int, default=None, help="[default: 100]")
+@click.option("--eval-count", type=int, default=None,
+              help="Fixed validation pictures (best checkpoint is chosen on these) [default: 24].")
+@click.option("--threads", type=int, default=None, help="torch threads (0: torch's default).")
+@click.option("--mix", "mix_json", default=None,
+              help="demo-cast: JSON of app.demo_data.stream.MixConfig, e.g. "
+                   "'{\"portraits\": 0.25, \"backdrops\": true}' (warp, extra_art, portraits, "
+                   "clipart, backdrops, distractors; fetch their art with `flask demo fetch`).")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/cutout"),
+              show_default=True, help="Checkpoints; an interrupted run resumes from here.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write the best checkpoint as a model directory, e.g. models/my-cutout.")
+@click.option("--heldout", default=None,
+              help="Held-out pairs for the card's metrics: a folder of images/ + masks/, demo-cast "
+                   "or portraits-dev (default: demo-cast when DATA is demo-cast).")
+def cutout_command(data, config_file, mix_json, run_dir, out, heldout, **options):
+    """Train U2-Net/U2-NetP on DATA (a folder of images/ + masks/, or demo-cast).
+
+    Running the same command again resumes an interrupted run; once it has finished, it only
+    exports the best checkpoint to --out, with held-out metrics in the card.
+    """
+    from app.training.cutout_train import CutoutTrainConfig, export_model_dir, train
+    if mix_json:
+        try:
+            options["mix"] = json.loads(mix_json)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(str(exc), param_hint="--mix") from None
+    options["data"] = data
+    cfg = build_config(CutoutTrainConfig, config_file, options)
+    try:
+        train(cfg, *cutout_inputs(cfg), run_dir, log=click.echo)
+        if out is not None:
+            heldout = heldout or ("demo-cast" if cfg.data == "demo-cast" else None)
+            card = export_model_dir(run_dir / "best.pt", out, out.name, command_line(),
+                                    heldout_set(heldout) if heldout else None,
+                                    eval_dir=run_dir / "heldout")
+            click.echo(json.dumps(card["metrics"], indent=2))
+            click.echo(f"wrote {out}; overlay sheet in {run_dir / 'heldout'}")
+    except ERRORS as exc:
+        fail(exc)

@@ -1,0 +1,110 @@
+"""The demo face data set: crops of demo-cast faces cut at their known boxes, and of outsiders.
+
+Layout out: OUT/{train,val,test}/<character or _unknown>/*.png plus OUT/dataset.json, which
+`flask train classifier` records in the model card.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from app.demo_data import compose, outsiders
+from app.demo_data import renpy_cast as demo_cast
+from app.storage.files import staged_dir
+from app.training.face_dataset import DEFAULT_MARGIN, UNKNOWN_LABEL, FaceCrop, crop_face, write_crops
+
+_OUTSIDER_SALT = {"train": 77_001, "val": 77_002, "test": 77_003}
+_CAST_SALT = {"train": 55_001, "val": 55_002}
+
+# Validation made as hard as the test: one training expression per character (where it has
+# two or more) is moved out of training and shown only in validation, so the unknown threshold
+# is calibrated on faces the head has not seen, as the test's unseen expressions and outfit are.
+VAL_HELD_OUT_SPRITES = ("eileen vhappy", "sylvie blue surprised")
+
+
+def demo_sprite_plan(split, hold_out_val=True):
+    """(sprite keys, background names) of a demo split, with VAL_HELD_OUT_SPRITES moved to val."""
+    spec = demo_cast.SPLITS[split]
+    sprites = tuple(spec["sprites"])
+    if hold_out_val and split == "train":
+        sprites = tuple(k for k in sprites if k not in VAL_HELD_OUT_SPRITES)
+    if hold_out_val and split == "val":
+        # Held-out expressions for the characters that have one; the rest as before.
+        held = {k.split(" ")[0] for k in VAL_HELD_OUT_SPRITES}
+        sprites = VAL_HELD_OUT_SPRITES + tuple(k for k in sprites if k.split(" ")[0] not in held)
+    return sprites, tuple(spec["backgrounds"])
+
+
+def _crops(comps, label_of, source, margin):
+    for comp in comps:
+        for character, box in comp.faces:
+            yield FaceCrop(crop_face(comp.image, box, margin), label_of(character), source)
+
+
+def demo_face_crops(split, count, seed=0, margin=DEFAULT_MARGIN, cast_cache=None,
+                    outsider_cache=outsiders.DEFAULT_CACHE, outsider_share=0.25, size=(512, 384),
+                    hold_out_val=True):
+    """Yield FaceCrops cut at the known face boxes of demo-cast composites of `split`, plus outsiders."""
+    cast_cache = cast_cache or demo_cast.DEFAULT_CACHE
+    n_outsiders = round(count * outsider_share)
+    if split == "test" or not hold_out_val:
+        # The test split is exactly demo_cast's, composed by its own generator.
+        comps = demo_cast.composites(split, count - n_outsiders, seed, size, cache_dir=cast_cache)
+    else:
+        keys, backgrounds = demo_sprite_plan(split, hold_out_val)
+        rng = np.random.default_rng(seed + _CAST_SALT[split])
+        comps = compose.composites(rng, demo_cast.load_sprites(cast_cache, keys),
+                                   demo_cast.load_backgrounds(cast_cache, backgrounds),
+                                   count - n_outsiders, size)
+    yield from _crops(comps, lambda c: c, f"demo-cast {split}", margin)
+    if n_outsiders <= 0:
+        return
+    # Outsiders go through the same composer, one at a time, on the split's own backgrounds,
+    # so that nothing but the character tells them apart from the cast.
+    rng = np.random.default_rng(seed + _OUTSIDER_SALT[split])
+    comps = compose.composites(rng, outsiders.load(outsider_cache, split),
+                               demo_cast.load_backgrounds(cast_cache, demo_cast.SPLITS[split]["backgrounds"]),
+                               n_outsiders, size, per_picture=(1.0, 1))
+    yield from _crops(comps, lambda c: UNKNOWN_LABEL, f"outsider {split}", margin)
+
+
+def describe_demo_faces(counts, seed, hold_out_val=True):
+    """What a demo face data set holds and how to rebuild it (written as OUT/dataset.json)."""
+    return {
+        "command": (f"flask --app wsgi dataset demo-faces OUT --train {counts['train']} "
+                    f"--val {counts['val']} --test {counts['test']} --seed {seed}"
+                    + ("" if hold_out_val else " --no-hold-out-val")),
+        "composites": counts, "seed": seed,
+        "cast": {"source": f"Debian {' + '.join(demo_cast.PACKAGES)} (Expat)",
+                 "splits": {k: dict(zip(("sprites", "backgrounds"),
+                                        map(list, demo_sprite_plan(k, hold_out_val))))
+                            for k in demo_cast.SPLITS},
+                 "faces": "cut at the sprites' known face boxes, margin 0.3, plus photo or synthetic backgrounds"},
+        "unknown": {"label": UNKNOWN_LABEL,
+                    "source": f"Debian {outsiders.OUTSIDER_PACKAGE} (GPL-2+): cartoon children of the amoebax game, "
+                              "not anime cast; face boxes read off by hand",
+                    "characters": {k: list(v) for k, v in outsiders.OUTSIDER_SPLITS.items()},
+                    "share_of_composites": 0.25,
+                    "backgrounds": "the same split's backgrounds as the cast"},
+    }
+
+
+def build_demo_faces(out_dir, counts=None, seed=0, on_crop=None, hold_out_val=True, **kwargs):
+    """Write OUT/{train,val,test}/<character or _unknown>/*.png from the demo cast and the outsiders."""
+    counts = counts or {"train": 400, "val": 120, "test": 240}
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} is not empty: choose a new folder")
+    stats = {}
+    with staged_dir(out_dir, replace=False) as staging:
+        for split, count in counts.items():
+            crops = demo_face_crops(split, count, seed, hold_out_val=hold_out_val, **kwargs)
+            if on_crop:
+                crops = (on_crop(c) or c for c in crops)
+            # No near-duplicate removal: composites are distinct by construction (identical
+            # crops still collapse, as files are named by their pixels' hash).
+            stats[split] = write_crops(crops, staging / split, dedupe_bits=-1)
+        description = describe_demo_faces(counts, seed, hold_out_val)
+        description["faces"] = {k: v["labels"] for k, v in stats.items()}
+        (staging / "dataset.json").write_text(json.dumps(description, indent=1) + "\n")
+    return stats

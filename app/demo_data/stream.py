@@ -1,0 +1,135 @@
+"""Cutout training batches and evaluation sets made from the demo data.
+
+The stream is given its figures, backgrounds and objects; `demo_stream` picks them from the
+sources by a MixConfig, the one place where the demo recipe's data options live.
+"""
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.demo_data import compose, renpy_cast
+from app.training.cutout_data import augment, to_tensors
+
+EVAL_SIZE = (448, 336)  # validation and held-out composites
+HELDOUT_SETS = ("demo-cast", "portraits-dev")
+
+
+@dataclass
+class MixConfig:
+    """What demo-cast training pictures are made of, besides the cast's training sprites and photos."""
+    warp: float = 0.0  # share of figures sheared, stretched and flared into new silhouettes
+    extra_art: bool = False  # add the Ren'Py packages' bust and chibi pictures (renpy_cast.EXTRA_ART)
+    portraits: float = 0.0  # share of figures drawn from Wesnoth's portraits
+    clipart: float = 0.0  # share of figures drawn from clip-art people
+    backdrops: bool = False  # wallpapers and painted landscapes as extra training backgrounds
+    distractors: float = 0.0  # share of pictures with objects pasted behind the figures
+
+
+class CompositeStream:
+    """Endless augmented (image, mask) training batches composed from what it is given.
+
+    figures: the main figures; others: [(share, figures)] that replace a main figure at that
+    share; photos and backdrops: RGB backgrounds (backdrops take half of the photo draws);
+    objects: RGBA pasted behind the figures in `object_share` of the pictures.
+    """
+
+    def __init__(self, size, figures, photos, *, others=(), backdrops=(), objects=(),
+                 object_share=0.0, warp=0.0, seed=0):
+        self.size = size
+        self.rng = np.random.default_rng(seed)
+        self.figures = list(figures)
+        self.others = [(share, list(group)) for share, group in others if share and group]
+        self.photos = list(photos)
+        self.backdrops = list(backdrops)
+        self.objects = list(objects)
+        self.object_share = object_share
+        self.warp = warp
+        # Landscape, square and portrait pictures (inference squashes each to a square), composed
+        # at about twice the training size: resizing the figures is most of the data's cost.
+        side = 2 * size
+        self.shapes = ((side * 4 // 3, side), (side, side), (side, side * 4 // 3))
+
+    def composite(self):
+        """One training Composite."""
+        rng = self.rng
+        shape = self.shapes[rng.integers(len(self.shapes))]
+        background = compose.training_background(rng, self.photos, shape, self.backdrops)
+        if self.objects and rng.random() < self.object_share:
+            background = compose.paste_objects(rng, background, self.objects, int(rng.integers(1, 4)))
+        n = 1 if rng.random() < 0.7 else 2
+        chosen = [self.figures[j] for j in rng.choice(len(self.figures), n, replace=False)]
+        if self.others:
+            chosen = [self._other(f) for f in chosen]
+        if self.warp:
+            chosen = [dataclasses.replace(f, rgba=compose.warp_figure(rng, f.rgba))
+                      if rng.random() < self.warp else f for f in chosen]
+        return compose.compose(rng, chosen, background, shape)
+
+    def _other(self, figure):
+        r, edge = self.rng.random(), 0.0
+        for share, group in self.others:
+            edge += share
+            if r < edge:
+                return group[self.rng.integers(len(group))]
+        return figure
+
+    def batch(self, n):
+        """n augmented pictures as (N x 3 x S x S normalised, N x 1 x S x S masks in [0, 1])."""
+        items = [self.composite() for _ in range(n)]
+        pairs = [augment(self.rng, c.image, c.mask, self.size) for c in items]
+        return to_tensors(*zip(*pairs))
+
+
+def demo_stream(mix, size, seed=0):
+    """A CompositeStream of the demo cast's training split plus what `mix` (a MixConfig) adds."""
+    spec = renpy_cast.SPLITS["train"]
+    figures = renpy_cast.load_sprites(renpy_cast.DEFAULT_CACHE, spec["sprites"])
+    if mix.extra_art:
+        figures += renpy_cast.load_extra_art()
+    photos = renpy_cast.load_backgrounds(renpy_cast.DEFAULT_CACHE, spec["backgrounds"])
+    others, backdrops, objects = [], [], []
+    if mix.portraits:
+        from app.demo_data import portraits
+        others.append((mix.portraits, portraits.load(split="train")))
+    if mix.clipart:
+        from app.demo_data import clipart
+        others.append((mix.clipart, clipart.load()))
+    if mix.backdrops:
+        from app.demo_data import backdrops as backdrop_art
+        backdrops = backdrop_art.load()
+    if mix.distractors:
+        from app.demo_data import distractors
+        objects = distractors.load()
+    return CompositeStream(size, figures, [photos[k] for k in sorted(photos)], others=others,
+                           backdrops=backdrops, objects=objects, object_share=mix.distractors,
+                           warp=mix.warp, seed=seed)
+
+
+def validation_pairs(count, seed=0, size=EVAL_SIZE):
+    """A fixed list of (image, mask) demo-cast validation composites (the best checkpoint is chosen on them)."""
+    return [(c.image, c.mask) for c in renpy_cast.composites("val", count, seed=seed, size=size)]
+
+
+def heldout_items(name, count=60, seed=0):
+    """(image, mask, groups) items of a held-out set: "demo-cast" (the test split: final figures)
+    or "portraits-dev" (held-out portraits: for choosing recipes), grouped by figure and background."""
+    if name == "demo-cast":
+        comps = renpy_cast.composites("test", count, seed=seed, size=EVAL_SIZE)
+    elif name == "portraits-dev":
+        from app.demo_data import portraits
+        comps = portraits.dev_composites(count, seed=seed, size=EVAL_SIZE)
+    else:
+        raise ValueError(f"unknown held-out set {name!r}; choose one of {', '.join(HELDOUT_SETS)}")
+    return [(c.image, c.mask, tuple(f"sprite {k}" for k in sorted(set(c.figures)))
+             + (f"background {c.background}",)) for c in comps]
+
+
+def describe_heldout(name, count):
+    """One sentence saying what a held-out set holds, for model cards."""
+    if name == "demo-cast":
+        test = renpy_cast.SPLITS["test"]
+        return (f"demo-cast test split: {count} composites of sprites never trained on "
+                f"({', '.join(test['sprites'])}) over backgrounds never trained on "
+                f"({', '.join(test['backgrounds'])} and synthetic ones from another seed)")
+    return f"{name}: {count} composites of held-out figures"

@@ -1,0 +1,37 @@
+"""The one preprocessing for face crops, shared by training and serving.
+
+Policy (PREPROCESSING_VERSION 1):
+- Transparent pixels are laid over white; otherwise colours are left exactly as they are
+  (no colour jitter, no histogram equalisation, no greyscale): hair and eye colour are
+  what tell characters apart.
+- The whole crop is resized to input_size x input_size with bicubic filtering (antialiased
+  when shrinking). Face boxes are close to square, so stretching a slightly oblong box
+  costs less than cropping away hair at its edges or padding with a made-up colour.
+- float32 in [0, 1], then (x - mean) / std per channel with the backbone's constants.
+"""
+import numpy as np
+import torch
+from PIL import Image
+
+from app.inference.imaging import flatten
+
+PREPROCESSING_VERSION = 1
+
+
+def face_tensor(pil_image, input_size, mean, std):
+    """A face crop (PIL) -> 3 x S x S float tensor, resized and normalised."""
+    if pil_image.width < 1 or pil_image.height < 1:
+        raise ValueError("empty face crop")
+    rgb = flatten(pil_image).resize((input_size, input_size), Image.BICUBIC)
+    x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return (x - mean_t) / std_t
+
+
+def face_batch(images, backbone):
+    """A list of face crops -> N x 3 x S x S tensor for `backbone` (its size, mean and std)."""
+    if not images:
+        return torch.empty(0, 3, backbone.input_size, backbone.input_size)
+    return torch.stack([face_tensor(im, backbone.input_size, backbone.mean, backbone.std)
+                        for im in images])

@@ -1,0 +1,97 @@
+"""Model directories: `models/<name>/card.json` plus the weights file the card names.
+
+Every weights file is checked against the sha256 in its card before it is used, and a
+model directory is written whole or not at all (temporary directory beside it, fsync,
+rename), so a crash never leaves a half-written model behind.
+"""
+import json
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from app.storage.files import atomic_path, sha256_file, staged_dir, write_json
+
+CARD_NAME = "card.json"
+REQUIRED_KEYS = ("name", "kind", "weights", "sha256")
+CLASSIFIER_KEYS = ("backbone", "labels", "unknown_threshold")
+
+
+class ModelError(Exception):
+    """A model directory, card or weights file that cannot be used; the message says what to do."""
+
+
+def _remedy(card):
+    command = (card.get("training") or {}).get("command") if isinstance(card, dict) else None
+    if command:
+        return f"re-create it with `{command}`, or restore the directory from git"
+    return "restore the model directory from git or re-run the command that trained it"
+
+
+def load_card(model_dir):
+    """Read and check `card.json` in `model_dir`; raises ModelError with a clear message."""
+    path = Path(model_dir) / CARD_NAME
+    if not path.is_file():
+        raise ModelError(f"{path} not found: {Path(model_dir)} is not a model directory "
+                         f"(list them with `flask --app wsgi models list`)")
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path} is not valid JSON ({exc}); {_remedy(None)}") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"{path} must hold a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in card]
+    if card.get("kind") == "classifier":
+        missing += [k for k in CLASSIFIER_KEYS if k not in card]
+    if missing:
+        raise ModelError(f"{path} lacks {', '.join(missing)}; {_remedy(card)}")
+    return card
+
+
+def verify_weights(model_dir, card):
+    """Path of the card's weights file after checking its sha256; ModelError otherwise."""
+    path = Path(model_dir) / card["weights"]
+    if not path.is_file():
+        raise ModelError(f"weights file {path} is missing; {_remedy(card)}")
+    actual = sha256_file(path)
+    if actual != card["sha256"]:
+        raise ModelError(f"weights file {path} has sha256 {actual[:16]}... but its card expects "
+                         f"{str(card['sha256'])[:16]}...: the file is damaged or was replaced; "
+                         f"{_remedy(card)}")
+    return path
+
+
+def load_weights(model_dir, card):
+    """The state dict of a model directory, after the sha256 check."""
+    path = verify_weights(model_dir, card)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a corrupt pickle can raise almost anything
+        raise ModelError(f"cannot read {path} ({exc}); {_remedy(card)}") from None
+
+
+def write_model_dir(model_dir, card, state_dict, weights_name="weights.pt"):
+    """Write card + weights into `model_dir` atomically; fills weights, sha256 and created. Returns the card."""
+    with staged_dir(model_dir) as tmp:
+        weights_path = tmp / weights_name
+        with atomic_path(weights_path) as part:
+            torch.save(state_dict, part)
+        card = dict(card)
+        card["weights"] = weights_name
+        card["sha256"] = sha256_file(weights_path)
+        card.setdefault("created", date.today().isoformat())
+        write_card(tmp, card)
+    return card
+
+
+def write_card(model_dir, card):
+    """Write `card.json` into an existing model directory atomically."""
+    write_json(Path(model_dir) / CARD_NAME, card)
+
+
+def list_model_dirs(root):
+    """Sub-directories of `root` that hold a card.json, sorted by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / CARD_NAME).is_file())

@@ -1,0 +1,28 @@
+"""Settings: the torch thread count per worker, and that the model registry applies it."""
+import torch
+from conftest import needs_classifier
+
+from app import create_app
+from app.config import torch_threads
+from app.web import registry
+
+
+def test_thread_count_is_the_setting_or_cores_shared_among_workers():
+    cores = len(__import__("os").sched_getaffinity(0))
+    assert torch_threads({"TORCH_THREADS": 3}) == 3
+    assert torch_threads({"TORCH_THREADS": None, "WORKERS": 1}) == cores
+    assert torch_threads({"TORCH_THREADS": None, "WORKERS": 10_000}) == 1  # never zero
+    assert torch_threads({"TORCH_THREADS": 0, "WORKERS": 2}) == max(1, cores // 2)
+
+
+@needs_classifier
+def test_loading_a_model_sets_the_workers_torch_threads(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        app = create_app({"TESTING": True, "TORCH_THREADS": 1, "REPORT_DIR": str(tmp_path)})
+        with app.app_context():
+            registry.get_identifier()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
