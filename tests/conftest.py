@@ -53,6 +53,13 @@ def runner(app):
     return app.test_cli_runner()
 
 
+def read_image(path):
+    """A picture file loaded whole and closed (tests run with ResourceWarning as an error)."""
+    with Image.open(path) as image:
+        image.load()
+        return image
+
+
 def encode(image, fmt="PNG", **options):
     """Bytes of a PIL image or array in `fmt`."""
     if not isinstance(image, Image.Image):

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import encode, needs_classifier, needs_cutout
+from conftest import encode, needs_classifier, needs_cutout, read_image
 from PIL import Image
 
 from app.web import registry
@@ -247,7 +247,7 @@ def test_reports_keep_any_language_exactly(client, report_dir, label, stored):
     report_id = response.get_json()["id"]
     record = json.loads((report_dir / f"{report_id}.json").read_text("utf-8"))
     assert record["label"] == stored and record["predicted"] == "lucy"
-    assert Image.open(report_dir / f"{report_id}.png").size == (30, 30)
+    assert read_image(report_dir / f"{report_id}.png").size == (30, 30)
     assert sorted(p.name for p in report_dir.iterdir()) == [f"{report_id}.json", f"{report_id}.png"]
 
 

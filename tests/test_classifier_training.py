@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import read_image
 from PIL import Image
 
 from app.demo_data import compose
@@ -92,7 +93,7 @@ def test_head_trained_end_to_end_beats_chance(small_data, tmp_path, runner):
     assert (tmp_path / "cache" / "efficientnet_lite0").is_dir()
 
     identifier = Identifier.load(model_dir)
-    out = identifier.identify([Image.open(next((small_data / "test" / "sylvie").glob("*.png")))])
+    out = identifier.identify([read_image(next((small_data / "test" / "sylvie").glob("*.png")))])
     assert len(out[0]["predictions"]) == 3
 
     # The feature cache makes the second run a cache-only affair.
@@ -107,7 +108,7 @@ def test_head_trained_end_to_end_beats_chance(small_data, tmp_path, runner):
     report = json.loads((report_dir / "report.json").read_text())
     assert report["top1"] == card["metrics"]["top1"]
     for name in ("confusion.png", "training_curve.png"):
-        assert Image.open(report_dir / name).size[0] > 200
+        assert read_image(report_dir / name).size[0] > 200
 
 
 def test_metrics_count_outsiders_and_unknowns():

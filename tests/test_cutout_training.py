@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import read_image
 from PIL import Image
 
 from app.nets.u2net import U2NETP
@@ -150,7 +151,7 @@ def test_evaluation_reports_each_group_and_sheets_the_worst_pictures(tmp_path):
     assert report["groups"]["sprite a"]["count"] == 2
     assert report["groups"]["sprite a"]["iou"] == pytest.approx(np.mean(ious[:2]), abs=1e-4)
     assert report["groups"]["background y"]["iou"] == pytest.approx(np.mean(ious[1::2]), abs=1e-4)
-    assert Image.open(tmp_path / "sheet.png").size == Image.open(tmp_path / "worst.png").size
+    assert read_image(tmp_path / "sheet.png").size == read_image(tmp_path / "worst.png").size
     assert "groups" not in evaluate(cutter, list(zip(images, masks)))  # plain pairs: no groups
 
 
@@ -168,7 +169,7 @@ def test_train_command_exports_a_model_directory_that_serves(pair_folder, tmp_pa
     assert card["kind"] == "cutout" and card["input_size"] == 64 and card["training"]["steps"] == 2
     assert set(card["metrics"]) >= {"iou", "mae", "mae_raw", "max_fbeta", "count"}
     assert (run / "heldout" / "sheet.png").exists()
-    image = Image.open(pair_folder / "images" / "p0.png")
+    image = read_image(pair_folder / "images" / "p0.png")
     assert Cutter.load(out).cutout(image).size == image.size
 
     bad = runner.invoke(args=["train", "cutout", str(tmp_path / "nowhere")])

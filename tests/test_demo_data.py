@@ -3,6 +3,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import read_image
 from PIL import Image
 
 from app.demo_data import compose, renpy_cast
@@ -152,7 +153,7 @@ def test_backdrops_keep_whole_scenes_from_a_real_package_resized(tmp_path):
     out.mkdir()
     assert backdrops.extract(deb, out) == 1
     [kept] = out.iterdir()
-    assert kept.name == "mate-backgrounds-Meadow.jpg" and Image.open(kept).size == (1024, 512)
+    assert kept.name == "mate-backgrounds-Meadow.jpg" and read_image(kept).size == (1024, 512)
     with pytest.raises(FileNotFoundError, match="demo fetch --backdrops"):
         backdrops.load(out)  # far fewer than the packages hold
 
@@ -185,7 +186,7 @@ def test_clipart_figures_are_the_chosen_ones_cropped_to_their_alpha(tmp_path):
     out = tmp_path / "clipart"
     assert clipart.extract(people, out) == 2
     assert sorted(p.stem for p in out.iterdir()) == sorted([first, second])
-    assert Image.open(out / f"{first}.png").size == (59, 59)  # the disc, without the margins
+    assert read_image(out / f"{first}.png").size == (59, 59)  # the disc, without the margins
     with pytest.raises(FileNotFoundError, match="demo fetch --clipart"):
         clipart.load(out)
     figures = clipart.load(out, min_count=2)
@@ -221,7 +222,7 @@ def test_distractors_are_the_chosen_stamps_cropped_to_their_alpha(tmp_path):
     out = tmp_path / "distractors"
     assert distractors.extract(deb, out) == 2
     assert sorted(p.name for p in out.iterdir()) == ["food-fruit-apple.png", "food-fruit-cartoon-apple.png"]
-    assert Image.open(out / "food-fruit-apple.png").size == (59, 59)  # the disc, without the margins
+    assert read_image(out / "food-fruit-apple.png").size == (59, 59)  # the disc, without the margins
     with pytest.raises(FileNotFoundError, match="demo fetch --distractors"):
         distractors.load(out)  # far fewer than the package holds
 

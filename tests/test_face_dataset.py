@@ -4,6 +4,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import read_image
 from PIL import Image
 
 from app.demo_data import faces as demo_faces
@@ -68,7 +69,7 @@ def test_video_path_extracts_faces(tmp_path):
     # The same face in consecutive frames is one picture: near-duplicates collapse.
     assert 1 <= len(crops) <= 3, stats
     assert stats["duplicates"] >= 1
-    crop = Image.open(crops[0])
+    crop = read_image(crops[0])
     assert 150 <= crop.width <= 400 and abs(crop.width - crop.height) <= 2
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".faces")], "staging removed"
 
@@ -88,7 +89,7 @@ def test_folders_reports_and_unlabelled(tmp_path):
     out = tmp_path / "labelled"
     stats = build_dataset(out, sources=[material], reports=[reports])
     assert stats["labels"] == {"eileen": 1, "sylvie": 1, "lucy": 1}
-    assert Image.open(next((out / "lucy").glob("*.png"))).size == (96, 96)
+    assert read_image(next((out / "lucy").glob("*.png"))).size == (96, 96)
 
     loose = tmp_path / "loose"
     stats = build_dataset(loose, sources=[material], labelled=False)

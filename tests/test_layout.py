@@ -10,13 +10,14 @@ SERVING_MUST_NOT_LOAD = ("app.training", "app.demo_data")
 
 
 def test_importing_the_app_loads_no_training_or_demo_data_module():
-    code = ("import sys, wsgi; print('\\n'.join(m for m in sys.modules if m.startswith('app')))")
+    code = ("import sys, wsgi; print('\\n'.join(m for m in sys.modules if m.startswith(('app', 'torch'))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout.split()
     assert "app.web.api" in out  # the probe did load the app
     loaded = [m for m in out if m.startswith(SERVING_MUST_NOT_LOAD) or
               (m.startswith("app.commands.") and m != "app.commands")]
     assert loaded == []
+    assert "torch" not in out  # torch (seconds to import) loads with the first torch model
 
 
 def test_a_command_loads_its_module_only_when_it_runs():

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, needs_models
+from conftest import ROOT, needs_models, read_image
 from PIL import Image
 from werkzeug.serving import make_server
 
@@ -129,7 +129,7 @@ def test_whole_flow_in_chromium(server, browser, demo_picture):
     report_id = status.get_attribute("data-report-id")
     record = json.loads((report_dir / f"{report_id}.json").read_text("utf-8"))
     assert record["label"] == "初音ミク"
-    assert Image.open(report_dir / f"{report_id}.png").size[0] > 20
+    assert read_image(report_dir / f"{report_id}.png").size[0] > 20
     screenshot(browser, "page-3-reported.png")
 
     # Remove the background: the PNG shown has the picture's size and real transparency.

@@ -3,7 +3,6 @@ import threading
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image
 
 from app import nets
@@ -19,18 +18,20 @@ def normalise(rgb):
 
     Dividing by the maximum (not 255) is what the official code does; official weights expect it.
     """
-    x = torch.from_numpy(np.array(rgb[..., :3], dtype=np.float32))
+    x = np.array(rgb[..., :3], dtype=np.float32)
     x = x / max(float(x.max()), 1e-6)
-    x = (x - torch.tensor(MEAN)) / torch.tensor(STD)
-    return x.permute(2, 0, 1)
+    x = (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
 def predict_maps(net, rgb, size):
     """Fused map d0 for one picture, min-max normalised as the official test script does; H x W float."""
+    import torch  # serving imports torch only once a torch model is used
+
     h, w = rgb.shape[:2]
     small = cv2.resize(np.ascontiguousarray(rgb[..., :3]), (size, size), interpolation=cv2.INTER_AREA)
     with torch.inference_mode():
-        d0 = net(normalise(small).unsqueeze(0))[0][0, 0].numpy()
+        d0 = net(torch.from_numpy(normalise(small)).unsqueeze(0))[0][0, 0].numpy()
     d0 = (d0 - d0.min()) / max(float(d0.max() - d0.min()), 1e-8)
     return cv2.resize(d0, (w, h), interpolation=cv2.INTER_LINEAR)
 

@@ -8,8 +8,6 @@ import json
 from datetime import date
 from pathlib import Path
 
-import torch
-
 from app.storage.files import atomic_path, sha256_file, staged_dir, write_json
 
 CARD_NAME = "card.json"
@@ -63,6 +61,8 @@ def verify_weights(model_dir, card):
 
 def load_weights(model_dir, card):
     """The state dict of a model directory, after the sha256 check."""
+    import torch  # only for torch weight files: loading torch costs seconds
+
     path = verify_weights(model_dir, card)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -72,6 +72,8 @@ def load_weights(model_dir, card):
 
 def write_model_dir(model_dir, card, state_dict, weights_name="weights.pt"):
     """Write card + weights into `model_dir` atomically; fills weights, sha256 and created. Returns the card."""
+    import torch
+
     with staged_dir(model_dir) as tmp:
         weights_path = tmp / weights_name
         with atomic_path(weights_path) as part:

@@ -61,7 +61,7 @@ def shift_hue(img, amount):
 
 def to_tensors(images, masks):
     """Lists of HxWx3 / HxW uint8 -> (N x 3 x H x W normalised, N x 1 x H x W in [0, 1])."""
-    x = torch.stack([normalise(im) for im in images])
+    x = torch.from_numpy(np.stack([normalise(im) for im in images]))
     y = torch.from_numpy(np.stack(masks)).float().div(255.0).unsqueeze(1)
     return x, y
 
