@@ -1,0 +1,23 @@
+"""Live2D sample characters rendered offline in Debian Chromium: figures with exact alpha masks.
+
+Six characters, all Live2D Inc.'s own originals, from npm (package-lock.json): shizuku,
+haru (outfits 01 and 02), hibiki, koharu, haruto, chitose. `render()` poses them (expression,
+motion frame, head angles, eyes, mouth, framing from whole figure to bust) reproducibly from a
+seed and writes RGBA PNGs with JSON metadata, face box included, to .cache/live2d (git-ignored:
+the models' terms forbid redistributing them or their renders). `load()` reads them back.
+
+Splits (fixed before any model was trained or evaluated on them):
+- test_character: every render of `haruto`. He is never in train or val, so figures on him
+  are what the networks do on a character they never saw (unknown rejection, cutout).
+- by pose, for the other five characters (six figures), on the render's pose number:
+  pose_id % 10 in 0-7 -> train, 8 -> val, 9 -> test_pose. Each pose is drawn independently
+  from (seed, figure, pose_id), so test_pose holds poses the networks never saw of characters
+  they know.
+- all: everything, for callers that make their own split.
+"""
+from app.demo_data.live2d.cast import CHARACTERS, FIGURES, ModelsMissing, SETUP_COMMAND
+from app.demo_data.live2d.dataset import HELD_OUT_CHARACTERS, SPLITS, Figure, load, split_of
+from app.demo_data.live2d.render import DEFAULT_CACHE, render
+
+__all__ = ["CHARACTERS", "FIGURES", "ModelsMissing", "SETUP_COMMAND", "HELD_OUT_CHARACTERS", "SPLITS",
+           "Figure", "load", "split_of", "DEFAULT_CACHE", "render"]
