@@ -19,5 +19,7 @@ def init_app(app):
     from app import reports_cli  # noqa: F401
     from app.training import classifier_cli  # noqa: F401
     from app.training import cutout_cli  # noqa: F401
+    from app.demo_data.live2d.command import render_command
+    demo_cli.add_command(render_command)
     for group in GROUPS:
         app.cli.add_command(group)

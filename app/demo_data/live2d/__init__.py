@@ -17,7 +17,7 @@ Splits (fixed before any model was trained or evaluated on them):
 """
 from app.demo_data.live2d.cast import CHARACTERS, FIGURES, ModelsMissing, SETUP_COMMAND
 from app.demo_data.live2d.dataset import HELD_OUT_CHARACTERS, SPLITS, Figure, load, split_of
-from app.demo_data.live2d.render import DEFAULT_CACHE, render
+from app.demo_data.live2d.renderer import DEFAULT_CACHE, render
 
 __all__ = ["CHARACTERS", "FIGURES", "ModelsMissing", "SETUP_COMMAND", "HELD_OUT_CHARACTERS", "SPLITS",
            "Figure", "load", "split_of", "DEFAULT_CACHE", "render"]

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from app.demo_data.live2d import cast
-from app.demo_data.live2d.render import DEFAULT_CACHE, figure_name
+from app.demo_data.live2d.renderer import DEFAULT_CACHE, figure_name
 
 HELD_OUT_CHARACTERS = ("haruto",)
 POSE_FOLDS = 10  # pose_id % 10: 0-7 train, 8 val, 9 test_pose
