@@ -28,7 +28,8 @@ def face_crop(rgba, box, margin=0.25):
 
 
 def _renders(cache_dir, figure, count):
-    metas = sorted((Path(cache_dir) / figure).glob("[0-9]*.json"))[:count]
+    metas = sorted((Path(cache_dir) / figure).glob("[0-9]*.json"))
+    metas = metas[::max(1, len(metas) // count)][:count]  # spread over all the poses
     for meta in metas:
         yield np.array(Image.open(meta.with_suffix(".png")).convert("RGBA")), json.loads(meta.read_text())
 

@@ -67,8 +67,10 @@
       const list = setting.motions[group];
       for (let i = 0; i < list.length; i++) {
         const motion = L.Live2DMotion.loadMotion(await bytes(base + list[i].file));
-        if (list[i].fade_in !== undefined) motion.setFadeIn(list[i].fade_in);
-        if (list[i].fade_out !== undefined) motion.setFadeOut(list[i].fade_out);
+        // No fading in or out: a pose is the motion's own frame at the sampled time, never a
+        // blend with the rest pose (blends show both of two alternative arms, half transparent).
+        motion.setFadeIn(0);
+        motion.setFadeOut(0);
         const loop = motion.getDurationMSec() < 0;
         motions.push({ group, index: i, file: list[i].file, motion,
                        duration_ms: loop ? motion.getLoopDurationMSec() : motion.getDurationMSec() });
@@ -138,6 +140,12 @@
       }
       if (pose.mouth_open !== null) model.setParamFloat('PARAM_MOUTH_OPEN_Y', pose.mouth_open, 1);
       if (parts) parts.updateParam(model);
+      if (parts && k === frames) {
+        // Alternative parts (arms) cross-fade for half a second when a motion switches them:
+        // finish that fade, so the figure shows one arm, opaque, as at rest.
+        L.UtSystem.setUserTimeMSec(CLOCK_START_MS + k * FRAME_MS + 1000);
+        parts.updateParam(model);
+      }
       model.update();
     }
     return { model, motion_ms: motionFrames * FRAME_MS };
