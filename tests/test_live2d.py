@@ -88,25 +88,53 @@ def test_alpha_is_the_figure_and_nothing_else(rendered):
     assert whole >= 2, "the seed gives poses framed whole"
 
 
-@needs_models
-def test_alpha_composites_exactly_like_the_browser(tmp_path):
-    """The render over white equals Chromium's own drawing of the same pose on a white page."""
-    key = ("hibiki", "default")
+@pytest.fixture(scope="module")
+def page():
+    """The render page in Chromium, at a frame that is not square."""
     with PageServer() as base_url, Browser(base_url, (384, 512)) as browser:
-        info = browser.load(model_url(key))
-        calibration = calibrate(browser, key, info)
-        pose = poses.sample(poses.pose_rng(SEED, *key, 0), info)
-        rgba, meta = render_pose(browser, key, info, pose, calibration)
-        on_white = browser.screenshot(background=(255, 255, 255, 1))
-        # Nothing but the loopback server was asked for anything.
-        urls = browser.driver.execute_script(
-            "return performance.getEntriesByType('resource').map((e) => e.name)")
+        yield base_url, browser
+
+
+def posed(browser, key, pose_id=0, **changes):
+    """(rgba, metadata) of a seeded pose of `key`, with `changes` to the pose."""
+    info = browser.load(model_url(key))
+    calibration = calibrate(browser, key, info)
+    pose = dict(poses.sample(poses.pose_rng(SEED, *key, pose_id), info), **changes)
+    return render_pose(browser, key, info, pose, calibration)
+
+
+@needs_models
+def test_alpha_composites_exactly_like_the_browser(page):
+    """The render over white equals Chromium's own drawing of the same pose on a white page."""
+    base_url, browser = page
+    rgba, meta = posed(browser, ("hibiki", "default"))
+    on_white = browser.screenshot(background=(255, 255, 255, 1))
     assert rgba.shape == (512, 384, 4)
     assert (on_white[..., 3] == 255).all()
     diff = np.abs(over_white(rgba).astype(int) - on_white[..., :3].astype(int))
     assert diff.max() <= 2 and diff.mean() < 0.05
+    # Nothing but the loopback server was asked for anything.
+    urls = browser.driver.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")
     assert urls and all(url.startswith(base_url + "/") for url in urls)
     assert any("/models/live2d-widget-model-hibiki/" in url for url in urls)
+
+
+def soft_share(rgba):
+    """Share of the figure's pixels that are neither nearly transparent nor nearly opaque."""
+    alpha = rgba[..., 3]
+    return ((alpha > 20) & (alpha < 235)).sum() / (alpha > 0).sum()
+
+
+@needs_models
+def test_a_motion_that_switches_arms_shows_one_arm_opaque(page):
+    """Chitose's wave swaps his arm for a raised one; 0.2 s in, no half-transparent ghost remains."""
+    _, browser = page
+    key = ("chitose", "default")
+    info = browser.load(model_url(key))
+    wave = next(i for i, clip in enumerate(info["motions"]) if clip["file"].endswith("handwave.mtn"))
+    rgba, meta = posed(browser, key, motion=wave, motion_phase=0.08, zoom=0.0)
+    assert meta["motion"]["file"].endswith("handwave.mtn") and 100 < meta["motion"]["time_ms"] < 400
+    assert soft_share(rgba) < 0.08  # soft edges only; a ghost arm made it 0.18
 
 
 def _iou(a, b):
