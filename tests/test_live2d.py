@@ -107,7 +107,7 @@ def posed(browser, key, pose_id=0, **changes):
 def test_alpha_composites_exactly_like_the_browser(page):
     """The render over white equals Chromium's own drawing of the same pose on a white page."""
     base_url, browser = page
-    rgba, meta = posed(browser, ("hibiki", "default"))
+    rgba, _ = posed(browser, ("hibiki", "default"))
     on_white = browser.screenshot(background=(255, 255, 255, 1))
     assert rgba.shape == (512, 384, 4)
     assert (on_white[..., 3] == 255).all()

@@ -15,9 +15,9 @@ Splits (fixed before any model was trained or evaluated on them):
   they know.
 - all: everything, for callers that make their own split.
 """
-from app.demo_data.live2d.cast import CHARACTERS, FIGURES, ModelsMissing, SETUP_COMMAND
+from app.demo_data.live2d.cast import CHARACTERS, FIGURES, SETUP_COMMAND, ModelsMissing
 from app.demo_data.live2d.dataset import HELD_OUT_CHARACTERS, SPLITS, Figure, load, split_of
 from app.demo_data.live2d.renderer import DEFAULT_CACHE, render
 
-__all__ = ["CHARACTERS", "FIGURES", "ModelsMissing", "SETUP_COMMAND", "HELD_OUT_CHARACTERS", "SPLITS",
-           "Figure", "load", "split_of", "DEFAULT_CACHE", "render"]
+__all__ = ["CHARACTERS", "DEFAULT_CACHE", "FIGURES", "HELD_OUT_CHARACTERS", "SETUP_COMMAND", "SPLITS",
+           "Figure", "ModelsMissing", "load", "render", "split_of"]

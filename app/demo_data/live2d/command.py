@@ -1,4 +1,5 @@
 """`flask demo render`: render the Live2D characters into the cache (register render_command)."""
+import time
 from pathlib import Path
 
 import click
@@ -8,22 +9,26 @@ from app.demo_data.live2d.renderer import DEFAULT_CACHE, DEFAULT_COUNT, DEFAULT_
 
 
 class _Progress:
-    """A click progress bar that opens on the first report, once the total is known."""
+    """One line about every 5% of the poses (readable on a terminal and in a log alike)."""
 
     def __init__(self):
-        self.bar = None
+        self.first = None  # when the first new render was written (after the browser started)
         self.rendered = 0
+        self.shown = 0
 
     def __call__(self, done, total, figure, pose_id, skipped):
-        if self.bar is None:
-            self.bar = click.progressbar(length=total, label="rendering Live2D poses",
-                                         show_pos=True, item_show_func=lambda item: item)
-            self.bar.__enter__()
-        self.bar.update(1, f"{figure} #{pose_id:04d}{' (done before)' if skipped else ''}")
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
+        if not skipped:
+            self.rendered += 1
+            self.first = self.first or time.monotonic()
+        if done - self.shown < max(1, total // 20) and done != total:
+            return
+        self.shown = done
+        line = f"[{done:>{len(str(total))}}/{total}] {figure} #{pose_id:04d}"
+        if self.rendered > 1:
+            each = (time.monotonic() - self.first) / (self.rendered - 1)
+            left = each * (total - done)
+            line += f", {each:.2f} s a render, {left / 60:.0f} min left" if left >= 120 else f", {each:.2f} s a render"
+        click.echo(line)
 
 
 @click.command("render")
@@ -43,14 +48,11 @@ def render_command(out_dir, characters, count, seed, size, sheet):
 
     Resumable: poses already rendered with the same seed and size are skipped.
     """
-    progress = _Progress()
     try:
         summary = render(out_dir, characters=list(characters) or None, count_per_character=count,
-                         seed=seed, size=size, progress=progress)
+                         seed=seed, size=size, progress=_Progress())
     except (cast.ModelsMissing, RuntimeError, OSError) as exc:
         raise click.ClickException(str(exc))
-    finally:
-        progress.close()
     per = summary["seconds"] / summary["rendered"] if summary["rendered"] else 0.0
     click.echo(f"{summary['rendered']} rendered ({per:.2f} s each), {summary['skipped']} already there, "
                f"in {out_dir}")

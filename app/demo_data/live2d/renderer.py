@@ -83,6 +83,7 @@ PERMISSIVE_SCALES = (0.4, 0.5, 0.6, 0.75, 0.9, 1.0, 1.25)
 def find_face(rgb, below):
     """The face box [x0, y0, x1, y1] the cascade sees above y=`below`, and how it was found."""
     import cv2
+
     from app.faces import CASCADE_PATH, detect_faces
     faces = [[x, y, x + w, y + h] for x, y, w, h in detect_faces(rgb) if y + h / 2 < below]
     if faces:
@@ -115,8 +116,8 @@ def calibrate(browser, key, info):
     """
     found = browser.render(dict(poses.NEUTRAL, anchor=None, anchor_rel=None, list_meshes=True))
     rgba = browser.screenshot()
-    fx0, fy0, fx1, fy1 = found["figure_box"]
-    face, method = find_face(over_white(rgba), below=fy0 + 0.6 * (fy1 - fy0))
+    _, top, _, bottom = found["figure_box"]
+    face, method = find_face(over_white(rgba), below=top + 0.6 * (bottom - top))
     head = next((area for area in cast.HEAD_HIT_AREAS if area in info["hit_areas"]), None)
     meshes = {mesh["id"]: mesh["box"] for mesh in found["meshes"]
               if mesh["box"][2] - mesh["box"][0] > 1 and mesh["box"][3] - mesh["box"][1] > 1}
@@ -135,7 +136,7 @@ def calibrate(browser, key, info):
 
 def _xywh(box):
     x0, y0, x1, y1 = box
-    return [int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))]
+    return [round(x0), round(y0), round(x1 - x0), round(y1 - y0)]
 
 
 def render_pose(browser, key, info, pose, calibration):

@@ -17,8 +17,8 @@ PAGE_DIR = Path(__file__).resolve().parent / "page"
 PAGE_FILES = {"/": "index.html", "/index.html": "index.html", "/render.js": "render.js"}
 MODEL_PACKAGES = frozenset(package for package, _ in FIGURES.values())
 
-_EXPORTS = re.compile(r"^export\s*\{([^}]*)\}\s*;?", re.M)
-_IMPORTS = re.compile(r"^import\s*\{[^}]*\}\s*from\s*['\"][^'\"]+['\"]\s*;?", re.M)
+_EXPORTS = re.compile(r"^export\s*\{([^}]*)\}\s*;?", re.MULTILINE)
+_IMPORTS = re.compile(r"^import\s*\{[^}]*\}\s*from\s*['\"][^'\"]+['\"]\s*;?", re.MULTILINE)
 
 
 def _exported_names(source):
@@ -53,7 +53,7 @@ def runtime_script(node_modules=NODE_MODULES):
 class _Handler(BaseHTTPRequestHandler):
     node_modules = NODE_MODULES
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         path = unquote(urlsplit(self.path).path)
         body, kind = self._resolve(path)
         if body is None:
