@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One setup for a fresh Debian machine, CI and the Docker image:
 #   scripts/setup.sh            runtime: .venv, Python packages, front-end assets, face cascade
-#   scripts/setup.sh --dev      also test tools, Debian Chromium/chromedriver/ffmpeg, demo-cast art
+#   scripts/setup.sh --dev      also test tools, Debian Chromium/chromedriver/ffmpeg, demo-cast art,
+#                               the Live2D models (npm dev dependencies) for `flask demo render`
 # Idempotent: a second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +42,7 @@ else
 fi
 
 step "Front-end assets (npm) into static/vendor"
-"$PYBIN" scripts/vendor_assets.py
+if [ "$DEV" = 1 ]; then "$PYBIN" scripts/vendor_assets.py --dev; else "$PYBIN" scripts/vendor_assets.py; fi
 
 if [ "$DEV" = 1 ]; then
   step "Demo cast (Ren'Py sprites from Debian) into .cache/demo_cast"

@@ -2,9 +2,12 @@
 
 - lbpcascade_animeface.xml: copied from ../shared/third_party when present, else
   downloaded from its upstream repository; its sha256 is checked either way.
-- npm packages from package.json + package-lock.json (`npm ci`), copied out of node_modules.
+- npm packages from package.json + package-lock.json (`npm ci` when node_modules does not match
+  the lock; with --dev its dev packages too), copied out of node_modules. The Live2D models (dev
+  dependencies) stay in node_modules for the demo renderer (app/demo_data/live2d).
 """
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -71,10 +74,24 @@ def vendor_cascade():
                   file=sys.stderr)
 
 
-def vendor_npm():
+def npm_installed_matches_lock(dev):
+    """True when the lock's packages (dev ones only if `dev`) are in node_modules at their versions."""
+    lock = json.loads((ROOT / "package-lock.json").read_text())
+    for path, entry in lock.get("packages", {}).items():
+        if not path or entry.get("link") or (entry.get("dev") and not dev):
+            continue
+        manifest = ROOT / path / "package.json"
+        if not manifest.exists() or json.loads(manifest.read_text()).get("version") != entry.get("version"):
+            return False
+    return True
+
+
+def vendor_npm(dev=False):
     if not NPM_FILES:
         return
-    if not (ROOT / "node_modules").exists() or os.environ.get("NPM_REINSTALL"):
+    # Also after a pull that added packages; with --dev, also the dev ones (the Live2D models
+    # that app/demo_data/live2d renders), which an image built with `npm ci --omit=dev` lacks.
+    if not npm_installed_matches_lock(dev) or os.environ.get("NPM_REINSTALL"):
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=ROOT, check=True)
     for src, name in NPM_FILES:
         shutil.copyfile(ROOT / "node_modules" / src, VENDOR / name)
@@ -84,7 +101,7 @@ def vendor_npm():
 def main():
     VENDOR.mkdir(parents=True, exist_ok=True)
     vendor_cascade()
-    vendor_npm()
+    vendor_npm(dev="--dev" in sys.argv[1:])
 
 
 if __name__ == "__main__":
