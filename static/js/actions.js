@@ -230,7 +230,8 @@ export function createActions(store, detector) {
     const target = face ? { faceId, number: faceNumber(picture, face),
                             box: figureBox(face, picture.width, picture.height) } : null;
     const keep = picture.cutout;
-    update(() => {
+    update((s) => {
+      s.reveal = { what: "cutout" }; // the panel is below the picture: bring it into view
       picture.cutout = { ...newCutout(), background: keep.background, color: keep.color, crop: keep.crop,
                          bgVersion: keep.bgVersion, version: keep.version, state: "busy", target };
     });

@@ -115,6 +115,16 @@ export function render(state) {
   renderCutout(state, picture, t);
   dropUrls(state.pictures);
   applyFocus(state, picture);
+  applyReveal(state);
+}
+
+let revealed = null;
+function applyReveal(state) {
+  const want = state.reveal;
+  if (!want || want === revealed) return;
+  revealed = want;
+  const node = { cutout: els["cutout-section"] }[want.what];
+  if (node && !node.hidden) node.scrollIntoView({ block: "nearest" });
 }
 
 function renderStatus(state, t) {
@@ -232,7 +242,9 @@ function renderWorkspace(state, picture, t) {
   const s = state.server, busy = picture.identify.state === "running";
   els.identify.disabled = !picture.faces.length || s.classifier === false || busy;
   setText(els.identify, t(busy ? "work.identifying" : "work.identify"));
-  els["cutout-all"].disabled = s.cutout === false || picture.cutout.state === "busy";
+  const cutting = picture.cutout.state === "busy";
+  els["cutout-all"].disabled = s.cutout === false || cutting;
+  setText(els["cutout-all"], t(cutting ? "work.cuttingOut" : "work.cutoutAll"));
   setText(els.characters, state.characters.length
     ? t("work.knows", { names: state.characters.map((c) => c.name).join(t("list.separator")) }) : "");
   syncList(els["known-names"], state.characters, (c) => c.id, () => el("option"),

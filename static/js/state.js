@@ -15,6 +15,7 @@ export function initialState(config, lang) {
     nextPictureId: 1,
     drag: null,               // a box being drawn, moved or resized: {kind, faceId, corner, start, origin, box}
     focus: null,              // {kind, faceId}: where keyboard focus goes after the next render
+    reveal: null,             // {what}: a part of the page to scroll into view after the next render
     batch: { state: "idle", done: 0, total: 0 },
   };
 }

@@ -60,6 +60,7 @@ export default {
   "work.identify": "Identify",
   "work.identifying": "Identifying…",
   "work.cutoutAll": "Remove background",
+  "work.cuttingOut": "Removing background…",
   "work.noFaces": "No faces yet.",
   "work.knows": "Characters this server knows: {names}.",
   "box.label": "Face {n}, {w} by {h} pixels at {x}, {y}",

@@ -60,6 +60,7 @@ export default {
   "work.identify": "名前を判定",
   "work.identifying": "判定中…",
   "work.cutoutAll": "背景を除去",
+  "work.cuttingOut": "背景を除去中…",
   "work.noFaces": "まだ顔がありません。",
   "work.knows": "このサーバーが知っているキャラクター：{names}。",
   "box.label": "顔 {n}、{w}×{h} ピクセル、位置 {x}, {y}",

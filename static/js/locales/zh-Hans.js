@@ -60,6 +60,7 @@ export default {
   "work.identify": "识别",
   "work.identifying": "识别中…",
   "work.cutoutAll": "去除背景",
+  "work.cuttingOut": "正在去除背景…",
   "work.noFaces": "还没有脸。",
   "work.knows": "此服务器认识的角色：{names}。",
   "box.label": "第 {n} 张脸，{w}×{h} 像素，位于 {x}, {y}",
