@@ -223,7 +223,7 @@ export function createActions(store, detector) {
   }
 
   // ---------- cutout ----------
-  async function cutout(picture, faceId = null) {
+  async function cutout(picture, faceId = null, reveal = true) {
     if (!picture) return;
     cancelCutout(picture.id);
     const face = faceById(picture, faceId);
@@ -231,7 +231,7 @@ export function createActions(store, detector) {
                             box: figureBox(face, picture.width, picture.height) } : null;
     const keep = picture.cutout;
     update((s) => {
-      s.reveal = { what: "cutout" }; // the panel is below the picture: bring it into view
+      if (reveal) s.reveal = { what: "cutout" }; // the panel is below the picture: bring it into view
       picture.cutout = { ...newCutout(), background: keep.background, color: keep.color, crop: keep.crop,
                          bgVersion: keep.bgVersion, version: keep.version, state: "busy", target };
     });
@@ -322,7 +322,7 @@ export function createActions(store, detector) {
           const signal = controller.signal;
           const onAbort = () => cancelCutout(picture.id);
           signal.addEventListener("abort", onAbort);
-          await cutout(picture);
+          await cutout(picture, null, false);
           signal.removeEventListener("abort", onAbort);
           ok = picture.cutout.state === "done" || picture.cutout.state === "empty";
         }
