@@ -4,8 +4,10 @@ during detection.
 
     .venv/bin/python scripts/page_metrics.py [--mbit 5] [--runs 3] [--picture PATH]
 
-The app runs in-process on a loopback port; the browser's network can be throttled through the
-DevTools protocol. The observers are injected by DevTools before the page's own scripts, so the
+The app runs in-process on a loopback port behind a small WSGI wrapper that counts the bytes of
+every response body (the page's and its Web Worker's requests alike: DevTools' page log does not
+see the worker's) and, with --mbit, sends them through one shared link of that speed with 20 ms
+latency per request. The observers are injected by DevTools before the page's own scripts, so the
 page carries no measuring code. Timings depend on the machine's load: report the median of runs.
 """
 import argparse
@@ -27,7 +29,8 @@ READY = {
     "old": "document.body.dataset.detector === 'ready'",
 }
 DETECTED = {
-    "new": "document.getElementById('detect-status').dataset.state === 'done'",
+    "new": "document.getElementById('detect-status').dataset.state === 'done' && "
+           "document.getElementById('work-heading').textContent.includes(%(name)r)",
     "old": "document.body.dataset.detected !== undefined",
 }
 
@@ -47,16 +50,60 @@ document.addEventListener('DOMContentLoaded', __poll);
 """
 
 
-def start_server():
+class Link:
+    """Response bodies counted per path and, when rate > 0, sent through one shared link."""
+
+    def __init__(self, app, rate):
+        self.app, self.rate = app, rate  # bytes per second, 0: unlimited
+        self.lock = threading.Lock()
+        self.free_at = 0.0  # when the link has sent everything queued so far
+        self.sent = {}      # path -> [bytes, requests]
+
+    def take(self, n):
+        if not self.rate:
+            return
+        with self.lock:
+            start = max(time.monotonic(), self.free_at)
+            self.free_at = start + n / self.rate
+            wait = self.free_at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+
+    def __call__(self, environ, start_response):
+        path = environ["PATH_INFO"]
+        if self.rate:
+            time.sleep(0.02)
+        entry = self.sent.setdefault(path, [0, 0])
+        entry[1] += 1
+        body = self.app(environ, start_response)
+        try:
+            for chunk in body:
+                for i in range(0, len(chunk), 16384):
+                    piece = chunk[i:i + 16384]
+                    self.take(len(piece))
+                    entry[0] += len(piece)
+                    yield piece
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+    def take_counts(self):
+        counts, self.sent = self.sent, {}
+        return counts
+
+
+def start_server(mbit):
     import logging
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     from werkzeug.serving import make_server
 
     from app import create_app
     app = create_app({"REPORT_DIR": tempfile.mkdtemp(), "TORCH_THREADS": 1})
+    link = Link(app.wsgi_app, mbit * 1e6 / 8)
+    app.wsgi_app = link
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_port}/"
+    return httpd, f"http://127.0.0.1:{httpd.server_port}/", link
 
 
 def start_browser(profile):
@@ -68,28 +115,7 @@ def start_browser(profile):
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
                  "--window-size=1366,900", f"--user-data-dir={profile}"):
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-
-
-def transferred(driver):
-    """Bytes received on the wire since the last call, by URL (from DevTools' network events)."""
-    urls, sizes = {}, {}
-    for entry in driver.get_log("performance"):
-        msg = json.loads(entry["message"])["message"]
-        params = msg.get("params", {})
-        if msg["method"] == "Network.requestWillBeSent":
-            urls[params["requestId"]] = params["request"]["url"]
-        elif msg["method"] == "Network.loadingFinished":
-            sizes[params["requestId"]] = params["encodedDataLength"]
-    out = {}
-    for rid, size in sizes.items():
-        url = urls.get(rid, rid).split("?")[0]
-        if url.startswith(("data:", "blob:")):
-            continue  # decoded in memory (opencv.js's inlined WASM), not on the wire
-        bytes_, requests = out.get(url, (0, 0))
-        out[url] = (bytes_ + size, requests + 1)
-    return out
 
 
 def wait(driver, script, timeout=180):
@@ -113,9 +139,10 @@ def visit(driver, url, page):
 def detect(driver, picture, page):
     """Give the page a picture; return the longest block from picking it to its boxes."""
     from selenium.webdriver.common.by import By
+    driver.execute_script("delete document.body.dataset.detected")  # the old page's flag
     t0 = driver.execute_script("return performance.now()")
     driver.find_element(By.ID, "file-input").send_keys(str(picture))
-    wait(driver, DETECTED[page])
+    wait(driver, DETECTED[page] % {"name": Path(picture).name})
     time.sleep(0.3)  # let the observer deliver the last entries
     m = driver.execute_script("return window.__metrics")
     faces = driver.execute_script("return document.querySelectorAll('#crops > li').length")
@@ -130,29 +157,24 @@ def main():
     parser.add_argument("--picture", action="append", default=[], help="pictures to detect on")
     args = parser.parse_args()
 
-    httpd, url = start_server()
+    httpd, url, link = start_server(args.mbit)
     results = []
     try:
         for run in range(args.runs):
             with tempfile.TemporaryDirectory() as profile:
                 driver = start_browser(profile)
                 try:
-                    driver.execute_cdp_cmd("Network.enable", {})
-                    if args.mbit:
-                        rate = args.mbit * 1e6 / 8
-                        driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
-                            "offline": False, "latency": 20, "downloadThroughput": rate,
-                            "uploadThroughput": rate})
                     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
                                            {"source": OBSERVER % READY[args.page]})
-                    driver.get_log("performance")
+                    link.take_counts()
                     ready_ms, block_start = visit(driver, url, args.page)
                     time.sleep(1)
-                    first = transferred(driver)
+                    first = link.take_counts()
                     detections = [detect(driver, p, args.page) for p in args.picture]
+                    link.take_counts()
                     reload_ms, block_reload = visit(driver, url, args.page)
                     time.sleep(1)
-                    again = transferred(driver)
+                    again = link.take_counts()
                     row = {"ready_ms": ready_ms, "ready_reload_ms": reload_ms,
                            "longest_block_start_ms": block_start, "longest_block_reload_ms": block_reload,
                            "first_visit_bytes": sum(b for b, _ in first.values()),
