@@ -39,7 +39,7 @@ def downloaded(driver, name, timeout=20):
 
 
 @needs_models
-def test_busy_then_cancel_then_one_character_on_a_colour(server, browser, demo_picture):
+def test_busy_then_cancel_then_one_character_on_backgrounds(server, browser, demo_picture, tmp_path):
     from selenium.webdriver.common.by import By
     path, comp = demo_picture
     width, height = comp.image.shape[1], comp.image.shape[0]
@@ -84,6 +84,30 @@ def test_busy_then_cancel_then_one_character_on_a_colour(server, browser, demo_p
     assert eileen[2] < crop[0] < width and eileen[3] < crop[1] <= height
     browser.execute_script("document.getElementById('cutout-section').scrollIntoView()")
     screenshot(browser, "page-cutout-colour.png")
+
+    # The blurred original behind the figure, then a picture of the reader's: a red one.
+    browser.find_element(By.CSS_SELECTOR, "input[name=background][value=blur]").click()
+    wait_for(browser, "document.getElementById('cutout-canvas').getContext('2d').getImageData(0, 0, 1, 1).data[2] !== 255")
+    blurred = canvas_pixels(browser, "#cutout-canvas", [(0.01, 0.01)])[0]
+    assert blurred[3] == 255 and blurred[:3] != [51, 102, 255]
+    red = tmp_path / "red.png"
+    Image.new("RGB", (64, 48), (220, 20, 30)).save(red)
+    browser.find_element(By.ID, "bg-file").send_keys(str(red))
+    wait_for(browser, "document.querySelector('input[name=background][value=image]').checked")
+    wait_for(browser, "document.getElementById('cutout-canvas').getContext('2d').getImageData(0, 0, 1, 1).data[0] === 220")
+    assert canvas_pixels(browser, "#cutout-canvas", [(0.01, 0.01)])[0] == [220, 20, 30, 255]
+
+    # Before and after: the original in the same frame; full size scrolls instead of shrinking.
+    browser.find_element(By.ID, "show-original").click()
+    wait_for(browser, "document.getElementById('cutout-canvas').getAttribute('aria-label') === 'The original picture'")
+    original = canvas_pixels(browser, "#cutout-canvas", [(0.01, 0.01)])[0]
+    assert original[:3] != [220, 20, 30]
+    browser.find_element(By.ID, "show-original").click()
+    browser.find_element(By.ID, "zoom").click()
+    assert browser.find_element(By.ID, "zoom").get_attribute("aria-pressed") == "true"
+    shown_width = browser.execute_script("return document.getElementById('cutout-canvas').getBoundingClientRect().width")
+    assert round(shown_width) == crop[0]
+    browser.find_element(By.CSS_SELECTOR, "input[name=background][value=color]").click()
 
     # Downloads are named after the input and the face: PNG (no transparency left: colour chosen), JPEG, mask.
     stem = path.stem

@@ -48,6 +48,9 @@ export function createActions(store, detector) {
 
   function selectPicture(id) {
     update((s) => { s.currentId = id; s.drag = null; });
+    // Its pixels may have been let go (only a few pictures stay decoded): the thumbnails need them.
+    const picture = pictureById(state, id);
+    if (picture) bitmapOf(picture).then(() => update(() => {}), () => {});
   }
 
   function removePicture(id) {

@@ -15,6 +15,14 @@ self.addEventListener("message", (event) => {
 
 /** Download with progress reports; the long-cached response is then in the HTTP cache. */
 async function download(url, expected) {
+  // Already in the cache (a versioned URL is fresh for a year): nothing to show progress for.
+  try {
+    const cached = await fetch(url, { cache: "only-if-cached", mode: "same-origin" });
+    if (cached.ok) {
+      await cached.body.cancel();
+      return;
+    }
+  } catch (err) { /* not cached */ }
   const response = await fetch(url);
   if (!response.ok) throw new Error("opencv-missing");
   const reader = response.body.getReader();
