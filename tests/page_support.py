@@ -9,10 +9,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from werkzeug.serving import make_server
 
 from app import create_app
-from conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -38,7 +38,14 @@ class Server:
 
         def counting(environ, start_response):
             self.requests.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
-            return inner(environ, start_response)
+            body = inner(environ, start_response)
+            try:
+                yield from body
+            finally:
+                # Werkzeug's development server leaves a response open when the browser drops
+                # the connection (a reload during a download); closing it here frees its file.
+                if hasattr(body, "close"):
+                    body.close()
 
         self.app.wsgi_app = counting
         self.httpd = make_server("127.0.0.1", 0, self.app, threaded=True)
@@ -182,6 +189,7 @@ def canvas_pixels(driver, selector, points):
     return driver.execute_script("""
         const c = document.querySelector(arguments[0]);
         const ctx = c.getContext('2d');
-        return arguments[1].map(([fx, fy]) => Array.from(ctx.getImageData(
-            Math.min(c.width - 1, Math.floor(fx * c.width)), Math.min(c.height - 1, Math.floor(fy * c.height)), 1, 1).data));
+        const at = (f, n) => Math.min(n - 1, Math.floor(f * n));
+        return arguments[1].map(([fx, fy]) =>
+            Array.from(ctx.getImageData(at(fx, c.width), at(fy, c.height), 1, 1).data));
     """, selector, [list(p) for p in points])

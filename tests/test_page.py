@@ -3,12 +3,21 @@ a server without models; pictures dropped and pasted. Helpers and fixtures: page
 """
 import json
 
-from PIL import Image
-
 from conftest import needs_models
-from page_support import (  # noqa: F401  (fixtures)
-    Server, boxes, browser, console_problems, deliver, desktop, faces_found, open_page, phone,
-    pick, screenshot, server, wait_for, needs_chromium)
+from page_support import (
+    Server,
+    console_problems,
+    deliver,
+    desktop,
+    faces_found,
+    needs_chromium,
+    open_page,
+    phone,
+    pick,
+    screenshot,
+    wait_for,
+)
+from PIL import Image
 
 pytestmark = needs_chromium
 
@@ -70,7 +79,8 @@ def test_whole_flow_in_chromium(server, browser, demo_picture):
     wait_for(browser, "document.querySelector('#crops li .report-status[data-state=saved]') !== null")
     records = [json.loads(p.read_text("utf-8")) for p in server.report_dir.glob("*.json")]
     assert [r["label"] for r in records] == ["平沢唯"]
-    assert Image.open(server.report_dir / f"{records[0]['id']}.png").size[0] > 20
+    with Image.open(server.report_dir / f"{records[0]['id']}.png") as crop:
+        assert crop.size[0] > 20
     screenshot(browser, "page-3-reported.png")
 
     # Remove the background: the result has the picture's size and real transparency.

@@ -4,9 +4,18 @@ and a phone shows no keyboard hints."""
 import re
 
 from conftest import needs_models
-from page_support import (  # noqa: F401  (fixtures)
-    boxes, browser, console_problems, desktop, faces_found, needs_chromium, open_page, phone, pick,
-    screenshot, server, wait_for)
+from page_support import (
+    boxes,
+    console_problems,
+    desktop,
+    faces_found,
+    needs_chromium,
+    open_page,
+    phone,
+    pick,
+    screenshot,
+    wait_for,
+)
 
 pytestmark = needs_chromium
 
@@ -124,9 +133,9 @@ def test_every_tab_stop_is_visible_and_the_whole_drop_zone_opens_the_chooser(ser
 
 @needs_models
 def test_phone_shows_no_keyboard_hints_and_draws_by_touch(server, browser, demo_picture):
+    from selenium.webdriver.common.actions import interaction
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.pointer_input import PointerInput
-    from selenium.webdriver.common.actions import interaction
     from selenium.webdriver.common.by import By
     phone(browser)
     try:

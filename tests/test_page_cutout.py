@@ -5,12 +5,18 @@ import io
 import time
 
 import numpy as np
-from PIL import Image
-
 from conftest import needs_models
-from page_support import (  # noqa: F401  (fixtures)
-    browser, canvas_pixels, console_problems, faces_found, needs_chromium, open_page, pick, screenshot,
-    server, wait_for)
+from page_support import (
+    canvas_pixels,
+    console_problems,
+    faces_found,
+    needs_chromium,
+    open_page,
+    pick,
+    screenshot,
+    wait_for,
+)
+from PIL import Image
 
 pytestmark = needs_chromium
 

@@ -3,8 +3,7 @@ default, a switch on the page, every string translated, names typed in any scrip
 import re
 
 from conftest import needs_models
-from page_support import (  # noqa: F401  (fixtures)
-    browser, console_problems, faces_found, needs_chromium, open_page, pick, screenshot, server, wait_for)
+from page_support import console_problems, faces_found, needs_chromium, open_page, pick, screenshot, wait_for
 
 pytestmark = needs_chromium
 
@@ -58,8 +57,8 @@ def test_every_language_has_every_message(server, browser):
 
 
 def test_browser_language_decides_until_the_reader_chooses(server, browser):
-    from selenium.webdriver.support.ui import Select
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
     browser.get(server.base + "/")
     browser.execute_script("localStorage.clear()")
     agent = browser.execute_script("return navigator.userAgent")

@@ -6,12 +6,9 @@ import json
 import time
 import zipfile
 
-from PIL import Image, ImageOps
-
 from conftest import needs_models
-from page_support import (  # noqa: F401  (fixtures)
-    browser, console_problems, deliver, faces_found, needs_chromium, open_page, pick, screenshot, server,
-    wait_for)
+from page_support import console_problems, deliver, faces_found, needs_chromium, open_page, pick, screenshot, wait_for
+from PIL import Image, ImageOps
 
 pytestmark = needs_chromium
 
@@ -20,7 +17,8 @@ QUEUE = "Array.from(document.querySelectorAll('#queue > li')).map((li) => li.dat
 
 def three_pictures(demo_picture, tmp_path):
     path, comp = demo_picture
-    image = Image.open(path).convert("RGB")
+    with Image.open(path) as opened:
+        image = opened.convert("RGB")
     paths = [tmp_path / "first.png", tmp_path / "second.webp", tmp_path / "third.jpg"]
     image.save(paths[0])
     ImageOps.mirror(image).save(paths[1], quality=92)
@@ -73,7 +71,8 @@ def test_a_batch_becomes_a_queue_with_one_zip(server, browser, demo_picture, tmp
 
     # A picture dropped on the one shown joins the queue and is shown.
     extra = tmp_path / "dropped.png"
-    Image.open(paths[0]).resize((320, 214)).save(extra)
+    with Image.open(paths[0]) as first:
+        first.resize((320, 214)).save(extra)
     deliver(browser, [(extra.read_bytes(), "image/png", extra.name)], "drop", "#picture")
     wait_for(browser, "document.querySelectorAll('#queue > li').length === 4")
     assert "dropped.png" in browser.find_element(By.ID, "work-heading").text

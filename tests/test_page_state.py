@@ -1,9 +1,7 @@
 """Issue 20, problem 1: a file that is not a picture leaves the page as it was."""
-from PIL import Image
-
 from conftest import needs_models
-from page_support import (  # noqa: F401  (fixtures)
-    boxes, browser, console_problems, faces_found, needs_chromium, open_page, pick, screenshot, server, wait_for)
+from page_support import boxes, console_problems, faces_found, needs_chromium, open_page, pick, screenshot, wait_for
+from PIL import Image
 
 pytestmark = needs_chromium
 
@@ -20,7 +18,8 @@ def test_a_bad_file_keeps_the_picture_faces_and_names(server, browser, demo_pict
     from selenium.webdriver.common.by import By
     path, comp = demo_picture
     webp = tmp_path / "cast.webp"
-    Image.open(path).save(webp, "WEBP", quality=90)
+    with Image.open(path) as picture:
+        picture.save(webp, "WEBP", quality=90)
     open_page(browser, server.base)
     pick(browser, webp)
     assert faces_found(browser) >= 1
