@@ -71,8 +71,11 @@ def test_busy_then_cancel_then_one_character_on_backgrounds(server, browser, dem
     assert section_state(browser) == "done", browser.find_element(By.ID, "cutout-status").text
     assert browser.find_element(By.ID, "cutout-heading").text == "Background removed: the character of face 1"
     centre = lambda b: (b[0] + b[2] // 2, b[1] + b[3] // 2)  # noqa: E731
+    browser.find_element(By.ID, "crop-figure").click()  # uncropped, to look at both faces' places
+    wait_for(browser, f"document.getElementById('cutout-canvas').width === {width}")
     inside, other = alpha_at(browser, [centre(eileen), centre(sylvie)], (width, height))
     assert inside > 200 and other == 0, (inside, other)
+    browser.find_element(By.ID, "crop-figure").click()
     screenshot(browser, "page-cutout-face.png")
 
     # A colour background: the corners take the colour, fully opaque; the figure stays.
@@ -83,8 +86,8 @@ def test_busy_then_cancel_then_one_character_on_backgrounds(server, browser, dem
     corner, face = canvas_pixels(browser, "#cutout-canvas", [(0.01, 0.01), (centre(eileen)[0] / width, centre(eileen)[1] / height)])
     assert corner == [51, 102, 255, 255]
     assert face[3] == 255 and face[:3] != [51, 102, 255]
-    # Cropped to the figure: smaller than the picture, still holding Eileen's face.
-    browser.find_element(By.ID, "crop-figure").click()
+    # One character comes cropped to the figure: smaller than the picture, still holding her face.
+    assert browser.find_element(By.ID, "crop-figure").is_selected()
     wait_for(browser, f"document.getElementById('cutout-canvas').width < {width}")
     crop = browser.execute_script("const c = document.getElementById('cutout-canvas'); return [c.width, c.height]")
     assert eileen[2] < crop[0] < width and eileen[3] < crop[1] <= height

@@ -235,7 +235,8 @@ export function createActions(store, detector) {
     const keep = picture.cutout;
     update((s) => {
       if (reveal) s.reveal = { what: "cutout" }; // the panel is below the picture: bring it into view
-      picture.cutout = { ...newCutout(), background: keep.background, color: keep.color, crop: keep.crop,
+      // One character comes cropped to itself; the whole picture keeps the reader's choice.
+      picture.cutout = { ...newCutout(), background: keep.background, color: keep.color, crop: !!target || keep.crop,
                          bgVersion: keep.bgVersion, version: keep.version, state: "busy", target };
     });
     const refusal = cutoutRefusal(picture, state.limits);
