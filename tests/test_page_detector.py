@@ -25,10 +25,11 @@ def page_data(client):
 
 
 def test_parameters_and_versioned_gzip_files_from_the_server(client):
-    from app import faces
+    from app.inference import faces
     data = page_data(client)
     assert json.loads(data["detector"]) == {"scaleFactor": faces.SCALE_FACTOR, "minNeighbors": faces.MIN_NEIGHBORS,
                                             "minSize": faces.MIN_SIZE, "maxSide": faces.MAX_DETECT_SIDE}
+    assert json.loads(data["detector"]) == faces.DETECTOR
     limits = json.loads(data["limits"])
     assert limits["maxPixels"] == client.application.config["MAX_IMAGE_PIXELS"]
 
