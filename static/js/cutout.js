@@ -72,10 +72,6 @@ export function forgetBackground(id) {
   if (b) b.close();
 }
 
-export function hasBackground(id) {
-  return backgrounds.has(id);
-}
-
 function coverDraw(ctx, image, x, y, w, h) {
   // Scale the image to cover the w x h area at (x, y), centred: like CSS object-fit: cover.
   const s = Math.max(w / image.width, h / image.height);

@@ -4,7 +4,7 @@ import en from "./locales/en.js";
 import ja from "./locales/ja.js";
 import zhHans from "./locales/zh-Hans.js";
 
-export const LANGUAGES = { en, "zh-Hans": zhHans, ja };
+const LANGUAGES = { en, "zh-Hans": zhHans, ja };
 const STORAGE_KEY = "lang";
 
 /** The reader's language: their earlier choice on this page, else the browser's, else English. */

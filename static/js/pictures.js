@@ -15,7 +15,7 @@ const SIGNATURES = [
 ];
 
 /** "image/png", "image/jpeg" or "image/webp" from the file's first bytes (as the server does), or null. */
-export async function sniffType(file) {
+async function sniffType(file) {
   const head = new Uint8Array(await file.slice(0, 12).arrayBuffer());
   for (const [type, sig] of SIGNATURES) {
     if (sig.every((b, i) => head[i] === b)) return type;

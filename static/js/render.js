@@ -20,7 +20,7 @@ function elements() {
 }
 
 /** Object URL of a picture's file, made once. */
-export function pictureUrl(picture) {
+function pictureUrl(picture) {
   let url = urls.get(picture.id);
   if (!url) {
     url = URL.createObjectURL(picture.file);
@@ -40,7 +40,7 @@ function dropUrls(pictures) {
 }
 
 /** Text for an error kept in the state: {key, params} of ours, or the API's {code, message}. */
-export function errorText(t, error) {
+function errorText(t, error) {
   if (!error) return "";
   if (error.key) return t(error.key, error.params);
   const key = "error." + error.code;
