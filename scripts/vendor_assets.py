@@ -5,7 +5,10 @@
 - npm packages from package.json + package-lock.json (`npm ci` when node_modules does not match
   the lock; with --dev its dev packages too), copied out of node_modules. The Live2D models (dev
   dependencies) stay in node_modules for the demo renderer (app/demo_data/live2d).
+- a gzip copy beside each (NAME.gz), which app/web/static_files.py sends to browsers that take
+  gzip: opencv.js goes from 10.9 MB to about 3.5 MB on the wire.
 """
+import gzip
 import hashlib
 import json
 import os
@@ -98,10 +101,34 @@ def vendor_npm(dev=False):
         print(f"{name}: copied from node_modules/{src}")
 
 
+def precompress(name):
+    """Write static/vendor/NAME.gz (best compression, no timestamp: the same input gives the same bytes)."""
+    src = VENDOR / name
+    dest = VENDOR / (name + ".gz")
+    if not src.is_file():
+        return
+    if dest.is_file() and dest.stat().st_mtime >= src.stat().st_mtime:
+        print(f"{dest.name}: present")
+        return
+    fd, tmp = tempfile.mkstemp(dir=VENDOR, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as raw, open(src, "rb") as f:
+            with gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=raw, mtime=0) as gz:
+                shutil.copyfileobj(f, gz, 1 << 20)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    print(f"{dest.name}: {src.stat().st_size} -> {dest.stat().st_size} bytes")
+
+
 def main():
     VENDOR.mkdir(parents=True, exist_ok=True)
     vendor_cascade()
     vendor_npm(dev="--dev" in sys.argv[1:])
+    for name in [CASCADE_NAME] + [name for _, name in NPM_FILES]:
+        precompress(name)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ if str(ROOT) not in sys.path:
 
 from app import create_app  # noqa: E402
 
+# The page tests' server and browser fixtures (and their helpers, imported by those tests).
+pytest_plugins = ["page_support"]
+
 DEMO_CACHE = ROOT / ".cache" / "demo_cast"
 MODELS = ROOT / "models"
 
