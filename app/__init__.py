@@ -3,11 +3,12 @@ from flask import Flask
 
 from app.config import DEFAULTS
 
-# Applied to the page: opencv.js needs eval (embind) and WebAssembly compilation, and fetches
-# its inlined WASM from a data: URL. Nothing else is loosened; no inline scripts or handlers.
-PAGE_CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'; "
-            "connect-src 'self' data:; img-src 'self' data: blob:; style-src 'self'; "
-            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+# Applied to the page: only its own scripts and its detection worker; no eval, no inline scripts
+# or handlers. OpenCV.js (which needs eval and WebAssembly) runs in the worker, under the policy
+# sent with the worker's script (app/web/static_files.py).
+PAGE_CSP = ("default-src 'self'; script-src 'self'; worker-src 'self'; connect-src 'self'; "
+            "img-src 'self' data: blob:; style-src 'self'; object-src 'none'; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'")
 # Everything else (JSON, PNG, static files) never needs to run anything.
 OTHER_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 

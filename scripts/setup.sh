@@ -20,7 +20,8 @@ if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   command -v npm >/dev/null || need+=(nodejs npm)
   "$PY" -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
   if [ "$DEV" = 1 ]; then
-    for pkg in chromium chromium-driver ffmpeg; do
+    # fonts-noto-cjk: Chinese and Japanese glyphs in the page's screenshots.
+    for pkg in chromium chromium-driver ffmpeg fonts-noto-cjk; do
       dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
   fi

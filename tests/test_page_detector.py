@@ -70,7 +70,7 @@ def test_fetched_once_and_detected_in_a_worker(server, browser, demo_picture, cl
     # The same boxes as the server's detector on the same picture: the same parameters on both sides.
     import urllib3  # comes with selenium
     answer = urllib3.request("POST", server.base + "/api/faces",
-                             fields={"image": ("cast.png", path.read_bytes(), "image/png")}).json()
+                             fields={"image": ("cast.png", path.read_bytes(), "image/png")}, timeout=60).json()
     server_boxes = sorted((b["x"], b["y"], b["w"], b["h"]) for b in answer["faces"])
     assert len(shown) == len(server_boxes)
     for a, b in zip(shown, server_boxes):

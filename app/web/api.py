@@ -3,11 +3,13 @@ import io
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
+from PIL import Image
 
 from app.config import resolve_path
 from app.errors import APIError
 from app.inference import faces, imaging
 from app.inference.cutout import ALPHAS
+from app.inference.decontaminate import decontaminate
 from app.storage import reports
 from app.web import registry
 
@@ -82,13 +84,16 @@ def _cutout_options(args):
         threshold = -1.0
     if not 0.0 < threshold < 1.0:
         raise APIError("threshold must be a number between 0 and 1.", 400, "bad_option")
-    flags = {}
-    for name, key in (("largest", "largest_component"), ("clean", "clean")):
-        value = args.get(name, "0")
-        if value not in ("0", "1"):
-            raise APIError(f"{name} must be 0 or 1.", 400, "bad_option")
-        flags[key] = value == "1"
+    flags = {key: _switch(args, name, "0") for name, key in (("largest", "largest_component"), ("clean", "clean"))}
     return {"alpha": alpha, "threshold": threshold, **flags}
+
+
+def _switch(args, name, default):
+    """A 0/1 query switch."""
+    value = args.get(name, default)
+    if value not in ("0", "1"):
+        raise APIError(f"{name} must be 0 or 1.", 400, "bad_option")
+    return value == "1"
 
 
 @bp.post("/cutout")
@@ -98,6 +103,8 @@ def cutout():
     if output not in ("image", "mask"):
         raise APIError("output must be 'image' or 'mask'.", 400, "bad_output")
     options = _cutout_options(request.args)
+    # Edge colours freed of the old background: the default for the transparent picture.
+    clean_edges = _switch(request.args, "decontaminate", "1")
     # RGBA stays RGBA: the Cutter keeps transparency the picture already had.
     image = imaging.decode_upload(request.files.get("image"), current_app.config)
     box = _parse_box(request.form.get("box", "").strip(), image.width, image.height)
@@ -106,7 +113,10 @@ def cutout():
         png = imaging.png_bytes(cutter.mask(image, box, **options))
         name = "mask.png"
     else:
-        png = imaging.png_bytes(cutter.cutout(image, box, **options))
+        rgba = cutter.cutout(image, box, **options)
+        if clean_edges:
+            rgba = Image.fromarray(decontaminate(np.asarray(rgba)))
+        png = imaging.png_bytes(rgba)
         name = "cutout.png"
     return send_file(io.BytesIO(png), mimetype="image/png", download_name=name, max_age=0)
 

@@ -10,9 +10,7 @@ bp = Blueprint("web", __name__)
 @bp.get("/")
 def index():
     """The single-page app."""
-    return render_template("index.html", max_faces=current_app.config["MAX_FACES"],
-                           max_bytes=current_app.config["MAX_CONTENT_LENGTH"],
-                           detector=faces.DETECTOR)
+    return render_template("index.html", detector=faces.DETECTOR)
 
 
 @bp.get("/healthz")
