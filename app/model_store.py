@@ -89,8 +89,11 @@ def _fsync_path(path):
         os.close(fd)
 
 
-def write_model_dir(model_dir, card, state_dict, weights_name="weights.pt"):
-    """Write card + weights into `model_dir` atomically; fills weights, sha256 and created. Returns the card."""
+def write_model_dir(model_dir, card, state_dict, weights_name="weights.pt", save=None):
+    """Write card + weights into `model_dir` atomically; fills weights, sha256 and created. Returns the card.
+
+    `save(path)` writes the weights file instead of torch.save(state_dict) (e.g. an ONNX file).
+    """
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.tmp-", dir=model_dir.parent))
@@ -98,7 +101,10 @@ def write_model_dir(model_dir, card, state_dict, weights_name="weights.pt"):
     os.chmod(tmp, 0o755)
     try:
         weights_path = tmp / weights_name
-        torch.save(state_dict, weights_path)
+        if save is None:
+            torch.save(state_dict, weights_path)
+        else:
+            save(weights_path)
         _fsync_path(weights_path)
         card = dict(card)
         card["weights"] = weights_name

@@ -1,0 +1,100 @@
+"""Held-out figures and CPU time of a cutout model served by ONNX Runtime (not a test).
+
+    python scripts/eval_cutout_onnx.py MODEL_DIR DATA [--size N] [--threads 2] [--time-reps 5]
+
+DATA as in `flask evaluate cutout`: demo-cast (its test split), portraits-dev or a folder. Runs
+the same evaluator (IoU, MAE of the served alpha and of the raw map, max F-beta, overlay sheets)
+on app/inference/onnx_runner.py's OnnxCutout instead of the torch Cutter, then times
+`probability` on a 1920 x 1080 picture. For isnet-general at a size other than the npm file's
+fixed 1024, it serves an fp32 export with dynamic size made from the same weights
+(runs/isnet-general-dynamic/model.onnx, verified against torch when built).
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.inference.onnx_export import export_net, verification_pictures  # noqa: E402
+from app.inference.onnx_runner import OnnxCutout, onnx_file  # noqa: E402
+from app.model_store import load_card  # noqa: E402
+from app.training import cutout_eval  # noqa: E402
+
+DYNAMIC_ISNET = ROOT / "runs" / "isnet-general-dynamic" / "model.onnx"
+
+
+def isnet_dynamic(model_dir, spec, threads):
+    """Path of the dynamic-size fp32 export of an ONNX IS-Net card's weights (built once)."""
+    if not DYNAMIC_ISNET.is_file():
+        from app.nets.isnet_onnx import load_isnet
+
+        DYNAMIC_ISNET.parent.mkdir(parents=True, exist_ok=True)
+        net = load_isnet(onnx_file(model_dir)[0])
+        pictures, described = verification_pictures()
+        diff, iou = export_net(net, spec, DYNAMIC_ISNET, pictures, threads)
+        print(f"built {DYNAMIC_ISNET}: against torch on {described}: max abs diff {diff:.1e}, "
+              f"mask IoU {iou:.4f}", file=sys.stderr)
+    return DYNAMIC_ISNET
+
+
+def runner_for(model_dir, size, threads):
+    """OnnxCutout for a model directory at `size` (None: the card's)."""
+    card = load_card(model_dir)
+    path, spec = onnx_file(model_dir, card)
+    if size and size != spec["size"] and card.get("format") == "onnx" and card["architecture"] == "isnet":
+        path = isnet_dynamic(model_dir, spec, threads)
+    return OnnxCutout(path, spec, threads=threads, size=size, name=Path(model_dir).name)
+
+
+def time_1080p(runner, reps):
+    """(median, min) ms of probability() on a 1920 x 1080 photo, after one warm-up run."""
+    photo = ROOT / ".cache" / "demo_cast" / "backgrounds" / "uni.jpg"
+    if photo.is_file():
+        rgb = np.asarray(Image.open(photo).convert("RGB").resize((1920, 1080)))
+    else:
+        rgb = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    runner.probability(rgb)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        runner.probability(rgb)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), min(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("data", nargs="?", default=None, help="omit to time only")
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--count", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--time-reps", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    runner = runner_for(args.model_dir, args.size, args.threads)
+    result = {"model": args.model_dir.name, "size": runner.input_size, "threads": args.threads}
+    if args.data:
+        pairs = cutout_eval.heldout_pairs(args.data, args.count)
+        out = args.out or ROOT / "runs" / "eval-onnx" / f"{result['model']}-{runner.input_size}-{args.data}"
+        report = cutout_eval.evaluate(runner, pairs, out)
+        result.update(data=args.data, out=str(out),
+                      **{k: round(v, 4) if isinstance(v, float) else v
+                         for k, v in report.items() if k != "groups"})
+    if args.time_reps:
+        median, best = time_1080p(runner, args.time_reps)
+        result.update(ms_1080p_median=round(median), ms_1080p_min=round(best), reps=args.time_reps)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

