@@ -5,8 +5,8 @@
 DATA as in `flask evaluate cutout`: demo-cast (its test split), portraits-dev or a folder. Runs
 the same evaluator (IoU, MAE of the served alpha and of the raw map, max F-beta, overlay sheets)
 on app/inference/onnx_runner.py's OnnxCutout instead of the torch Cutter, then times
-`probability` on a 1920 x 1080 picture. For isnet-general at a size other than the npm file's
-fixed 1024, it serves an fp32 export with dynamic size made from the same weights
+`probability` on a 1920 x 1080 picture (`--torch`: the torch Cutter too, for torch-format
+models). For isnet-general at a size other than the npm file's fixed 1024, it serves an fp32 export with dynamic size made from the same weights
 (runs/isnet-general-dynamic/model.onnx, verified against torch when built).
 """
 import argparse
@@ -79,6 +79,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--time-reps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--torch", action="store_true",
+                        help="also time the torch Cutter on the same picture (torch-format models)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     runner = runner_for(args.model_dir, args.size, args.threads)
@@ -93,6 +95,11 @@ def main():
     if args.time_reps:
         median, best = time_1080p(runner, args.time_reps)
         result.update(ms_1080p_median=round(median), ms_1080p_min=round(best), reps=args.time_reps)
+        if args.torch:
+            from app.cutout import Cutter
+
+            median, best = time_1080p(Cutter.load(args.model_dir), args.time_reps)
+            result.update(torch_ms_1080p_median=round(median), torch_ms_1080p_min=round(best))
     print(json.dumps(result))
 
 
