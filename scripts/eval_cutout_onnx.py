@@ -6,8 +6,9 @@ DATA as in `flask evaluate cutout`: demo-cast (its test split), portraits-dev or
 the same evaluator (IoU, MAE of the served alpha and of the raw map, max F-beta, overlay sheets)
 on app/inference/onnx_runner.py's OnnxCutout instead of the torch Cutter, then times
 `probability` on a 1920 x 1080 picture (`--torch`: the torch Cutter too, for torch-format
-models). For isnet-general at a size other than the npm file's fixed 1024, it serves an fp32 export with dynamic size made from the same weights
-(runs/isnet-general-dynamic/model.onnx, verified against torch when built).
+models). For isnet-general at a size other than the npm file's fixed 1024, it serves an fp32
+export with dynamic size made from the same weights (runs/isnet-general-dynamic/model.onnx,
+verified against torch when built).
 """
 import argparse
 import json
