@@ -48,7 +48,7 @@ step "Front-end assets (npm) into static/vendor"
 if [ -d app ]; then
   step "IS-Net general weights (npm @imgly/background-removal-data) into models/isnet-general"
   [ -f node_modules/@imgly/background-removal-data/package.json ] || npm ci --no-audit --no-fund
-  "$PYBIN" -m app.storage.npm_weights
+  "$PYBIN" -m app.inference.isnet_general
   step "ONNX exports of the committed cutout models (verified against torch)"
   "$PYBIN" -m app.inference.onnx_export models/demo-cutout
 fi

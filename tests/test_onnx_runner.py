@@ -118,3 +118,24 @@ def test_an_export_of_older_weights_is_refused_then_rebuilt(exported, tmp_path):
 def test_a_malformed_preprocess_is_refused(spec, message):
     with pytest.raises(ModelError, match=message):
         check_preprocess(spec, "card.json")
+
+
+class Noisy(torch.nn.Module):
+    """A net whose traced graph cannot match torch: fresh noise on every run."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
+
+    def forward(self, x):
+        return (torch.sigmoid(self.conv(x) + torch.rand_like(x[:, :1]) * 4),)
+
+
+def test_an_export_that_disagrees_with_torch_is_not_kept(tmp_path):
+    dest = tmp_path / "model.onnx"
+    dest.write_bytes(b"the previous export")
+    spec = {"size": 64, "divide": 255.0, "output_normalise": "none"}
+    with pytest.raises(ModelError, match="disagrees with torch.*not kept"):
+        onnx_export.export_net(Noisy(), spec, dest, [data.chelsea()])
+    assert dest.read_bytes() == b"the previous export"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
