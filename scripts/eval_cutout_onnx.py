@@ -6,9 +6,7 @@ DATA as in `flask evaluate cutout`: demo-cast (its test split), portraits-dev or
 the same evaluator (IoU, MAE of the served alpha and of the raw map, max F-beta, overlay sheets)
 on app/inference/onnx_runner.py's OnnxCutout instead of the torch Cutter, then times
 `probability` on a 1920 x 1080 picture (`--torch`: the torch Cutter too, for torch-format
-models). For isnet-general at a size other than the npm file's fixed 1024, it serves an fp32
-export with dynamic size made from the same weights (runs/isnet-general-dynamic/model.onnx,
-verified against torch when built).
+models; `--npm-file`: isnet-general's original npm file at 1024 instead of its served export).
 """
 import argparse
 import json
@@ -24,35 +22,19 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.inference.onnx_export import export_net, verification_pictures  # noqa: E402
-from app.inference.onnx_runner import OnnxCutout, onnx_file  # noqa: E402
-from app.model_store import load_card  # noqa: E402
+from app.inference.onnx_runner import OnnxCutout  # noqa: E402
 from app.training import cutout_eval  # noqa: E402
 
-DYNAMIC_ISNET = ROOT / "runs" / "isnet-general-dynamic" / "model.onnx"
 
+def runner_for(model_dir, size, threads, npm_file=False):
+    """OnnxCutout for a model directory at `size` (None: the card's); `npm_file`: isnet-general's
+    original npm file instead of its served export (fixed at 1024)."""
+    if npm_file:
+        from app.inference import isnet_general
 
-def isnet_dynamic(model_dir, spec, threads):
-    """Path of the dynamic-size fp32 export of an ONNX IS-Net card's weights (built once)."""
-    if not DYNAMIC_ISNET.is_file():
-        from app.nets.isnet_onnx import load_isnet
-
-        DYNAMIC_ISNET.parent.mkdir(parents=True, exist_ok=True)
-        net = load_isnet(onnx_file(model_dir)[0])
-        pictures, described = verification_pictures()
-        diff, iou = export_net(net, spec, DYNAMIC_ISNET, pictures, threads)
-        print(f"built {DYNAMIC_ISNET}: against torch on {described}: max abs diff {diff:.1e}, "
-              f"mask IoU {iou:.4f}", file=sys.stderr)
-    return DYNAMIC_ISNET
-
-
-def runner_for(model_dir, size, threads):
-    """OnnxCutout for a model directory at `size` (None: the card's)."""
-    card = load_card(model_dir)
-    path, spec = onnx_file(model_dir, card)
-    if size and size != spec["size"] and card.get("format") == "onnx" and card["architecture"] == "isnet":
-        path = isnet_dynamic(model_dir, spec, threads)
-    return OnnxCutout(path, spec, threads=threads, size=size, name=Path(model_dir).name)
+        return OnnxCutout(Path(model_dir) / isnet_general.NPM_FILE,
+                          dict(isnet_general.PREPROCESS, size=1024), threads=threads, name="isnet-general npm file")
+    return OnnxCutout.load(model_dir, threads=threads, size=size)
 
 
 def time_1080p(runner, reps):
@@ -80,12 +62,14 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--time-reps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--npm-file", action="store_true",
+                        help="isnet-general: run the original npm file (1024) instead of model.onnx")
     parser.add_argument("--torch", action="store_true",
                         help="also time the torch Cutter on the same picture (torch-format models)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    runner = runner_for(args.model_dir, args.size, args.threads)
-    result = {"model": args.model_dir.name, "size": runner.input_size, "threads": args.threads}
+    runner = runner_for(args.model_dir, args.size, args.threads, args.npm_file)
+    result = {"model": runner.name, "size": runner.input_size, "threads": args.threads}
     if args.data:
         pairs = cutout_eval.heldout_pairs(args.data, args.count)
         out = args.out or ROOT / "runs" / "eval-onnx" / f"{result['model']}-{runner.input_size}-{args.data}"
