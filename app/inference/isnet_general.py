@@ -24,7 +24,8 @@ import numpy as np
 
 from app.inference.onnx_export import OPSET, export_net, verification_pictures
 from app.inference.onnx_runner import OnnxCutout
-from app.model_store import ModelError, load_card, sha256_file, verify_weights, write_model_dir
+from app.model_store import (ModelError, load_card, sha256_file, verify_weights, write_card,
+                             write_model_dir)
 from app.storage.npm_weights import IMGLY_PACKAGE, IMGLY_RESOURCES, IMGLY_VERSION, assemble_resource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,6 +104,16 @@ def status(model_dir):
     return None
 
 
+def refresh_card(model_dir):
+    """Bring an intact install's card up to this code's text and figures (no rebuild); True if changed."""
+    card = load_card(model_dir)
+    fresh = dict(card, **CARD)
+    if fresh == card:
+        return False
+    write_card(model_dir, fresh)
+    return True
+
+
 def build(models_dir, node_modules, threads=1):
     """Assemble, convert, export and verify into models_dir/isnet-general (replaced whole); the card."""
     import torch
@@ -154,7 +165,8 @@ def main(argv=None):
     model_dir = args.models / NAME
     why = "--force" if args.force else status(model_dir)
     if why is None:
-        print(f"{NAME}: present and intact ({model_dir})")
+        refreshed = " (card text and figures refreshed)" if refresh_card(model_dir) else ""
+        print(f"{NAME}: present and intact ({model_dir}){refreshed}")
         return 0
     import torch
 
