@@ -194,7 +194,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     model_dir = args.models / NAME
-    why = "--force" if args.force else status(model_dir)
+    why = "--force" if args.force else status(model_dir) if model_dir.exists() else "not built yet"
     if why is None:
         refreshed = " (card text and figures refreshed)" if refresh_card(model_dir) else ""
         print(f"{NAME}: present and intact ({model_dir}){refreshed}")
