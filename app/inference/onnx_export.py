@@ -146,6 +146,11 @@ def export_net(net, spec, dest, pictures, threads=1):
             raise ModelError(f"ONNX export for {dest.parent} disagrees with torch: max abs difference "
                              f"{diff:.2e} (at most {MAX_ABS_DIFF}), mask IoU {iou:.4f} "
                              f"(at least {MIN_IOU}); not kept")
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # on disk before the rename makes it the export
+        finally:
+            os.close(fd)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     finally:
