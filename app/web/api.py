@@ -30,6 +30,16 @@ def characters():
     return jsonify({"characters": list(identifier.labels), "model": _model_summary(identifier.card)})
 
 
+@bp.get("/models")
+def models():
+    """The cutout models a request may choose (?model=NAME), the default first, with their figures."""
+    default = registry.model_path_name(current_app, "cutout")
+    cards = registry.cutout_models(current_app)
+    names = sorted(cards, key=lambda n: (n != default, n))
+    return jsonify({"cutout": [{**_model_summary(cards[n]), "name": n, "default": n == default}
+                               for n in names]})
+
+
 @bp.post("/faces")
 def detect():
     """Anime face boxes in the uploaded image, in its pixels."""
@@ -108,7 +118,7 @@ def cutout():
     # RGBA stays RGBA: the Cutter keeps transparency the picture already had.
     image = imaging.decode_upload(request.files.get("image"), current_app.config)
     box = _parse_box(request.form.get("box", "").strip(), image.width, image.height)
-    cutter = registry.get_cutter()
+    cutter = registry.get_cutter(request.args.get("model"))
     if output == "mask":
         png = imaging.png_bytes(cutter.mask(image, box, **options))
         name = "mask.png"

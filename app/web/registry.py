@@ -9,14 +9,15 @@ import threading
 
 from flask import current_app
 
-from app.config import ROOT, model_path, torch_threads
+from app.config import ROOT, model_path, resolve_path, torch_threads
 from app.errors import APIError
 
 KINDS = {
     # kind: (config key, how an operator gets one)
     "classifier": ("CLASSIFIER_MODEL", "scripts/setup.sh (demo model) or "
                    "`flask --app wsgi train classifier`"),
-    "cutout": ("CUTOUT_MODEL", "scripts/setup.sh (demo model) or `flask --app wsgi train cutout`"),
+    "cutout": ("CUTOUT_MODEL", "scripts/setup.sh (builds isnet-general from npm and exports "
+               "demo-cutout) or `flask --app wsgi train cutout`"),
 }
 
 _lock = threading.Lock()
@@ -37,13 +38,14 @@ def _state(app):
 
 
 def _load(kind, directory):
-    import torch
-    torch.set_num_threads(torch_threads(current_app.config))
+    threads = torch_threads(current_app.config)
     if kind == "classifier":
+        import torch
+        torch.set_num_threads(threads)
         from app.inference.identify import Identifier
         return Identifier.load(directory)
     from app.inference.cutout import Cutter
-    return Cutter.load(directory)
+    return Cutter.load(directory, threads=threads)  # ONNX Runtime: no torch in the worker
 
 
 def _shown(directory):
@@ -54,27 +56,29 @@ def _shown(directory):
         return directory.name
 
 
-def get_model(kind):
-    """The loaded model of `kind` ("classifier" or "cutout"); ModelUnavailable (503) if it cannot be."""
+def get_model(kind, directory=None):
+    """The loaded model of `kind` ("classifier" or "cutout"), the configured one unless `directory`
+    is given; ModelUnavailable (503) if it cannot be loaded."""
     app = current_app._get_current_object()
     state = _state(app)
-    model = state["models"].get(kind)
+    key, how = KINDS[kind]
+    directory = directory or model_path(app.config, key)
+    slot = f"{kind}:{directory}"
+    model = state["models"].get(slot)
     if model is not None:
         return model
-    key, how = KINDS[kind]
-    directory = model_path(app.config, key)
     if not (directory / "card.json").is_file():
         raise ModelUnavailable(f"No {kind} model at {_shown(directory)} (card.json missing). "
                                f"Install one with {how}, or set FLASK_{key}.")
     with _lock:
-        model = state["models"].get(kind)
+        model = state["models"].get(slot)
         if model is None:
             try:
                 model = _load(kind, directory)
             except Exception as exc:  # ModelError, bad card, unreadable weights: all mean 503
                 app.logger.warning("cannot load %s model from %s: %s", kind, directory, exc)
                 raise ModelUnavailable(f"The {kind} model at {_shown(directory)} cannot be loaded: {exc}") from None
-            state["models"][kind] = model
+            state["models"][slot] = model
     return model
 
 
@@ -83,9 +87,36 @@ def get_identifier():
     return get_model("classifier")
 
 
-def get_cutter():
-    """The process's cutout network (app.inference.cutout.Cutter)."""
-    return get_model("cutout")
+def cutout_models(app):
+    """{name: card} of the cutout model directories under MODEL_DIR that a request may choose."""
+    from app.storage.model_dirs import ModelError, list_model_dirs, load_card
+    found = {}
+    for directory in list_model_dirs(resolve_path(app.config["MODEL_DIR"])):
+        try:
+            card = load_card(directory)
+        except ModelError:
+            continue
+        if card.get("kind") == "cutout":
+            found[directory.name] = card
+    return found
+
+
+def get_cutter(name=None):
+    """The process's cutout network (app.inference.cutout.Cutter): the configured default, or the
+    model directory `name` under MODEL_DIR (a request's ?model=), APIError 400 for an unknown one."""
+    if not name:
+        return get_model("cutout")
+    app = current_app._get_current_object()
+    choices = cutout_models(app)
+    if name not in choices:
+        raise APIError(f"Unknown cutout model {name!r}; choose one of: {', '.join(sorted(choices))}.",
+                       400, "unknown_model")
+    return get_model("cutout", resolve_path(app.config["MODEL_DIR"]) / name)
+
+
+def model_path_name(app, kind):
+    """The folder name of the configured model of `kind`."""
+    return model_path(app.config, KINDS[kind][0]).name
 
 
 def model_status(app):
@@ -94,7 +125,7 @@ def model_status(app):
     status = {}
     for kind, (key, _) in KINDS.items():
         directory = model_path(app.config, key)
-        status[kind] = {"loaded": kind in state["models"],
+        status[kind] = {"loaded": f"{kind}:{directory}" in state["models"],
                         "available": (directory / "card.json").is_file(),
                         "path": _shown(directory)}
     return status
