@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Images, build cache and logs; DOCKER_CHECK_CACHE moves them (e.g. to a bigger disk).
 CACHE = Path(os.environ.get("DOCKER_CHECK_CACHE") or ROOT / ".cache" / "docker")
 IMAGE = "anime-face-app:check"
+PYTHON_DEFAULT = "python:3.11.14-slim-bookworm"  # the Dockerfile's PYTHON_IMAGE
 # Stand-ins for the official images, made locally (step 2). The "1" is the recipe's version.
 LOCAL_PYTHON = "afd-local/python:bookworm-2"
 LOCAL_NODE = "afd-local/node:bookworm-2"
@@ -82,8 +83,18 @@ class CheckFailed(Exception):
     """A check did not hold; the message says which and what was seen."""
 
 
+STEPS = []  # (heading, time.monotonic() when it began)
+
+
 def step(text):
+    STEPS.append((text, time.monotonic()))
     print(f"\n==> {text}", flush=True)
+
+
+def step_seconds():
+    """{heading: seconds} of each step so far (the last one up to now)."""
+    ends = [t for _, t in STEPS[1:]] + [time.monotonic()]
+    return {text: round(end - start, 1) for (text, start), end in zip(STEPS, ends)}
 
 
 def note(text):
@@ -535,6 +546,11 @@ class Deployment:
         services = self.compose["services"]
         started = []
         while len(started) < len(services):
+            ready = [name for name, spec in services.items() if name not in started
+                     and all(need in started for need in (spec.get("depends_on") or {}))]
+            if not ready:
+                raise CheckFailed(f"docker-compose.yml: depends_on cannot be met for "
+                                  f"{sorted(set(services) - set(started))}")
             for service, spec in services.items():
                 needs = list((spec.get("depends_on") or {}))
                 if service not in started and all(n in started for n in needs):
@@ -814,7 +830,11 @@ def main():
             rerun = uncached_steps(log)
             note(f"second build: {cached} s, {len(rerun)} steps run again {rerun}")
         size = int(engine("image", "inspect", "-f", "{{.Size}}", IMAGE).stdout)
-        note(f"image size: {size / 1e6:.0f} MB")
+        python_image = build_args.get("PYTHON_IMAGE", PYTHON_DEFAULT)
+        base = engine("image", "inspect", "-f", "{{.Size}}", python_image, check=False).stdout.strip()
+        summary["base_image_size_bytes"] = int(base) if base else None
+        note(f"image size: {size / 1e6:.0f} MB" + (f", of which {int(base) / 1e6:.0f} MB is the base "
+                                                    f"({python_image})" if base else ""))
         summary.update(build_first_s=first, build_cached_s=cached, image_size_bytes=size,
                        second_build_reran=rerun,
                        proxy_image=proxy_image, build_args=sorted(build_args))
@@ -864,6 +884,10 @@ def main():
             limit_vfs_cache(engine)
         if engine is not None:
             engine.stop()  # releases the lock
+        summary["step_seconds"] = step_seconds()
+        total = sum(summary["step_seconds"].values())
+        print(f"\n{total:.0f} s in all: " + ", ".join(f"{k.split(' (')[0]} {v:.0f} s"
+                                                  for k, v in summary["step_seconds"].items()))
         if args.json:
             args.json.write_text(json.dumps(summary, indent=2))
     return exit_code

@@ -194,6 +194,7 @@ def test_base_images_default_to_pinned_official_images(dockerfile):
         tag = image.split(":", 1)[1]
         assert "latest" not in tag and re.match(r"^\d+\.\d+\.\d+-", tag), f"{image}: pin a full version"
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", dockerfile[-1]["image"])
+    assert dockerfile[-1]["image"] == docker_check.PYTHON_DEFAULT
     assert re.fullmatch(r"node:\d+\.\d+\.\d+-bookworm-slim", dockerfile[0]["image"])
 
 
