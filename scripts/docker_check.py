@@ -551,14 +551,12 @@ class Deployment:
             if not ready:
                 raise CheckFailed(f"docker-compose.yml: depends_on cannot be met for "
                                   f"{sorted(set(services) - set(started))}")
-            for service, spec in services.items():
-                needs = list((spec.get("depends_on") or {}))
-                if service not in started and all(n in started for n in needs):
-                    self.start(service)
-                    self.report.setdefault("started", []).append(service)
-                    if self.has_healthcheck(service):
-                        self.report.setdefault("healthy_after_s", {})[service] = self.wait_healthy(service)
-                    started.append(service)
+            for service in ready:
+                self.start(service)
+                self.report.setdefault("started", []).append(service)
+                if self.has_healthcheck(service):
+                    self.report.setdefault("healthy_after_s", {})[service] = self.wait_healthy(service)
+                started.append(service)
 
     def has_healthcheck(self, service):
         state = json.loads(self.engine("inspect", "-f", "{{json .State}}", self.name(service)).stdout)

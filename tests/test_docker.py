@@ -30,7 +30,6 @@ NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
 sys.path.insert(0, str(ROOT / "scripts"))
 import docker_check  # noqa: E402
 
-
 # ---- a small Dockerfile reader ------------------------------------------------------------------
 
 def dockerfile_instructions(text):

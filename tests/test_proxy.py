@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from app.config import DEFAULTS
-from conftest import ROOT
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
