@@ -17,11 +17,18 @@ step() { printf '\n==> %s\n' "$*"; }
 # Debian packages: npm (front-end assets) always; Chromium, chromedriver and ffmpeg for the tests.
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   need=()
-  command -v npm >/dev/null || need+=(nodejs npm)
+  # (The Docker image mounts node_modules from its node stage: no npm needed there.)
+  command -v npm >/dev/null || [ -d node_modules ] || need+=(nodejs npm)
   "$PY" -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
   if [ "$DEV" = 1 ]; then
     # fonts-noto-cjk: Chinese and Japanese glyphs in the page's screenshots.
     for pkg in chromium chromium-driver ffmpeg fonts-noto-cjk; do
+      dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+    done
+    # Docker test and reverse-proxy test (tests/test_docker.py, tests/test_proxy.py): a Docker
+    # engine, debootstrap for a local base image (no image registry is needed), Debian's nginx.
+    # The tests start their own instances; on a machine with systemd, installing also starts both.
+    for pkg in docker.io debootstrap nginx; do
       dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
   fi

@@ -1,7 +1,7 @@
 """Put the browser's third-party files into static/vendor/ (git-ignored).
 
 - lbpcascade_animeface.xml: copied from ../shared/third_party when present, else
-  downloaded from its upstream repository; its sha256 is checked either way.
+  downloaded from its upstream repository (or $CASCADE_URL); its sha256 is checked either way.
 - npm packages from package.json + package-lock.json (`npm ci` when node_modules does not match
   the lock; with --dev its dev packages too), copied out of node_modules. The Live2D models (dev
   dependencies) stay in node_modules for the demo renderer (app/demo_data/live2d).
@@ -24,8 +24,9 @@ VENDOR = ROOT / "static" / "vendor"
 
 CASCADE_NAME = "lbpcascade_animeface.xml"
 CASCADE_SHA256 = "9376d30ac38db6bda2a68b88b3b76bbd7e6aa33af47f7f5c76bc88ca75f1ce30"
-CASCADE_URL = ("https://raw.githubusercontent.com/nagadomi/lbpcascade_animeface/"
-               "master/lbpcascade_animeface.xml")
+# CASCADE_URL in the environment names a mirror (the Docker check serves one on loopback).
+CASCADE_URL = os.environ.get("CASCADE_URL") or (
+    "https://raw.githubusercontent.com/nagadomi/lbpcascade_animeface/master/lbpcascade_animeface.xml")
 CASCADE_LOCAL = ROOT.parent / "shared" / "third_party" / "lbpcascade_animeface" / CASCADE_NAME
 
 # (file inside node_modules, name under static/vendor)
@@ -51,6 +52,8 @@ def install_checked(write_source, dest, sha256):
         got = sha256_of(tmp)
         if got != sha256:
             raise SystemExit(f"{dest.name}: sha256 {got} does not match {sha256}; not installed")
+        # mkstemp makes the file 0600: the server (uid 10001 in the image) must read it.
+        os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
@@ -66,7 +69,7 @@ def vendor_cascade():
         print(f"{CASCADE_NAME}: copying from {CASCADE_LOCAL}")
         install_checked(lambda tmp: shutil.copyfile(CASCADE_LOCAL, tmp), dest, CASCADE_SHA256)
     else:
-        print(f"{CASCADE_NAME}: downloading from upstream")
+        print(f"{CASCADE_NAME}: downloading from {CASCADE_URL}")
         try:
             install_checked(lambda tmp: urllib.request.urlretrieve(CASCADE_URL, tmp), dest, CASCADE_SHA256)
         except OSError as exc:

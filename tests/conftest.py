@@ -20,6 +20,10 @@ DEMO_CACHE = ROOT / ".cache" / "demo_cast"
 MODELS = ROOT / "models"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "docker: builds and runs the Docker image (minutes; -m 'not docker' skips)")
+
+
 def model_present(name):
     """True when models/<name>/ holds a card."""
     return (MODELS / name / "card.json").is_file()
