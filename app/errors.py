@@ -9,6 +9,7 @@ log = logging.getLogger(__name__)
 # Machine-readable codes for Werkzeug's HTTP errors (404, 405, 413 ...).
 HTTP_CODES = {
     400: "bad_request",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",
@@ -37,7 +38,19 @@ def error_response(message, status, code):
 
 
 def handle_api_error(err):
-    return error_response(err.message, err.status, err.code)
+    response = error_response(err.message, err.status, err.code)
+    if getattr(err, "retry_after", None):
+        response.headers["Retry-After"] = str(int(err.retry_after))
+    return response
+
+
+def close_after_413(response):
+    """after_request: a 413 may leave the body unread; closing the connection stops its unread bytes
+    from being taken for the next request (the dev server honours this header; gunicorn needs the
+    pre_request hook in app/web/gunicorn_hooks.py)."""
+    if response.status_code == 413:
+        response.headers["Connection"] = "close"
+    return response
 
 
 def handle_http_exception(err):
@@ -62,3 +75,4 @@ def init_app(app):
     app.register_error_handler(APIError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
+    app.after_request(close_after_413)
