@@ -26,8 +26,10 @@ def create_app(config=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
 
     from app import commands, errors
-    from app.web import api, origin, pages, ratelimit
+    from app.web import api, connections, memory, origin, pages, ratelimit
     errors.init_app(app)
+    connections.init_app(app)
+    memory.init_app(app)
     origin.init_app(app)  # before the rate limiter: a refused cross-site post costs no quota
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)

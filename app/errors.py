@@ -44,15 +44,6 @@ def handle_api_error(err):
     return response
 
 
-def close_after_413(response):
-    """after_request: a 413 may leave the body unread; closing the connection stops its unread bytes
-    from being taken for the next request (the dev server honours this header; gunicorn needs the
-    pre_request hook in app/web/gunicorn_hooks.py)."""
-    if response.status_code == 413:
-        response.headers["Connection"] = "close"
-    return response
-
-
 def handle_http_exception(err):
     if err.code == 413:
         message = "The upload is larger than this server accepts."
@@ -75,4 +66,3 @@ def init_app(app):
     app.register_error_handler(APIError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
-    app.after_request(close_after_413)

@@ -33,9 +33,10 @@ def _cascade(path):
     return cascade
 
 
-def cascade_available(path=CASCADE_PATH):
+def cascade_available(path=None):
+    """True if the face cascade (CASCADE_PATH unless given) can be loaded."""
     try:
-        _cascade(str(path))
+        _cascade(str(path or CASCADE_PATH))
         return True
     except CascadeMissing:
         return False

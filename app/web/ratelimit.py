@@ -47,7 +47,7 @@ def too_many_requests(err):
     limiter = current_app.extensions["ratelimit"]
     current = limiter.current_limit
     retry = max(1, math.ceil(current.reset_at - time.time())) if current else 60
-    allowed = str(current.limit.limit) if current else "the allowed rate"
+    allowed = str(current.limit) if current else "the allowed rate"
     response = error_response(f"Too many requests from your address (at most {allowed}). "
                               f"Try again in {retry} s.", 429, "too_many_requests")
     response.headers["Retry-After"] = str(retry)

@@ -28,6 +28,7 @@ KINDS = {
 }
 
 _lock = threading.Lock()
+clock = time.monotonic  # when a retry is due; tests step it instead of waiting
 
 
 class ModelUnavailable(APIError):
@@ -48,11 +49,11 @@ class Failure:
     public: str          # what clients are told
     action: str          # "load" or "verify"
     attempts: int
-    retry_at: float      # time.monotonic()
+    retry_at: float      # clock()
     signature: tuple     # the model directory's files when it failed
 
     def error(self):
-        return ModelUnavailable(self.public, max(1, math.ceil(self.retry_at - time.monotonic())))
+        return ModelUnavailable(self.public, max(1, math.ceil(self.retry_at - clock())))
 
 
 def _state(app):
@@ -111,7 +112,7 @@ def _attempt(app, state, kind, action):
     directory = model_path(app.config, key)
     signature = _signature(directory)
     failure = state["failures"].get(kind)
-    if failure and failure.signature == signature and time.monotonic() < failure.retry_at:
+    if failure and failure.signature == signature and clock() < failure.retry_at:
         raise failure.error()
     try:
         result = action(kind, directory)
@@ -128,7 +129,7 @@ def _attempt(app, state, kind, action):
             app.logger.error("cannot load the %s model from %s: %s; next try in %.0f s",
                              kind, directory, exc, delay)
         failure = Failure(public + " The operator's log says why.", action.__name__.strip("_"), attempts,
-                          time.monotonic() + delay, signature)
+                          clock() + delay, signature)
         state["failures"][kind] = failure
         raise failure.error() from None
     state["failures"].pop(kind, None)
