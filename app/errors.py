@@ -9,6 +9,7 @@ log = logging.getLogger(__name__)
 # Machine-readable codes for Werkzeug's HTTP errors (404, 405, 413 ...).
 HTTP_CODES = {
     400: "bad_request",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",
@@ -37,7 +38,10 @@ def error_response(message, status, code):
 
 
 def handle_api_error(err):
-    return error_response(err.message, err.status, err.code)
+    response = error_response(err.message, err.status, err.code)
+    if getattr(err, "retry_after", None):
+        response.headers["Retry-After"] = str(int(err.retry_after))
+    return response
 
 
 def handle_http_exception(err):

@@ -1,5 +1,7 @@
 """JSON API: thin views that parse the request, call a service, and answer."""
 import io
+import math
+from pathlib import Path
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
@@ -14,6 +16,8 @@ from app.storage import reports
 from app.web import registry
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+# The description of the whole HTTP API, kept beside the code (tests check it against the routes).
+OPENAPI = Path(__file__).with_name("openapi.json")
 
 
 def _model_summary(card):
@@ -21,6 +25,12 @@ def _model_summary(card):
     keys = ("name", "kind", "version", "created", "architecture", "backbone", "input_size",
             "unknown_threshold", "metrics")
     return {k: card[k] for k in keys if k in card}
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 description of this API."""
+    return send_file(OPENAPI, mimetype="application/json", max_age=0)
 
 
 @bp.get("/characters")
@@ -43,14 +53,20 @@ def models():
 @bp.post("/faces")
 def detect():
     """Anime face boxes in the uploaded image, in its pixels."""
-    image = imaging.decode_upload(request.files.get("image"), current_app.config)
+    # Detection works at MAX_DETECT_SIDE anyway: scale down on arrival, map boxes back.
+    image = imaging.decode_upload(request.files.get("image"), current_app.config,
+                                  max_side=faces.MAX_DETECT_SIDE)
+    width, height = imaging.source_size(image)
     try:
         boxes = faces.detect_faces(np.asarray(imaging.flatten(image)))
-    except faces.CascadeMissing:
-        raise APIError("Face detection is not installed on this server: run scripts/setup.sh "
-                       "to install lbpcascade_animeface.xml.", 503, "detector_unavailable") from None
-    return jsonify({"faces": [{"x": x, "y": y, "w": w, "h": h} for x, y, w, h in boxes],
-                    "width": image.width, "height": image.height})
+    except faces.CascadeMissing as exc:
+        current_app.logger.error("face detection unavailable: %s", exc)
+        raise APIError("Face detection is not installed on this server.", 503,
+                       "detector_unavailable") from None
+    sx, sy = width / image.width, height / image.height
+    return jsonify({"faces": [{"x": round(x * sx), "y": round(y * sy), "w": round(w * sx), "h": round(h * sy)}
+                              for x, y, w, h in boxes],
+                    "width": width, "height": height})
 
 
 @bp.post("/identify")
@@ -64,7 +80,8 @@ def identify():
         raise APIError(f"At most {limit} faces per request; {len(uploads)} were sent.", 400,
                        "too_many_faces")
     # Decode everything before touching the model, so a bad file costs no inference.
-    images = [imaging.flatten(imaging.decode_upload(u, current_app.config)) for u in uploads]
+    images = [imaging.flatten(image) for image in imaging.decode_uploads(
+        uploads, current_app.config, max_pixels=int(current_app.config["MAX_FACE_PIXELS"]))]
     identifier = registry.get_identifier()
     results = identifier.identify(images)
     return jsonify({"faces": results, "model": _model_summary(identifier.card)})
@@ -81,6 +98,17 @@ def _parse_box(text, width, height):
     if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
         raise APIError(f"box {x},{y},{w},{h} is not inside the {width}x{height} image.", 400, "bad_box")
     return (x, y, w, h)
+
+
+def _scale_box(box, source, size):
+    """A box in the picture's pixels as sent -> the same region in its scaled-down copy."""
+    if box is None or source == size:
+        return box
+    sx, sy = size[0] / source[0], size[1] / source[1]
+    x0, y0 = min(size[0] - 1, int(box[0] * sx)), min(size[1] - 1, int(box[1] * sy))
+    x1 = min(size[0], max(x0 + 1, math.ceil((box[0] + box[2]) * sx)))
+    y1 = min(size[1], max(y0 + 1, math.ceil((box[1] + box[3]) * sy)))
+    return (x0, y0, x1 - x0, y1 - y0)
 
 
 def _cutout_options(args):
@@ -115,9 +143,12 @@ def cutout():
     options = _cutout_options(request.args)
     # Edge colours freed of the old background: the default for the transparent picture.
     clean_edges = _switch(request.args, "decontaminate", "1")
-    # RGBA stays RGBA: the Cutter keeps transparency the picture already had.
-    image = imaging.decode_upload(request.files.get("image"), current_app.config)
-    box = _parse_box(request.form.get("box", "").strip(), image.width, image.height)
+    # RGBA stays RGBA: the Cutter keeps transparency the picture already had. A picture over
+    # MAX_CUTOUT_PIXELS is cut out at that size: the answer's size is bounded, whatever was sent.
+    image = imaging.decode_upload(request.files.get("image"), current_app.config,
+                                  max_pixels=int(current_app.config["MAX_CUTOUT_PIXELS"]))
+    source = imaging.source_size(image)
+    box = _scale_box(_parse_box(request.form.get("box", "").strip(), *source), source, image.size)
     cutter = registry.get_cutter(request.args.get("model"))
     if output == "mask":
         png = imaging.png_bytes(cutter.mask(image, box, **options))
@@ -133,8 +164,11 @@ def cutout():
 
 @bp.post("/reports")
 def create_report():
-    """Store a wrong-label report: the crop, the right label, and what the model said."""
-    image = imaging.decode_upload(request.files.get("face"), current_app.config)
+    """Store a wrong-label report: the crop, the right label, and what the model said (rate-limited:
+    app/web/ratelimit.py)."""
+    # Stored scaled down to MAX_REPORT_PIXELS: a face needs no more to train on.
+    image = imaging.decode_upload(request.files.get("face"), current_app.config,
+                                  max_pixels=int(current_app.config["MAX_REPORT_PIXELS"]))
     if "label" not in request.form:
         raise APIError("Send the right name under the field 'label'.", 400, "bad_label")
     try:
