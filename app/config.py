@@ -18,6 +18,16 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
     "MAX_IMAGE_PIXELS": 40_000_000,
     "MAX_FACES": 16,
+    # ONNX exports of the backbones (app/inference/backbone_onnx.py), keyed by their weights' sha256.
+    "ONNX_DIR": ".cache/onnx",
+    # Fair serving (app/web/admission.py), per worker: requests running at once and waiting for a
+    # slot, per endpoint; beyond that, or after QUEUE_WAIT seconds waiting, 503 with Retry-After.
+    # gunicorn's threads per worker must exceed the sum of slots and queues (gunicorn.conf.py).
+    "IDENTIFY_SLOTS": 2,
+    "IDENTIFY_QUEUE": 4,
+    "CUTOUT_SLOTS": 1,
+    "CUTOUT_QUEUE": 1,
+    "QUEUE_WAIT": 10.0,
     # torch intra-op threads per worker; None means CPU cores // WORKERS.
     "TORCH_THREADS": None,
     # gunicorn reads WEB_CONCURRENCY for its default worker count; we divide cores by the same number.

@@ -27,6 +27,7 @@ class APIError(Exception):
         self.message = message
         self.status = status
         self.code = code
+        self.headers = {}  # e.g. Retry-After on a 503 (app/web/admission.py)
 
 
 def error_response(message, status, code):
@@ -37,7 +38,9 @@ def error_response(message, status, code):
 
 
 def handle_api_error(err):
-    return error_response(err.message, err.status, err.code)
+    response = error_response(err.message, err.status, err.code)
+    response.headers.update(getattr(err, "headers", None) or {})
+    return response
 
 
 def handle_http_exception(err):

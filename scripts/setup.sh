@@ -40,6 +40,9 @@ else
   PYBIN=${PYBIN:-python3}
 fi
 
+step "ONNX exports of the installed backbones, verified against torch (.cache/onnx)"
+"$PYBIN" -m app.inference.backbone_onnx
+
 step "Front-end assets (npm) into static/vendor"
 "$PYBIN" scripts/vendor_assets.py
 

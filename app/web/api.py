@@ -10,6 +10,7 @@ from app.inference import faces, imaging
 from app.inference.cutout import ALPHAS
 from app.storage import reports
 from app.web import registry
+from app.web.admission import limited
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -42,6 +43,7 @@ def detect():
 
 
 @bp.post("/identify")
+@limited("identify")
 def identify():
     """Top names for each face crop sent under `faces`, in the order sent."""
     uploads = request.files.getlist("faces")
@@ -92,6 +94,7 @@ def _cutout_options(args):
 
 
 @bp.post("/cutout")
+@limited("cutout")
 def cutout():
     """The uploaded image with its background made transparent (PNG), or `?output=mask`."""
     output = request.args.get("output", "image")

@@ -9,7 +9,7 @@ import threading
 
 from flask import current_app
 
-from app.config import ROOT, model_path, torch_threads
+from app.config import ROOT, model_path, resolve_path, torch_threads
 from app.errors import APIError
 
 KINDS = {
@@ -37,11 +37,13 @@ def _state(app):
 
 
 def _load(kind, directory):
-    import torch
-    torch.set_num_threads(torch_threads(current_app.config))
+    threads = torch_threads(current_app.config)
     if kind == "classifier":
         from app.inference.identify import Identifier
-        return Identifier.load(directory)
+        # build=False: serving never exports; a missing export is a 503 naming the command.
+        return Identifier.load(directory, resolve_path(current_app.config["ONNX_DIR"]), threads, build=False)
+    import torch
+    torch.set_num_threads(threads)
     from app.inference.cutout import Cutter
     return Cutter.load(directory)
 
