@@ -62,6 +62,7 @@ RUN python -c "import wsgi" \
                 done ;; \
       *) echo "WEIGHTS must be demo or official, not '$WEIGHTS'" >&2; exit 1 ;; \
     esac \
+ && python -m app.inference.backbone_onnx \
  && python -m compileall -q app wsgi.py gunicorn.conf.py \
  && install -d -o 10001 -g 10001 -m 0750 /app/user_report
 
@@ -77,7 +78,7 @@ ENV OMP_NUM_THREADS=1 \
     FLASK_REPORT_DIR=/app/user_report \
     PORT=8000 \
     GUNICORN_WORKERS=2 \
-    GUNICORN_THREADS=2 \
+    GUNICORN_THREADS=12 \
     GUNICORN_TIMEOUT=120
 
 EXPOSE 8000

@@ -40,8 +40,11 @@ else
   PYBIN=${PYBIN:-python3}
 fi
 
-step "ONNX exports of the installed backbones, verified against torch (.cache/onnx)"
-"$PYBIN" -m app.inference.backbone_onnx
+# The Docker build runs this script before the app is copied in; it exports after the copy.
+if [ -d app ]; then
+  step "ONNX exports of the installed backbones, verified against torch (.cache/onnx)"
+  "$PYBIN" -m app.inference.backbone_onnx
+fi
 
 step "Front-end assets (npm) into static/vendor"
 "$PYBIN" scripts/vendor_assets.py
