@@ -115,7 +115,7 @@ def bench_identify(threads, runs, tmp):
     for name in sorted(SPECS):
         try:
             weights, _ = backbone_onnx.weights_file(name)
-            described, onnx_dir = "official", backbone_onnx.DEFAULT_DIR
+            described, onnx_dir = "official", backbone_onnx.default_dir()
         except ModelError:
             weights = spread_inception_weights(Path(tmp) / f"{name}.pth") if name == "inception_v3" else None
             if weights is None:

@@ -44,6 +44,15 @@ INPUT, OUTPUT = "input", "features"
 ALLOW_SPINNING = "0"
 
 
+def default_dir():
+    """Where exports live: the running app's ONNX_DIR, else FLASK_ONNX_DIR, else .cache/onnx."""
+    try:
+        from flask import current_app
+        return resolve_path(current_app.config["ONNX_DIR"])
+    except (RuntimeError, KeyError):  # no app (setup, scripts) or an app without the setting
+        return resolve_path(os.environ.get("FLASK_ONNX_DIR") or DEFAULTS["ONNX_DIR"])
+
+
 def rebuild_command(name):
     return f"python -m app.inference.backbone_onnx {name}"
 
@@ -157,7 +166,7 @@ def load_onnx_backbone(name, onnx_dir=None, threads=1, weights_path=None, build=
     """
     from app.inference.backbones import SPECS
 
-    onnx_dir = Path(onnx_dir) if onnx_dir else DEFAULT_DIR
+    onnx_dir = Path(onnx_dir) if onnx_dir else default_dir()
     path, digest = weights_file(name, weights_path)
     if build:
         ensure_export(name, onnx_dir, path)
@@ -307,7 +316,7 @@ def build_export(name, onnx_dir=None, weights_path=None, faces=None, threads=1):
 
     from app.inference.backbones import load_backbone
 
-    onnx_dir = Path(onnx_dir) if onnx_dir else DEFAULT_DIR
+    onnx_dir = Path(onnx_dir) if onnx_dir else default_dir()
     onnx_dir.mkdir(parents=True, exist_ok=True)
     backbone = load_backbone(name, weights_path)
     path, record_path = export_paths(onnx_dir, name, backbone.weights_sha256)
@@ -338,7 +347,7 @@ def build_export(name, onnx_dir=None, weights_path=None, faces=None, threads=1):
 
 def ensure_export(name, onnx_dir=None, weights_path=None, force=False):
     """(record, built): the cached export of `name` if usable, else a fresh one (model-build time)."""
-    onnx_dir = Path(onnx_dir) if onnx_dir else DEFAULT_DIR
+    onnx_dir = Path(onnx_dir) if onnx_dir else default_dir()
     if not force:
         _, digest = weights_file(name, weights_path)
         try:
@@ -354,10 +363,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Export backbones to ONNX (verified against torch).")
     parser.add_argument("names", nargs="*", help=f"backbones (default: every installed one of "
                                                  f"{', '.join(sorted(SPECS))})")
-    parser.add_argument("--onnx-dir", default=None, help=f"where exports go (default {DEFAULT_DIR})")
+    parser.add_argument("--onnx-dir", default=None, help="where exports go (default: FLASK_ONNX_DIR or .cache/onnx)")
     parser.add_argument("--force", action="store_true", help="rebuild even when a fresh export exists")
     args = parser.parse_args(argv)
-    onnx_dir = resolve_path(args.onnx_dir) if args.onnx_dir else DEFAULT_DIR
+    onnx_dir = resolve_path(args.onnx_dir) if args.onnx_dir else default_dir()
     names = args.names or sorted(SPECS)
     status = 0
     for name in names:
