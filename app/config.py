@@ -38,6 +38,16 @@ DEFAULTS = {
     # (at once when its files change).
     "MODEL_RETRY_SECONDS": 5,
     "MODEL_RETRY_MAX_SECONDS": 300,
+    # ONNX exports of the backbones (app/inference/backbone_onnx.py), keyed by their weights' sha256.
+    "ONNX_DIR": ".cache/onnx",
+    # Fair serving (app/web/admission.py), per worker: requests running at once and waiting for a
+    # slot, per endpoint; beyond that, or after QUEUE_WAIT seconds waiting, 503 with Retry-After.
+    # gunicorn's threads per worker must exceed the sum of slots and queues (gunicorn.conf.py).
+    "IDENTIFY_SLOTS": 2,
+    "IDENTIFY_QUEUE": 4,
+    "CUTOUT_SLOTS": 1,
+    "CUTOUT_QUEUE": 1,
+    "QUEUE_WAIT": 10.0,
     # torch intra-op threads per worker; None means CPU cores // WORKERS.
     "TORCH_THREADS": None,
     # gunicorn reads WEB_CONCURRENCY for its default worker count; we divide cores by the same number.

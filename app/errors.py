@@ -28,6 +28,7 @@ class APIError(Exception):
         self.message = message
         self.status = status
         self.code = code
+        self.headers = {}  # e.g. Retry-After on a 503 (app/web/admission.py)
 
 
 def error_response(message, status, code):
@@ -41,6 +42,7 @@ def handle_api_error(err):
     response = error_response(err.message, err.status, err.code)
     if getattr(err, "retry_after", None):
         response.headers["Retry-After"] = str(int(err.retry_after))
+    response.headers.update(getattr(err, "headers", None) or {})
     return response
 
 

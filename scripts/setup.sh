@@ -49,6 +49,12 @@ else
   PYBIN=${PYBIN:-python3}
 fi
 
+# The Docker build runs this script before the app is copied in; it exports after the copy.
+if [ -d app ]; then
+  step "ONNX exports of the installed backbones, verified against torch (.cache/onnx)"
+  "$PYBIN" -m app.inference.backbone_onnx
+fi
+
 step "Front-end assets (npm) into static/vendor"
 if [ "$DEV" = 1 ]; then "$PYBIN" scripts/vendor_assets.py --dev; else "$PYBIN" scripts/vendor_assets.py; fi
 

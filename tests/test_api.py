@@ -145,8 +145,10 @@ def test_identify_answers_in_the_order_sent(app, client, demo_picture):
     # The demo cast's training sprites are named right, in the order sent.
     assert [f["predictions"][0]["label"] for f in body["faces"]] == [name for name, _ in comp.faces]
     assert registry.model_status(app)["classifier"]["loaded"] is True
-    import torch
-    assert torch.get_num_threads() == 1  # TORCH_THREADS from the config
+    # The backbone runs in ONNX Runtime with TORCH_THREADS (from the config) intra-op threads.
+    with app.app_context():
+        session = registry.get_identifier().backbone.session
+    assert session.get_session_options().intra_op_num_threads == 1
 
 
 @needs_classifier

@@ -1,6 +1,6 @@
-"""Settings: the torch thread count per worker, and that the model registry applies it."""
+"""Settings: the thread count per worker, and that the model registry applies it."""
 import torch
-from conftest import needs_classifier
+from conftest import needs_classifier, needs_cutout
 
 from app import create_app
 from app.config import torch_threads
@@ -16,13 +16,22 @@ def test_thread_count_is_the_setting_or_cores_shared_among_workers():
 
 
 @needs_classifier
-def test_loading_a_model_sets_the_workers_torch_threads(tmp_path):
+def test_loading_the_classifier_gives_its_onnx_session_the_thread_setting(tmp_path):
+    for threads in (1, 2):
+        app = create_app({"TESTING": True, "TORCH_THREADS": threads, "REPORT_DIR": str(tmp_path)})
+        with app.app_context():
+            session = registry.get_identifier().backbone.session
+        assert session.get_session_options().intra_op_num_threads == threads
+
+
+@needs_cutout
+def test_loading_the_cutter_sets_the_workers_torch_threads(tmp_path):
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
         app = create_app({"TESTING": True, "TORCH_THREADS": 1, "REPORT_DIR": str(tmp_path)})
         with app.app_context():
-            registry.get_identifier()
+            registry.get_cutter()
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

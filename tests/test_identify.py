@@ -58,7 +58,8 @@ def test_saved_head_predicts_the_same(backbone, trained):
     test_images = crops(skimage_data.chelsea(), 3, 10) + crops(skimage_data.coffee(), 3, 11)
     with torch.no_grad():
         expected = torch.softmax(head(backbone.features(face_batch(test_images, backbone))), 1)
-    assert torch.allclose(ident.probabilities(test_images), expected, atol=1e-6)
+    # Served through ONNX Runtime: fp32 rounding apart, the torch backbone's answer.
+    assert np.allclose(ident.probabilities(test_images), expected.numpy(), atol=1e-5)
     results = ident.identify(test_images)
     assert [r["predictions"][0]["label"] for r in results] == ["cat"] * 3 + ["coffee"] * 3
 

@@ -33,6 +33,22 @@ def _shown(path):
         return str(path)
 
 
+def _export_backbone(name, dest):
+    """After a backbone's weights arrive in their default place: its verified ONNX export, which
+    serving needs (app/inference/backbone_onnx.py)."""
+    from app.config import resolve_path
+    from app.inference.backbone_onnx import ensure_export
+    from app.inference.backbones import SPECS
+
+    if name not in SPECS or dest:
+        return
+    try:
+        record, built = ensure_export(name, resolve_path(current_app.config["ONNX_DIR"]))
+    except ModelError as exc:
+        raise click.ClickException(f"{name}: {exc}") from None
+    click.echo(f"ONNX export {record['file']} {'built and verified' if built else 'up to date'}")
+
+
 @command.command("download")
 @click.argument("name")
 @click.option("--dest", type=click.Path(file_okay=False), default=None,
@@ -64,6 +80,7 @@ def download_command(name, dest, manifest_path, url, sha256, allow_unverified, f
         if serves:
             from app.inference.onnx_export import ensure_export
             ensure_export(target.parent)
+        _export_backbone(name, dest)
         return
     try:
         with click.progressbar(length=entry.get("size") or 0, label=entry["filename"],
@@ -86,6 +103,7 @@ def download_command(name, dest, manifest_path, url, sha256, allow_unverified, f
     if serves:
         click.echo(f"{path.parent} is a model directory: serve it with "
                    f"FLASK_CUTOUT_MODEL={_shown(path.parent)}")
+    _export_backbone(name, dest)
 
 
 @command.command("list")

@@ -1,13 +1,16 @@
 """Classifier service: a frozen backbone plus a linear softmax head, read from a model directory.
 
+Serving runs the backbone through ONNX Runtime (its verified export, app/inference/backbone_onnx.py)
+and the head in numpy; torch only reads the head's weights file. Training uses the torch backbone.
+
 The model directory's weights file is the head's plain `nn.Linear` state dict
 (`weight`: L x D, `bias`: L); the card names the backbone, labels and unknown threshold.
 """
-import torch
+import numpy as np
 from torch import nn
 
-from app.inference.backbones import load_backbone
-from app.inference.preprocess import PREPROCESSING_VERSION, face_batch
+from app.inference.backbone_onnx import load_onnx_backbone, weights_file
+from app.inference.preprocess import PREPROCESSING_VERSION
 from app.storage.model_dirs import ModelError, load_card, load_weights
 
 TOP_K = 5
@@ -43,18 +46,24 @@ def classifier_card(name, backbone, labels, unknown_threshold, *, version="1", t
 
 
 class Identifier:
-    """Names faces: backbone features -> linear head -> softmax -> top 5 and an unknown flag."""
+    """Names faces: backbone features (ONNX Runtime) -> linear head (numpy) -> softmax -> top 5
+    and an unknown flag."""
 
-    def __init__(self, card, backbone, head):
+    def __init__(self, card, backbone, weight, bias):
         self.card = card
-        self.backbone = backbone
-        self.head = head.eval()
+        self.backbone = backbone  # app.inference.backbone_onnx.OnnxBackbone
+        self.weight = np.ascontiguousarray(weight, np.float32)  # L x D
+        self.bias = np.ascontiguousarray(bias, np.float32)  # L
         self.labels = list(card["labels"])
         self.threshold = float(card["unknown_threshold"])
 
     @classmethod
-    def load(cls, model_dir):
-        """Load a classifier model directory (sha256-checked) and the backbone its card names."""
+    def load(cls, model_dir, onnx_dir=None, threads=1, build=True):
+        """Load a classifier model directory (sha256-checked) and the ONNX export of its backbone.
+
+        build=True (training, evaluation, tests) exports the backbone if its export is missing or
+        stale; serving passes build=False and gets a ModelError naming the command instead.
+        """
         card = load_card(model_dir)
         if card["kind"] != "classifier":
             raise ModelError(f"{model_dir} holds a {card['kind']!r} model, not a classifier")
@@ -62,31 +71,35 @@ class Identifier:
             raise ModelError(f"{model_dir} was trained with preprocessing version "
                              f"{card['preprocessing_version']}, this code has {PREPROCESSING_VERSION}: "
                              f"retrain it with `flask --app wsgi train classifier`")
-        backbone = load_backbone(card["backbone"])
+        weights_path, digest = weights_file(card["backbone"])
         expected = card.get("backbone_sha256")
-        if expected and expected != backbone.weights_sha256:
+        if expected and expected != digest:
             raise ModelError(f"{model_dir} was trained on {card['backbone']} weights with sha256 "
-                             f"{expected[:16]}... but {backbone.weights_path} has "
-                             f"{backbone.weights_sha256[:16]}...; retrain the head or restore those weights")
+                             f"{expected[:16]}... but {weights_path} has "
+                             f"{digest[:16]}...; retrain the head or restore those weights")
+        backbone = load_onnx_backbone(card["backbone"], onnx_dir, threads, build=build)
         state = load_weights(model_dir, card)
-        head = make_head(backbone.feature_dim, len(card["labels"]))
+        labels, dim = len(card["labels"]), backbone.feature_dim
         try:
-            head.load_state_dict(state, strict=True)
-        except (RuntimeError, TypeError, AttributeError) as exc:
-            raise ModelError(f"{model_dir}: weights do not fit a {backbone.feature_dim} -> "
-                             f"{len(card['labels'])} linear head ({str(exc)[:200]})") from None
-        for param in head.parameters():
-            param.requires_grad_(False)
-        return cls(card, backbone, head)
+            weight, bias = state["weight"].float().numpy(), state["bias"].float().numpy()
+            fits = set(state) == {"weight", "bias"} and weight.shape == (labels, dim) and bias.shape == (labels,)
+        except (KeyError, TypeError, AttributeError):
+            fits = False
+        if not fits:
+            raise ModelError(f"{model_dir}: weights do not fit a {dim} -> {labels} linear head "
+                             f"(expected weight {labels}x{dim} and bias {labels})")
+        return cls(card, backbone, weight, bias)
 
-    @torch.inference_mode()
     def probabilities(self, images):
-        """A list of face crops -> N x L softmax probabilities."""
+        """A list of face crops -> N x L softmax probabilities (float32 array)."""
         chunks = []
         for start in range(0, len(images), BATCH_SIZE):
-            batch = face_batch(images[start:start + BATCH_SIZE], self.backbone)
-            chunks.append(torch.softmax(self.head(self.backbone.features(batch)), dim=1))
-        return torch.cat(chunks) if chunks else torch.empty(0, len(self.labels))
+            features = self.backbone.face_features(images[start:start + BATCH_SIZE])
+            logits = features @ self.weight.T + self.bias
+            logits -= logits.max(axis=1, keepdims=True)
+            exp = np.exp(logits)
+            chunks.append(exp / exp.sum(axis=1, keepdims=True))
+        return np.concatenate(chunks) if chunks else np.empty((0, len(self.labels)), np.float32)
 
     def identify(self, images):
         """Per face: up to 5 {"label", "score"} best first, and `unknown` when the best is under threshold."""
@@ -94,9 +107,8 @@ class Identifier:
         k = min(TOP_K, len(self.labels))
         results = []
         for row in probs:
-            scores, indices = torch.topk(row, k)
-            predictions = [{"label": self.labels[i], "score": float(s)}
-                           for s, i in zip(scores.tolist(), indices.tolist())]
+            indices = np.argsort(-row, kind="stable")[:k]
+            predictions = [{"label": self.labels[i], "score": float(row[i])} for i in indices]
             results.append({"predictions": predictions,
                             "unknown": predictions[0]["score"] < self.threshold})
         return results

@@ -10,7 +10,6 @@ Policy (PREPROCESSING_VERSION 1):
 - float32 in [0, 1], then (x - mean) / std per channel with the backbone's constants.
 """
 import numpy as np
-import torch
 from PIL import Image
 
 from app.inference.imaging import flatten
@@ -18,20 +17,32 @@ from app.inference.imaging import flatten
 PREPROCESSING_VERSION = 1
 
 
-def face_tensor(pil_image, input_size, mean, std):
-    """A face crop (PIL) -> 3 x S x S float tensor, resized and normalised."""
+def face_array(pil_image, input_size, mean, std):
+    """A face crop (PIL) -> 3 x S x S float32 array, resized and normalised."""
     if pil_image.width < 1 or pil_image.height < 1:
         raise ValueError("empty face crop")
     rgb = flatten(pil_image).resize((input_size, input_size), Image.BICUBIC)
-    x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (x - mean_t) / std_t
+    x = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def face_arrays(images, input_size, mean, std):
+    """A list of face crops -> N x 3 x S x S float32 array (what ONNX Runtime is fed)."""
+    if not images:
+        return np.empty((0, 3, input_size, input_size), np.float32)
+    return np.stack([face_array(im, input_size, mean, std) for im in images])
+
+
+def face_tensor(pil_image, input_size, mean, std):
+    """A face crop (PIL) -> 3 x S x S float tensor, resized and normalised."""
+    import torch
+
+    return torch.from_numpy(face_array(pil_image, input_size, mean, std))
 
 
 def face_batch(images, backbone):
     """A list of face crops -> N x 3 x S x S tensor for `backbone` (its size, mean and std)."""
-    if not images:
-        return torch.empty(0, 3, backbone.input_size, backbone.input_size)
-    return torch.stack([face_tensor(im, backbone.input_size, backbone.mean, backbone.std)
-                        for im in images])
+    import torch
+
+    return torch.from_numpy(face_arrays(images, backbone.input_size, backbone.mean, backbone.std))

@@ -7,8 +7,10 @@ TensorFlow "SAME" way (asymmetric, extra pixel bottom/right) and batch norm uses
 Names (`_conv_stem`, `_blocks.N._depthwise_conv`, `_fc`, ...) match that file, so it loads
 with `strict=True`.
 """
+import copy
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -29,14 +31,23 @@ BN_MOMENTUM = 0.01  # PyTorch's momentum = 1 - TF's decay (0.99)
 class SameConv2d(nn.Conv2d):
     """Conv2d that pads like TensorFlow's "SAME" for any input size."""
 
-    def forward(self, x):
+    # (left, right, top, bottom) for one known input size, set by EfficientNetLite0.fixed_size:
+    # an ONNX export then holds constant pads instead of shape arithmetic.
+    fixed_pads = None
+
+    def same_pads(self, height, width):
+        """(left, right, top, bottom) zero padding for an input of height x width."""
         pads = []
-        for size, k, s, d in zip(x.shape[-2:], self.kernel_size, self.stride, self.dilation):
+        for size, k, s, d in zip((height, width), self.kernel_size, self.stride, self.dilation):
             total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
             pads.append((total // 2, total - total // 2))
         (top, bottom), (left, right) = pads
-        if top or bottom or left or right:
-            x = F.pad(x, (left, right, top, bottom))
+        return (left, right, top, bottom)
+
+    def forward(self, x):
+        pads = self.fixed_pads or self.same_pads(*x.shape[-2:])
+        if any(pads):
+            x = F.pad(x, pads)
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
@@ -96,6 +107,20 @@ class EfficientNetLite0(nn.Module):
             x = block(x)  # ... N x 320 x H/32 x W/32
         x = F.relu6(self._bn1(self._conv_head(x)))  # N x 1280 x H/32 x W/32
         return x.mean(dim=(2, 3))
+
+    def fixed_size(self, input_size):
+        """A copy whose paddings are constants for input_size x input_size pictures (for export)."""
+        net = copy.deepcopy(self)
+        sizes = {}
+        hooks = [m.register_forward_pre_hook(lambda m, args: sizes.__setitem__(m, args[0].shape[-2:]))
+                 for m in net.modules() if isinstance(m, SameConv2d)]
+        with torch.no_grad():
+            net.forward_features(torch.zeros(1, 3, input_size, input_size))
+        for hook in hooks:
+            hook.remove()
+        for module, (height, width) in sizes.items():
+            module.fixed_pads = module.same_pads(int(height), int(width))
+        return net
 
     def forward_head(self, features):
         """N x 1280 -> N x num_classes logits."""

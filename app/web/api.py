@@ -14,6 +14,7 @@ from app.inference.cutout import ALPHAS
 from app.inference.decontaminate import decontaminate
 from app.storage import reports
 from app.web import registry
+from app.web.admission import limited
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 # The description of the whole HTTP API, kept beside the code (tests check it against the routes).
@@ -70,6 +71,7 @@ def detect():
 
 
 @bp.post("/identify")
+@limited("identify")
 def identify():
     """Top names for each face crop sent under `faces`, in the order sent."""
     uploads = request.files.getlist("faces")
@@ -135,6 +137,7 @@ def _switch(args, name, default):
 
 
 @bp.post("/cutout")
+@limited("cutout")
 def cutout():
     """The uploaded image with its background made transparent (PNG), or `?output=mask`."""
     output = request.args.get("output", "image")

@@ -84,7 +84,8 @@ def _load(kind, directory):
         import torch
         torch.set_num_threads(threads)
         from app.inference.identify import Identifier
-        return Identifier.load(directory)
+        # build=False: serving never exports; a missing export is a 503 naming the command.
+        return Identifier.load(directory, resolve_path(current_app.config["ONNX_DIR"]), threads, build=False)
     from app.inference.cutout import Cutter
     return Cutter.load(directory, threads=threads)  # ONNX Runtime: no torch in the worker
 
