@@ -31,7 +31,7 @@ def _model_summary(card):
 @bp.get("/openapi.json")
 def openapi():
     """The OpenAPI 3.1 description of this API."""
-    return send_file(OPENAPI, mimetype="application/json", max_age=0)
+    return current_app.response_class(OPENAPI.read_bytes(), mimetype="application/json")
 
 
 @bp.get("/characters")
