@@ -49,3 +49,7 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # The app divides CPU cores among workers (app/config.py reads WEB_CONCURRENCY);
 # workers inherit the master's environment, so tell it the real count.
 os.environ["WEB_CONCURRENCY"] = str(workers)
+
+# The app cannot close a connection itself (gunicorn drops hop-by-hop headers apps set): a body
+# over the limit would stay on the connection after its 413. See app/web/gunicorn_hooks.py.
+from app.web.gunicorn_hooks import pre_request  # noqa: E402,F401

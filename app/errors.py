@@ -1,7 +1,7 @@
 """One JSON error shape for every failure: {"error": {"code", "message"}}."""
 import logging
 
-from flask import jsonify
+from flask import current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ def handle_api_error(err):
 
 def handle_http_exception(err):
     if err.code == 413:
-        message = "The upload is larger than this server accepts."
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        message = "The upload is larger than this server accepts" + (f" ({limit} bytes)." if limit else ".")
     else:
         message = err.description or err.name
     response = error_response(message, err.code or 500, HTTP_CODES.get(err.code, "http_error"))

@@ -86,6 +86,17 @@ def test_the_request_budget_is_a_setting(tmp_path):
     assert "10000 pixels" in message
 
 
+@pytest.mark.parametrize("config, files, code, words", [
+    ({"MAX_CONTENT_LENGTH": 50_000}, [flat_png(8, 8) + b"\0" * 60_000], "too_large", "50000 bytes"),
+    ({"MAX_IMAGE_PIXELS": 1000}, [flat_png(40, 40)], "image_too_large", "at most 1000 pixels"),
+    ({"MAX_FACES": 2}, [flat_png(8, 8)] * 3, "too_many_faces", "At most 2 faces"),
+])
+def test_every_limit_is_a_setting_with_a_clear_answer(tmp_path, config, files, code, words):
+    client = make_app(tmp_path, **config).test_client()
+    response = client.post("/api/identify", data={"faces": [upload(f) for f in files]})
+    assert words in assert_error(response, 413 if code != "too_many_faces" else 400, code)
+
+
 def test_jpegs_decode_at_reduced_scale_and_count_so():
     from app.inference import imaging
     jpeg = encode(Image.new("RGB", (8000, 5000), (10, 200, 30)), "JPEG")

@@ -31,11 +31,6 @@ def _glibc():
 _libc = _glibc()
 
 
-def free_in_arenas():
-    """Bytes malloc holds free in its arenas (0 where that cannot be known)."""
-    return _libc.mallinfo2().fordblks if _libc else 0
-
-
 def trim_if_worth_it(exc=None):
     """teardown_request: give free arena memory back when there is much of it."""
     if _libc is not None and _libc.mallinfo2().fordblks > TRIM_ABOVE:
