@@ -41,7 +41,10 @@ def assert_error(response, status, code):
 
 
 def make_app(tmp_path, **config):
-    return create_app({"TESTING": True, "TORCH_THREADS": 1, "REPORT_DIR": str(tmp_path / "reports"), **config})
+    # demo-cutout: the fast model (the default, IS-Net, is served in test_cutout_models.py).
+    settings = {"TESTING": True, "TORCH_THREADS": 1, "REPORT_DIR": str(tmp_path / "reports"),
+                "CUTOUT_MODEL": "demo-cutout"}
+    return create_app({**settings, **config})
 
 
 # ---------- 1. slivers: extreme aspect ratios never 500 ----------
@@ -155,7 +158,8 @@ def _rss_mb(pid, field="VmRSS"):
 @needs_models
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_memory_returns_to_baseline_after_large_requests(tmp_path):
-    env = {"FLASK_REPORT_DIR": str(tmp_path / "reports"), "FLASK_MAX_CONTENT_LENGTH": str(32 << 20)}
+    env = {"FLASK_REPORT_DIR": str(tmp_path / "reports"), "FLASK_MAX_CONTENT_LENGTH": str(32 << 20),
+           "FLASK_CUTOUT_MODEL": "demo-cutout"}
     with gunicorn(tmp_path, env) as (url, log):
         worker = int(re.findall(r"Booting worker with pid: (\d+)", Path(log).read_text())[-1])
         http = urllib3.PoolManager(retries=False, timeout=300)
