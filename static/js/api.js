@@ -39,7 +39,18 @@ export async function request(url, options = {}) {
 }
 
 export async function health() {
-  return (await request("/healthz")).json();
+  // A server that is not ready answers 503 with the same body: it is there, a model is missing.
+  let response;
+  try {
+    response = await fetch("/healthz", { headers: { "Accept-Language": language } });
+  } catch (err) {
+    throw new ApiError("network", "", 0);
+  }
+  if (response.ok || response.status === 503) {
+    const data = await response.json().catch(() => null);
+    if (data && data.models) return data;
+  }
+  throw await errorOf(response);
 }
 
 export async function characters() {
