@@ -367,7 +367,7 @@ def test_dockerignore_keeps_out_user_data_caches_and_tests(path):
 def test_dockerignore_keeps_what_the_image_needs(runtime):
     needed = ["app/__init__.py", "app/config.py", "wsgi.py", "gunicorn.conf.py", SETUP_SCRIPT,
               "scripts/vendor_assets.py", "requirements.txt", "package.json", "package-lock.json",
-              "templates/index.html", "static/app.js", "models/demo-classifier/card.json",
+              "templates/index.html", "static/js/main.js", "models/demo-classifier/card.json",
               "models/demo-cutout/card.json"]
     for folder in ("app", "templates", "static", "models/demo-classifier", "models/demo-cutout"):
         needed += [str(p.relative_to(ROOT)) for p in (ROOT / folder).rglob("*")
