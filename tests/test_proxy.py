@@ -223,7 +223,9 @@ def test_the_same_slow_clients_starve_gunicorn_alone(kind, gunicorn_port, capsys
         clients.close()
     report(capsys, f"{SLOW_CLIENTS} slow-{kind} clients straight to gunicorn: "
                    f"{answered}/{asked} health checks answered")
-    assert answered == 0
+    # Most checks starve (nginx answered every one). Not all: which worker accepts each
+    # connection is the kernel's choice, and a check can land while a thread is between clients.
+    assert asked >= 3 and answered <= asked // 3
     # Once they are gone, gunicorn answers again (the threads were only waiting on them).
     deadline = time.monotonic() + 30
     while healthz(gunicorn_port) != 200:

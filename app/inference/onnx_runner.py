@@ -81,6 +81,7 @@ def onnx_file(model_dir, card=None):
             raise ModelError(f"{model_dir / 'card.json'} says format onnx but has no preprocess")
         return verify_weights(model_dir, card), check_preprocess(card["preprocess"], model_dir)
     rebuild = f"python -m app.inference.onnx_export {model_dir}"
+    verify_weights(model_dir, card)  # damaged weights mean a damaged directory, export or not
     record_path = model_dir / EXPORT_RECORD
     if not record_path.is_file():
         raise ModelError(f"{model_dir} has no ONNX export ({record_path.name} missing); "

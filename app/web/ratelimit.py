@@ -46,7 +46,8 @@ def too_many_requests(err):
     """429 as JSON, with Retry-After: the seconds until the exceeded window ends."""
     limiter = current_app.extensions["ratelimit"]
     current = limiter.current_limit
-    retry = max(1, math.ceil(current.reset_at - time.time())) if current else 60
+    # The window's own end: RequestLimit.reset_at adds a second, which could exceed the window.
+    retry = max(1, math.ceil(current.window[0] - time.time())) if current else 60
     allowed = str(current.limit) if current else "the allowed rate"
     response = error_response(f"Too many requests from your address (at most {allowed}). "
                               f"Try again in {retry} s.", 429, "too_many_requests")
