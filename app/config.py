@@ -11,13 +11,33 @@ DEFAULTS = {
     # Where model directories live; CLASSIFIER_MODEL / CUTOUT_MODEL are names under it or paths.
     "MODEL_DIR": "models",
     "CLASSIFIER_MODEL": "demo-classifier",
-    "CUTOUT_MODEL": "demo-cutout",
+    # IS-Net (DIS general use, from npm; setup builds models/isnet-general); demo-cutout is the
+    # fast choice (?model=demo-cutout), and the fallback named in the 503 when IS-Net is missing.
+    "CUTOUT_MODEL": "isnet-general",
     # Wrong-label reports: one PNG + one JSON record per report.
     "REPORT_DIR": "user_report",
     # Upload limits: bytes per request (Flask answers 413 above it) and decoded pixels per image.
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
     "MAX_IMAGE_PIXELS": 40_000_000,
     "MAX_FACES": 16,
+    # Budgets per request, not only per picture: decoded pixels across all files of one request
+    # (a JPEG decoded at a reduced scale counts at that scale), 413 above it.
+    "MAX_REQUEST_PIXELS": 40_000_000,
+    # Pictures are scaled down on arrival to what each use needs (aspect kept): face crops for
+    # identify (the networks see 224-299 px), cutout input and output, stored report crops.
+    "MAX_FACE_PIXELS": 1024 * 1024,
+    "MAX_CUTOUT_PIXELS": 2048 * 2048,
+    "MAX_REPORT_PIXELS": 512 * 512,
+    # Reports one client address (an IPv6 /64) may store; "N per minute; M per hour" (limits syntax).
+    "REPORT_RATE_LIMIT": "20 per minute; 200 per hour",
+    # Where the rate-limit counters live, shared by all workers; None: a SQLite file in REPORT_DIR.
+    "RATELIMIT_STORAGE_URI": None,
+    # Origins besides the server's own whose pages may post to the API (e.g. "https://example.org").
+    "TRUSTED_ORIGINS": [],
+    # A model that failed to load is retried after this many seconds, doubling up to the maximum
+    # (at once when its files change).
+    "MODEL_RETRY_SECONDS": 5,
+    "MODEL_RETRY_MAX_SECONDS": 300,
     # ONNX exports of the backbones (app/inference/backbone_onnx.py), keyed by their weights' sha256.
     "ONNX_DIR": ".cache/onnx",
     # Fair serving (app/web/admission.py), per worker: requests running at once and waiting for a

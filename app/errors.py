@@ -1,7 +1,7 @@
 """One JSON error shape for every failure: {"error": {"code", "message"}}."""
 import logging
 
-from flask import jsonify
+from flask import current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -9,6 +9,7 @@ log = logging.getLogger(__name__)
 # Machine-readable codes for Werkzeug's HTTP errors (404, 405, 413 ...).
 HTTP_CODES = {
     400: "bad_request",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",
@@ -39,13 +40,16 @@ def error_response(message, status, code):
 
 def handle_api_error(err):
     response = error_response(err.message, err.status, err.code)
+    if getattr(err, "retry_after", None):
+        response.headers["Retry-After"] = str(int(err.retry_after))
     response.headers.update(getattr(err, "headers", None) or {})
     return response
 
 
 def handle_http_exception(err):
     if err.code == 413:
-        message = "The upload is larger than this server accepts."
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        message = "The upload is larger than this server accepts" + (f" ({limit} bytes)." if limit else ".")
     else:
         message = err.description or err.name
     response = error_response(message, err.code or 500, HTTP_CODES.get(err.code, "http_error"))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One setup for a fresh Debian machine, CI and the Docker image:
 #   scripts/setup.sh            runtime: .venv, Python packages, front-end assets, face cascade
-#   scripts/setup.sh --dev      also test tools, Debian Chromium/chromedriver/ffmpeg, demo-cast art
+#   scripts/setup.sh --dev      also test tools, Debian Chromium/chromedriver/ffmpeg, demo-cast art,
+#                               the Live2D models (npm dev dependencies) for `flask demo render`
 # Idempotent: a second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,10 +17,18 @@ step() { printf '\n==> %s\n' "$*"; }
 # Debian packages: npm (front-end assets) always; Chromium, chromedriver and ffmpeg for the tests.
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   need=()
-  command -v npm >/dev/null || need+=(nodejs npm)
+  # (The Docker image mounts node_modules from its node stage: no npm needed there.)
+  command -v npm >/dev/null || [ -d node_modules ] || need+=(nodejs npm)
   "$PY" -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
   if [ "$DEV" = 1 ]; then
-    for pkg in chromium chromium-driver ffmpeg; do
+    # fonts-noto-cjk: Chinese and Japanese glyphs in the page's screenshots.
+    for pkg in chromium chromium-driver ffmpeg fonts-noto-cjk; do
+      dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+    done
+    # Docker test and reverse-proxy test (tests/test_docker.py, tests/test_proxy.py): a Docker
+    # engine, debootstrap for a local base image (no image registry is needed), Debian's nginx.
+    # The tests start their own instances; on a machine with systemd, installing also starts both.
+    for pkg in docker.io debootstrap nginx; do
       dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
   fi
@@ -47,7 +56,17 @@ if [ -d app ]; then
 fi
 
 step "Front-end assets (npm) into static/vendor"
-"$PYBIN" scripts/vendor_assets.py
+if [ "$DEV" = 1 ]; then "$PYBIN" scripts/vendor_assets.py --dev; else "$PYBIN" scripts/vendor_assets.py; fi
+
+# Cutout networks for ONNX Runtime. app/ is absent in the Docker build's setup stage: the
+# Dockerfile runs the same two commands once the app is copied.
+if [ -d app ]; then
+  step "IS-Net general weights (npm @imgly/background-removal-data) into models/isnet-general"
+  [ -f node_modules/@imgly/background-removal-data/package.json ] || npm ci --no-audit --no-fund
+  "$PYBIN" -m app.inference.isnet_general
+  step "ONNX exports of the committed cutout models (verified against torch)"
+  "$PYBIN" -m app.inference.onnx_export models/demo-cutout
+fi
 
 if [ "$DEV" = 1 ]; then
   step "Demo cast (Ren'Py sprites from Debian) into .cache/demo_cast"

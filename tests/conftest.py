@@ -13,8 +13,15 @@ if str(ROOT) not in sys.path:
 
 from app import create_app  # noqa: E402
 
+# The page tests' server and browser fixtures (and their helpers, imported by those tests).
+pytest_plugins = ["page_support"]
+
 DEMO_CACHE = ROOT / ".cache" / "demo_cast"
 MODELS = ROOT / "models"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "docker: builds and runs the Docker image (minutes; -m 'not docker' skips)")
 
 
 def model_present(name):
@@ -30,6 +37,7 @@ def _needs(*names):
 needs_classifier = _needs("demo-classifier")
 needs_cutout = _needs("demo-cutout")
 needs_models = _needs("demo-classifier", "demo-cutout")
+needs_isnet = _needs("isnet-general")  # built from npm by scripts/setup.sh
 
 
 @pytest.fixture
@@ -40,7 +48,9 @@ def report_dir(tmp_path):
 @pytest.fixture
 def app(report_dir):
     # TORCH_THREADS=1: the test machine is shared; the real default is cores // workers.
-    return create_app({"TESTING": True, "REPORT_DIR": str(report_dir), "TORCH_THREADS": 1})
+    # demo-cutout: the fast model keeps API tests quick; test_cutout_models.py serves the default.
+    return create_app({"TESTING": True, "REPORT_DIR": str(report_dir), "TORCH_THREADS": 1,
+                       "CUTOUT_MODEL": "demo-cutout"})
 
 
 @pytest.fixture

@@ -22,13 +22,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_healthy(url, proc, log, timeout=60):
-    """Poll url/healthz until it answers 200; fail the test with the server's log if it never does."""
-    http = urllib3.PoolManager(retries=False)
+def wait_healthy(url, proc, log, timeout=60, ready=True):
+    """Poll url/healthz until it answers 200 (or 503, not ready, when `ready` is False); fail the
+    test with the server's log if it never does."""
     deadline = time.time() + timeout
     while True:
         try:
-            if http.request("GET", url + "/healthz", timeout=2).status == 200:
+            # A fresh connection each time, closed at once: an idle keep-alive connection would
+            # hold a gthread worker's shutdown for its whole grace period.
+            with urllib3.PoolManager(retries=False) as http:
+                status = http.request("GET", url + "/healthz", timeout=2).status
+            if status in ((200,) if ready else (200, 503)):
                 return
         except urllib3.exceptions.HTTPError:
             pass
@@ -39,8 +43,9 @@ def wait_healthy(url, proc, log, timeout=60):
 
 
 @contextlib.contextmanager
-def gunicorn(tmp_dir, env=None, workers=1, args=()):
-    """Run `gunicorn wsgi:app` on a free loopback port; yields (url, log path).
+def gunicorn(tmp_dir, env=None, workers=1, args=(), ready=True):
+    """Run `gunicorn wsgi:app` on a free loopback port; yields (url, log path). ready=False: start
+    serving as soon as /healthz answers at all (a test of a server that is not ready).
 
     Its output goes to a file (a pipe nobody reads would block it once full), and it is stopped
     with SIGTERM, which lets workers finish and exit at once when idle.
@@ -54,7 +59,7 @@ def gunicorn(tmp_dir, env=None, workers=1, args=()):
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, proc, log)
+        wait_healthy(url, proc, log, ready=ready)
         yield url, log
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -141,7 +141,7 @@ def test_evaluation_reports_each_group_and_sheets_the_worst_pictures(tmp_path):
     from app.inference.cutout import Cutter
     from app.training.cutout_eval import evaluate
     torch.manual_seed(0)
-    cutter = Cutter(U2NETP(), {"input_size": 64})
+    cutter = Cutter.from_net(U2NETP(), {"input_size": 64})
     images, masks = _pictures(4, 64, seed=3)
     groups = [("sprite a", "background x"), ("sprite a", "sprite b", "background y"),
               ("sprite b", "background x"), ("background y",)]

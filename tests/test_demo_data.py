@@ -249,3 +249,28 @@ def test_distractors_lie_behind_the_figures_as_background(tmp_path):
     assert 10 < np.median(sizes) < 60  # 15-60% of the height, partly outside at times
 
 
+
+
+def test_live2d_faces_split_by_pose_for_the_classifier(tmp_path):
+    """Every Live2D character is known to the classifier; its poses ending in 8 and 9 are kept for
+    validation and test (the rule written in app/demo_data/faces.py)."""
+    import json
+
+    from app.demo_data import faces as demo_faces
+    rgba = np.zeros((60, 40, 4), np.uint8)
+    rgba[10:50, 5:35] = (200, 100, 50, 255)
+    for character, outfit in (("haruto", "default"), ("shizuku", "default")):
+        folder = tmp_path / f"{character}-{outfit}"
+        folder.mkdir()
+        for pose_id in (3, 8, 9, 18):
+            Image.fromarray(rgba).save(folder / f"{pose_id:04d}.png")
+            meta = {"character": character, "outfit": outfit, "expression": "smile", "pose_id": pose_id,
+                    "face_box": [10, 12, 20, 20], "alpha_box": [5, 10, 35, 50]}
+            (folder / f"{pose_id:04d}.json").write_text(json.dumps(meta))
+    poses = {split: sorted((f.character, f.meta["pose_id"]) for f in demo_faces.live2d_figures(split, tmp_path))
+             for split in ("train", "val", "test")}
+    assert poses == {"train": [("haruto", 3), ("shizuku", 3)],
+                     "val": [("haruto", 8), ("haruto", 18), ("shizuku", 8), ("shizuku", 18)],
+                     "test": [("haruto", 9), ("shizuku", 9)]}
+    figure = demo_faces.live2d_figures("train", tmp_path)[0]
+    assert figure.rgba.shape == (40, 30, 4) and figure.face_box == (5, 2, 20, 20)  # cropped to its alpha

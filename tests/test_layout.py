@@ -34,7 +34,7 @@ def _module_name(path):
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path, name):
+def _imports(path, name, modules):
     """Modules of app/ imported at import time of `path` (module level, not inside functions)."""
     tree = ast.parse(path.read_text())
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -47,20 +47,22 @@ def _imports(path, name):
             if node.level:
                 parent = package.split(".")[:len(package.split(".")) - node.level + 1]
                 base = ".".join(parent + ([base] if base else []))
-            found.add(base)
-            found |= {f"{base}.{a.name}" for a in node.names}
-    return {m for m in found if m.startswith("app")}
+            # `from pkg import sub` imports the submodule; `from mod import name` the module.
+            found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+    # A module's own packages are always imported before it: not an edge of its own making.
+    return {m for m in found if m.startswith("app") and not name.startswith(m + ".")}
 
 
 def test_no_import_cycles_in_the_app():
     modules = {_module_name(p): p for p in (ROOT / "app").rglob("*.py")}
-    graph = {name: {m for m in _imports(path, name) if m in modules and m != name}
+    graph = {name: {m for m in _imports(path, name, modules) if m in modules and m != name}
              for name, path in modules.items()}
     # Importing a.b.c imports its packages a and a.b first.
     for name in list(graph):
         for target in list(graph[name]):
             t_parts = target.split(".")
-            graph[name] |= {".".join(t_parts[:i]) for i in range(1, len(t_parts))} - {name}
+            graph[name] |= {p for p in (".".join(t_parts[:i]) for i in range(1, len(t_parts)))
+                            if p != name and not name.startswith(p + ".")}
     cycles = []
     state = {}
 

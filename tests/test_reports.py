@@ -54,15 +54,16 @@ def test_listing_ignores_half_reports_and_strangers(tmp_path):
 
 
 @pytest.mark.parametrize("label, dirname", [
-    ("初音ミク", "初音ミク"), ("王小明", "王小明"), ("Sylvie", "Sylvie"), ("a/b", "a_b"), ("..", "_"),
-    ("../../etc", "_.._etc"), ("CON", "_CON"), (" .hidden. ", "hidden"), ("x:y*z?", "x_y_z_"),
+    ("初音ミク", "初音ミク"), ("王小明", "王小明"), ("Sylvie", "Sylvie"), ("a/b", "a%2Fb"), ("..", "%2E%2E"),
+    ("../../etc", "%2E.%2F..%2Fetc"), ("CON", "%43ON"), (" .hidden. ", "%20.hidden.%20"),
+    ("x:y*z?", "x%3Ay%2Az%3F"), ("100%", "100%25"),
 ])
 def test_label_dirname_keeps_letters_and_stays_inside(label, dirname):
     assert reports.label_dirname(label) == dirname
 
 
 def test_label_dirname_fits_name_max():
-    assert len(reports.label_dirname("字" * 100).encode()) <= 200
+    assert len(reports.label_dirname("字" * 100).encode()) <= 240
 
 
 def test_cli_list_and_export(app, runner, report_dir, tmp_path):
@@ -76,5 +77,5 @@ def test_cli_list_and_export(app, runner, report_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert len(list((out / "初音ミク").glob("*.png"))) == 2
     assert len(list((out / "lucy").glob("*.png"))) == 1
-    assert len(list((out / "_escape").glob("*.png"))) == 1
-    assert sorted(p.name for p in out.iterdir()) == sorted(["初音ミク", "lucy", "_escape"])
+    assert len(list((out / "%2E.%2Fescape").glob("*.png"))) == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(["初音ミク", "lucy", "%2E.%2Fescape"])

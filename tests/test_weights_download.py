@@ -143,7 +143,8 @@ def test_a_downloaded_cutout_file_is_a_model_directory_the_api_serves(runner, se
     result = download(runner, write_manifest(tmp_path, server), dest)
     assert result.exit_code == 0, result.output
     model_dir = dest / "u2netp"
-    assert sorted(p.name for p in model_dir.iterdir()) == ["card.json", "u2netp.pth"]
+    # The weights, their card, and the ONNX export that serving uses (verified against torch).
+    assert sorted(p.name for p in model_dir.iterdir()) == ["card.json", "model.onnx", "onnx.json", "u2netp.pth"]
     card = json.loads((model_dir / "card.json").read_text())
     assert card["kind"] == "cutout" and card["architecture"] == "u2netp" and card["input_size"] == 320
     assert card["sha256"] == hashlib.sha256(GOOD).hexdigest() and card["source"]["sha256_published"]

@@ -12,6 +12,7 @@ LAZY = {
     "dataset": "app.commands.dataset",
     "demo": "app.commands.demo",
     "reports": "app.commands.reports",
+    "cutout": "app.commands.cutout",
 }
 
 

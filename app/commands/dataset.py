@@ -4,7 +4,7 @@ import subprocess
 import click
 from flask.cli import AppGroup
 
-from app.commands.common import ERRORS, bar, fail
+from app.commands.common import ERRORS, bar, command_line, fail
 
 command = AppGroup("dataset", help="Build face data sets from images, videos and reports.")
 
@@ -54,7 +54,9 @@ def faces_command(out_dir, sources, reports, unlabelled, every, margin, dedupe_b
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--hold-out-val/--no-hold-out-val", default=True, show_default=True,
               help="Move one training expression per character into validation only.")
-def demo_faces_command(out_dir, n_train, n_val, n_test, seed, hold_out_val):
+@click.option("--live2d", "live2d_share", default=0.5, show_default=True, type=click.FloatRange(0, 0.75),
+              help="Share of composites showing the Live2D characters (`flask demo render` first); 0 leaves them out.")
+def demo_faces_command(out_dir, n_train, n_val, n_test, seed, hold_out_val, live2d_share):
     """Face crops of the demo cast (and of amoebax outsiders as _unknown) in OUT_DIR/{train,val,test}/."""
     from app.demo_data import faces as demo_faces
     from app.demo_data import outsiders, renpy_cast
@@ -66,7 +68,8 @@ def demo_faces_command(out_dir, n_train, n_val, n_test, seed, hold_out_val):
         expected = round(sum(counts.values()) * 1.25)
         with bar(expected, "composing faces") as progress:
             stats = demo_faces.build_demo_faces(
-                out_dir, counts, seed, hold_out_val=hold_out_val,
+                out_dir, counts, seed, hold_out_val=hold_out_val, live2d_share=live2d_share,
+                command=command_line(),
                 on_crop=lambda c: progress.update(1) if progress.pos < expected - 1 else None)
     except (*ERRORS, subprocess.CalledProcessError) as exc:
         fail(exc)

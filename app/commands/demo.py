@@ -8,9 +8,11 @@ from PIL import Image
 
 from app.commands.common import ERRORS, bar, fail
 from app.demo_data import renpy_cast
+from app.demo_data.live2d.command import render_command
 from app.demo_data.sources import ALWAYS, SOURCES
 
-command = AppGroup("demo", help="The demo data: Ren'Py sprites and more art from Debian, composed into pictures.")
+command = AppGroup("demo", help="The demo data: Ren'Py sprites, more art from Debian and Live2D renders.")
+command.add_command(render_command, "render")
 
 
 def _source_options(func):

@@ -77,6 +77,9 @@ def download_command(name, dest, manifest_path, url, sha256, allow_unverified, f
         click.echo(f"{target} is already present and verified (sha256 {expected[:16]}...)")
         if serves and not (target.parent / "card.json").is_file():
             write_cutout_card(name, entry, target, expected, url or entry["url"], True)
+        if serves:
+            from app.inference.onnx_export import ensure_export
+            ensure_export(target.parent)
         _export_backbone(name, dest)
         return
     try:
@@ -89,7 +92,9 @@ def download_command(name, dest, manifest_path, url, sha256, allow_unverified, f
                                     allow_unverified=allow_unverified, progress=progress)
         if serves:
             write_cutout_card(name, entry, path, digest, url or entry["url"], expected is not None)
-    except DownloadError as exc:
+            from app.inference.onnx_export import export_cutout
+            export_cutout(path.parent)  # served through ONNX Runtime, verified against torch
+    except (DownloadError, ModelError) as exc:
         raise click.ClickException(f"{exc}. Nothing was written to {dest_dir}.") from None
     except OSError as exc:  # dest not writable, disk full, ...
         raise click.ClickException(f"cannot write to {dest_dir}: {exc}") from None

@@ -2,19 +2,38 @@
 
 Layout out: OUT/{train,val,test}/<character or _unknown>/*.png plus OUT/dataset.json, which
 `flask train classifier` records in the model card.
+
+The cast is nine characters: the three of the Ren'Py games and the six Live2D characters
+(app.demo_data.live2d). Held-out rule for the classifier, written before it was trained on them:
+- Ren'Py: the sprite splits of renpy_cast (an expression, a pose and a whole outfit never trained
+  on, and VAL_HELD_OUT_SPRITES below for validation), each split on its own background photos.
+- Live2D: every one of the six is a known character, split by pose number as the renders are
+  (pose_id % 10: 0-7 train, 8 val, 9 test), so test faces are poses the head never saw. Haruto,
+  whom the renders' own rule holds out whole for the cutout networks, is split by pose here too.
+- Whole characters never seen: the amoebax outsiders of the test split (never in training or
+  calibration), and leave-one-character-out over the nine (`train classifier --loco`).
 """
-import json
 from pathlib import Path
 
 import numpy as np
 
 from app.demo_data import compose, outsiders
 from app.demo_data import renpy_cast as demo_cast
-from app.storage.files import staged_dir
+from app.demo_data.live2d.dataset import POSE_FOLDS
+from app.storage.files import staged_dir, write_json
 from app.training.face_dataset import DEFAULT_MARGIN, UNKNOWN_LABEL, FaceCrop, crop_face, write_crops
 
 _OUTSIDER_SALT = {"train": 77_001, "val": 77_002, "test": 77_003}
 _CAST_SALT = {"train": 55_001, "val": 55_002}
+_LIVE2D_SALT = {"train": 99_001, "val": 99_002, "test": 99_003}
+LIVE2D_FOLDS = {"train": range(0, 8), "val": (8,), "test": (9,)}  # pose_id % POSE_FOLDS
+
+
+def live2d_figures(split, cache_dir=None):
+    """The Live2D figures of a face-data split (the rule in the module docstring)."""
+    from app.demo_data import live2d
+    figures = live2d.load(cache_dir or live2d.DEFAULT_CACHE, "all")
+    return [f for f in figures if f.meta["pose_id"] % POSE_FOLDS in LIVE2D_FOLDS[split]]
 
 # Validation made as hard as the test: one training expression per character (where it has
 # two or more) is moved out of training and shown only in validation, so the unknown threshold
@@ -43,37 +62,44 @@ def _crops(comps, label_of, source, margin):
 
 def demo_face_crops(split, count, seed=0, margin=DEFAULT_MARGIN, cast_cache=None,
                     outsider_cache=outsiders.DEFAULT_CACHE, outsider_share=0.25, size=(512, 384),
-                    hold_out_val=True):
-    """Yield FaceCrops cut at the known face boxes of demo-cast composites of `split`, plus outsiders."""
+                    hold_out_val=True, live2d_share=0.0, live2d_cache=None):
+    """Yield FaceCrops cut at the known face boxes of demo-cast composites of `split`, plus
+    Live2D characters (`live2d_share` of the composites) and outsiders (`outsider_share`)."""
     cast_cache = cast_cache or demo_cast.DEFAULT_CACHE
     n_outsiders = round(count * outsider_share)
+    n_live2d = round(count * live2d_share)
+    n_cast = count - n_outsiders - n_live2d
     if split == "test" or not hold_out_val:
         # The test split is exactly demo_cast's, composed by its own generator.
-        comps = demo_cast.composites(split, count - n_outsiders, seed, size, cache_dir=cast_cache)
+        comps = demo_cast.composites(split, n_cast, seed, size, cache_dir=cast_cache)
     else:
         keys, backgrounds = demo_sprite_plan(split, hold_out_val)
         rng = np.random.default_rng(seed + _CAST_SALT[split])
         comps = compose.composites(rng, demo_cast.load_sprites(cast_cache, keys),
-                                   demo_cast.load_backgrounds(cast_cache, backgrounds),
-                                   count - n_outsiders, size)
+                                   demo_cast.load_backgrounds(cast_cache, backgrounds), n_cast, size)
     yield from _crops(comps, lambda c: c, f"demo-cast {split}", margin)
+    photos = demo_cast.load_backgrounds(cast_cache, demo_cast.SPLITS[split]["backgrounds"])
+    if n_live2d > 0:
+        rng = np.random.default_rng(seed + _LIVE2D_SALT[split])
+        comps = compose.composites(rng, live2d_figures(split, live2d_cache), photos, n_live2d, size)
+        yield from _crops(comps, lambda c: c, f"live2d {split}", margin)
     if n_outsiders <= 0:
         return
     # Outsiders go through the same composer, one at a time, on the split's own backgrounds,
     # so that nothing but the character tells them apart from the cast.
     rng = np.random.default_rng(seed + _OUTSIDER_SALT[split])
-    comps = compose.composites(rng, outsiders.load(outsider_cache, split),
-                               demo_cast.load_backgrounds(cast_cache, demo_cast.SPLITS[split]["backgrounds"]),
-                               n_outsiders, size, per_picture=(1.0, 1))
+    comps = compose.composites(rng, outsiders.load(outsider_cache, split), photos, n_outsiders, size,
+                               per_picture=(1.0, 1))
     yield from _crops(comps, lambda c: UNKNOWN_LABEL, f"outsider {split}", margin)
 
 
-def describe_demo_faces(counts, seed, hold_out_val=True):
+def describe_demo_faces(counts, seed, hold_out_val=True, live2d_share=0.0, command=None):
     """What a demo face data set holds and how to rebuild it (written as OUT/dataset.json)."""
     return {
-        "command": (f"flask --app wsgi dataset demo-faces OUT --train {counts['train']} "
-                    f"--val {counts['val']} --test {counts['test']} --seed {seed}"
-                    + ("" if hold_out_val else " --no-hold-out-val")),
+        "command": command,
+        "live2d": {"share_of_composites": live2d_share,
+                   "source": "Live2D Inc.'s sample characters (npm, rendered by `flask demo render`)",
+                   "splits": {k: f"pose_id % {POSE_FOLDS} in {list(v)}" for k, v in LIVE2D_FOLDS.items()}},
         "composites": counts, "seed": seed,
         "cast": {"source": f"Debian {' + '.join(demo_cast.PACKAGES)} (Expat)",
                  "splits": {k: dict(zip(("sprites", "backgrounds"),
@@ -89,7 +115,7 @@ def describe_demo_faces(counts, seed, hold_out_val=True):
     }
 
 
-def build_demo_faces(out_dir, counts=None, seed=0, on_crop=None, hold_out_val=True, **kwargs):
+def build_demo_faces(out_dir, counts=None, seed=0, on_crop=None, hold_out_val=True, command=None, **kwargs):
     """Write OUT/{train,val,test}/<character or _unknown>/*.png from the demo cast and the outsiders."""
     counts = counts or {"train": 400, "val": 120, "test": 240}
     out_dir = Path(out_dir)
@@ -104,7 +130,7 @@ def build_demo_faces(out_dir, counts=None, seed=0, on_crop=None, hold_out_val=Tr
             # No near-duplicate removal: composites are distinct by construction (identical
             # crops still collapse, as files are named by their pixels' hash).
             stats[split] = write_crops(crops, staging / split, dedupe_bits=-1)
-        description = describe_demo_faces(counts, seed, hold_out_val)
+        description = describe_demo_faces(counts, seed, hold_out_val, kwargs.get("live2d_share", 0.0), command)
         description["faces"] = {k: v["labels"] for k, v in stats.items()}
-        (staging / "dataset.json").write_text(json.dumps(description, indent=1) + "\n")
+        write_json(staging / "dataset.json", description)
     return stats

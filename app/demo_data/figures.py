@@ -13,6 +13,7 @@ class Figure:
     expression: str  # pose or expression
     rgba: np.ndarray  # H x W x 4 uint8
     face_box: tuple | None  # (x, y, w, h) in figure pixels; None when the face is unknown
+    meta: dict = field(default_factory=dict, repr=False)  # what the source knows besides (pose, angles...)
 
 
 @dataclass

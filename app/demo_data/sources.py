@@ -37,6 +37,9 @@ SOURCES = {s.name: s for s in (
            "wallpapers and Wesnoth's painted landscapes (CC-BY-SA-3.0, GPL-2+; about 250 MB)"),
     Source("distractors", "app.demo_data.distractors", "objects",
            "Tux Paint's stamps (GPL-2, about 160 MB): some 300 objects pasted behind figures"),
+    Source("live2d", "app.demo_data.live2d", "figures",
+           "Live2D's six sample characters rendered in Chromium from npm (700 poses, about 6 min; "
+           "same as `flask demo render`)"),
 )}
 # Fetched by every `demo fetch`: what the tests and the demo models need.
 ALWAYS = ("cast", "outsiders")

@@ -1,0 +1,1 @@
+"""Serving-time inference: ONNX Runtime runners for the networks."""

@@ -82,25 +82,54 @@ def cutout_card(name, architecture, input_size, *, version="1", training=None, m
     return card
 
 
-class Cutter:
-    """A loaded cutout model; thread-safe for inference, shared read-only."""
+class TorchCutout:
+    """A torch cutout network behind the runners' one call, `probability(rgb)`: for training and
+    for evaluating a checkpoint before it is exported; serving uses onnx_runner.OnnxCutout."""
 
-    def __init__(self, net, card):
+    def __init__(self, net, input_size):
         self.net = net.eval()
+        self.input_size = int(input_size)
+
+    def probability(self, rgb):
+        """H x W map in [0, 1] for an RGB uint8 array."""
+        return predict_maps(self.net, rgb, self.input_size)
+
+
+class Cutter:
+    """A loaded cutout model: a runner (ONNX Runtime when served) plus the card; boxes and alpha
+    post-processing are done here, the same for every runner. Shared read-only by requests."""
+
+    def __init__(self, runner, card):
+        self.runner = runner
         self.card = card
-        self.input_size = int(card.get("input_size", 320))
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model_dir):
-        """Load models/<name>/ (card + weights, sha256 checked)."""
+    def load(cls, model_dir, threads=1):
+        """Serve models/<name>/ through ONNX Runtime (its ONNX file, or the verified export of its
+        torch weights; a missing or stale export is refused with the command that rebuilds it)."""
+        from app.inference.onnx_runner import OnnxCutout
+        return cls(OnnxCutout.load(model_dir, threads=threads), load_card(model_dir))
+
+    @classmethod
+    def from_net(cls, net, card):
+        """A Cutter over a torch network in memory (training, evaluation of a checkpoint)."""
+        return cls(TorchCutout(net, card.get("input_size", 320)), card)
+
+    @classmethod
+    def load_torch(cls, model_dir):
+        """A torch model directory's weights in a torch network (the export's reference)."""
         card = load_card(model_dir)
         try:
             net = nets.build(card.get("architecture"), "cutout")
         except ValueError as exc:
             raise ModelError(f"{model_dir}: {exc}") from None
         net.load_state_dict(load_weights(model_dir, card), strict=True)
-        return cls(net, card)
+        return cls.from_net(net, card)
+
+    @property
+    def input_size(self):
+        return self.runner.input_size
 
     def probability(self, rgb, box=None):
         """H x W probability map for an RGB array; outside `box` (x, y, w, h) it is 0."""
@@ -114,7 +143,7 @@ class Cutter:
                 raise ValueError("the box lies outside the image")
         prob = np.zeros((h, w), np.float32)
         with self._lock:  # one forward at a time per process keeps memory flat under load
-            prob[y0:y1, x0:x1] = predict_maps(self.net, rgb[y0:y1, x0:x1], self.input_size)
+            prob[y0:y1, x0:x1] = self.runner.probability(rgb[y0:y1, x0:x1])
         return prob
 
     def mask(self, image, box=None, **options):

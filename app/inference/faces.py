@@ -33,9 +33,10 @@ def _cascade(path):
     return cascade
 
 
-def cascade_available(path=CASCADE_PATH):
+def cascade_available(path=None):
+    """True if the face cascade (CASCADE_PATH unless given) can be loaded."""
     try:
-        _cascade(str(path))
+        _cascade(str(path or CASCADE_PATH))
         return True
     except CascadeMissing:
         return False
@@ -47,7 +48,9 @@ def detect_faces(rgb, path=CASCADE_PATH):
     scale = min(1.0, MAX_DETECT_SIDE / max(h, w))
     gray = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2GRAY)
     if scale < 1.0:
-        gray = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        # At least one pixel each way: a 2048:1 sliver scales to 1024 x 0.5, which cv2 refuses.
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
     gray = cv2.equalizeHist(gray)
     found = _cascade(str(path)).detectMultiScale(
         gray, scaleFactor=SCALE_FACTOR, minNeighbors=MIN_NEIGHBORS, minSize=(MIN_SIZE, MIN_SIZE))

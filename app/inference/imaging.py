@@ -4,8 +4,16 @@ Checks, in order: present and non-empty, within the byte limit, a PNG/JPEG/WebP 
 (the content decides, never the file name), dimensions within the pixel limit (read from the
 header, before any pixel is decoded, so a decompression bomb costs nothing), a complete decode.
 Then EXIF orientation is applied and the image is returned as RGB, or RGBA when it has alpha.
+
+Budgets hold per request as well as per picture: `decode_uploads` reads every header of a
+request first and refuses the lot (413) when their decoded pixels add up to more than
+MAX_REQUEST_PIXELS, so nothing is decoded for a request it would not finish. A use that needs
+fewer pixels than sent (a face crop, a cutout, a stored report) passes `max_pixels` or
+`max_side`: JPEGs are then decoded at a reduced scale (1/2, 1/4, 1/8), and every picture is
+scaled down on arrival, so big pictures do not stay in memory for the rest of the request.
 """
 import io
+import math
 import warnings
 
 from PIL import Image, ImageFile, ImageOps
@@ -41,8 +49,8 @@ def read_upload(storage, max_bytes=DEFAULT_MAX_BYTES):
     return data
 
 
-def decode_image(data, max_bytes=DEFAULT_MAX_BYTES, max_pixels=DEFAULT_MAX_PIXELS):
-    """Untrusted bytes -> PIL image in mode RGB or RGBA, upright; APIError on anything wrong."""
+def open_image(data, max_bytes=DEFAULT_MAX_BYTES, max_pixels=DEFAULT_MAX_PIXELS):
+    """Untrusted bytes -> (format, PIL image opened but not decoded), after the size checks."""
     if not data:
         raise APIError("The file is empty.", 400, "empty_file")
     if len(data) > max_bytes:
@@ -55,22 +63,88 @@ def decode_image(data, max_bytes=DEFAULT_MAX_BYTES, max_pixels=DEFAULT_MAX_PIXEL
             # Pillow warns (not raises) between MAX_IMAGE_PIXELS and twice that; we check ourselves.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=[fmt])
-            width, height = image.size
-            if width < 1 or height < 1:
-                raise APIError("The image has no pixels.", 400, "bad_image")
-            if width * height > max_pixels:
-                raise APIError(f"The image is {width}x{height}; at most {max_pixels} pixels are accepted.",
-                               413, "image_too_large")
-            image.seek(0)  # animated PNG/WebP: the first frame
-            image.load()
-    except APIError:
-        raise
     except Image.DecompressionBombError:
         raise APIError(f"The image has more than {max_pixels} pixels.", 413, "image_too_large") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as exc:
         raise APIError(f"The {fmt} image could not be decoded (truncated or corrupt).", 400,
                        "bad_image") from exc
-    return normalise(image)
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise APIError("The image has no pixels.", 400, "bad_image")
+    if width * height > max_pixels:
+        raise APIError(f"The image is {width}x{height}; at most {max_pixels} pixels are accepted.",
+                       413, "image_too_large")
+    return fmt, image
+
+
+def fitted_size(width, height, max_pixels=None, max_side=None):
+    """(w, h) scaled down, aspect kept, to at most max_pixels and max_side; never below 1 x 1."""
+    scale = 1.0
+    if max_pixels and width * height > max_pixels:
+        scale = math.sqrt(max_pixels / (width * height))
+    if max_side and max(width, height) * scale > max_side:
+        scale = max_side / max(width, height)
+    if scale >= 1.0:
+        return width, height
+    w, h = max(1, int(width * scale)), max(1, int(height * scale))
+    if max_pixels and w * h > max_pixels:  # a sliver (say 40000 x 1): only the long side can give
+        w, h = (max(1, max_pixels // h), h) if w > h else (w, max(1, max_pixels // w))
+    return w, h
+
+
+def plan_decode(fmt, image, max_pixels=None, max_side=None):
+    """Ask a JPEG to decode at the smallest 1/2^k scale still at least the size needed; return its size then."""
+    if fmt == "JPEG" and (max_pixels or max_side):
+        target = fitted_size(*image.size, max_pixels, max_side)
+        if target != image.size:
+            image.draft(image.mode, target)
+    return image.size
+
+
+def finish_decode(fmt, image, max_pixels=None, max_side=None, header_size=None):
+    """Decode an opened image fully, upright, RGB or RGBA, scaled down to the limits given.
+
+    The result's info["source_size"] is the upright size of the picture as sent (see source_size)."""
+    header_size = header_size or image.size
+    drafted = image.size
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.seek(0)  # animated PNG/WebP: the first frame
+            image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise APIError(f"The {fmt} image could not be decoded (truncated or corrupt).", 400,
+                       "bad_image") from exc
+    upright = normalise(image)
+    if upright.size != drafted:  # EXIF turned it a quarter: the size as sent turns with it
+        header_size = header_size[::-1]
+    out = shrink(upright, max_pixels, max_side)
+    out.info["source_size"] = tuple(header_size)
+    return out
+
+
+def source_size(image):
+    """(width, height) of the picture as sent, upright, before any scaling down on arrival."""
+    return tuple(image.info.get("source_size", image.size))
+
+
+def decode_image(data, max_bytes=DEFAULT_MAX_BYTES, max_pixels=DEFAULT_MAX_PIXELS, max_out_pixels=None,
+                 max_side=None):
+    """Untrusted bytes -> PIL image in mode RGB or RGBA, upright; APIError on anything wrong.
+
+    max_out_pixels / max_side scale the result down (aspect kept) for uses that need no more."""
+    fmt, image = open_image(data, max_bytes, max_pixels)
+    header = image.size
+    plan_decode(fmt, image, max_out_pixels, max_side)
+    return finish_decode(fmt, image, max_out_pixels, max_side, header)
+
+
+def shrink(image, max_pixels=None, max_side=None):
+    """`image` scaled down (Lanczos, aspect kept) to at most max_pixels and max_side; as is if it fits."""
+    size = fitted_size(image.width, image.height, max_pixels, max_side)
+    if size == image.size:
+        return image
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
 def has_alpha(image):
@@ -115,8 +189,32 @@ def png_bytes(image):
     return out.getvalue()
 
 
-def decode_upload(storage, config):
-    """Read and decode one uploaded file with the limits from the app config."""
+def decode_uploads(storages, config, max_pixels=None, max_side=None):
+    """Read and decode the uploaded files of one request with the limits from the app config.
+
+    Every file is read and its header checked before any is decoded: the request's total of
+    decoded pixels must stay within MAX_REQUEST_PIXELS (413 otherwise). Each result is scaled
+    down to max_pixels / max_side as soon as it is decoded."""
     max_bytes = int(config.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_BYTES)
-    data = read_upload(storage, max_bytes)
-    return decode_image(data, max_bytes, int(config.get("MAX_IMAGE_PIXELS") or DEFAULT_MAX_PIXELS))
+    per_image = int(config.get("MAX_IMAGE_PIXELS") or DEFAULT_MAX_PIXELS)
+    budget = int(config.get("MAX_REQUEST_PIXELS") or per_image)
+    opened, total = [], 0
+    for storage in storages:
+        fmt, image = open_image(read_upload(storage, max_bytes), max_bytes, per_image)
+        header = image.size
+        width, height = plan_decode(fmt, image, max_pixels, max_side)
+        total += width * height
+        if total > budget:
+            raise APIError(f"The pictures in this request add up to more than {budget} pixels; "
+                           "send fewer or smaller pictures.", 413, "request_too_large")
+        opened.append((fmt, image, header))
+    decoded = []
+    while opened:  # drop each opened file as soon as it is decoded and scaled down
+        fmt, image, header = opened.pop(0)
+        decoded.append(finish_decode(fmt, image, max_pixels, max_side, header))
+    return decoded
+
+
+def decode_upload(storage, config, max_pixels=None, max_side=None):
+    """Read and decode one uploaded file with the limits from the app config."""
+    return decode_uploads([storage], config, max_pixels, max_side)[0]

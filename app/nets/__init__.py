@@ -24,6 +24,7 @@ ARCHITECTURES = {a.name: a for a in (
     Architecture("inception_v3", "backbone", "app.nets.inception", "Inception3"),
     Architecture("u2net", "cutout", "app.nets.u2net", "U2NET"),
     Architecture("u2netp", "cutout", "app.nets.u2net", "U2NETP"),
+    Architecture("isnet", "cutout", "app.nets.isnet", "ISNetDIS"),
 )}
 
 

@@ -1,0 +1,1 @@
+"""Files on disk: model directories, weights from elsewhere, reports."""

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
@@ -108,3 +109,31 @@ def staged_dir(target, replace=True):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def remove_stale_temp(folder, max_age_s=60.0, depth=0):
+    """Remove TMP_PREFIX files and folders older than max_age_s in `folder` (and `depth` levels below).
+
+    What a killed writer left behind: a live write touches its temporary file as it goes, and no
+    write here takes a minute, so an older one has no owner. Returns the paths removed."""
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        try:
+            if entry.name.startswith(TMP_PREFIX):
+                if now - entry.stat(follow_symlinks=False).st_mtime > max_age_s:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+            elif depth > 0 and entry.is_dir(follow_symlinks=False):
+                removed += remove_stale_temp(entry.path, max_age_s, depth - 1)
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove: never stop a start for it
+    return removed

@@ -70,14 +70,19 @@ def load_weights(model_dir, card):
         raise ModelError(f"cannot read {path} ({exc}); {_remedy(card)}") from None
 
 
-def write_model_dir(model_dir, card, state_dict, weights_name="weights.pt"):
-    """Write card + weights into `model_dir` atomically; fills weights, sha256 and created. Returns the card."""
-    import torch
+def write_model_dir(model_dir, card, state_dict, weights_name="weights.pt", save=None):
+    """Write card + weights into `model_dir` atomically; fills weights, sha256 and created. Returns the card.
 
+    `save(path)` writes the weights file instead of torch.save(state_dict) (e.g. an ONNX file).
+    """
     with staged_dir(model_dir) as tmp:
         weights_path = tmp / weights_name
         with atomic_path(weights_path) as part:
-            torch.save(state_dict, part)
+            if save is None:
+                import torch
+                torch.save(state_dict, part)
+            else:
+                save(part)
         card = dict(card)
         card["weights"] = weights_name
         card["sha256"] = sha256_file(weights_path)

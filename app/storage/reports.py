@@ -2,7 +2,7 @@
 
 Paths are never built from user text: the id is generated here, and labels (any language)
 only appear inside the JSON record, or, on export, as a directory name made safe by
-`label_dirname`.
+`label_dirname`. What a label may hold is app/storage/labels.py's policy.
 """
 import datetime
 import hashlib
@@ -10,17 +10,13 @@ import json
 import re
 import secrets
 import shutil
-import unicodedata
 from pathlib import Path
 
+from app.storage import labels
 from app.storage.files import write_atomic
 
-MAX_LABEL_CHARS = 100
+MAX_LABEL_CHARS = labels.MAX_CHARS
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}$")
-# Characters that cannot appear in a directory name on common file systems.
-UNSAFE_NAME_CHARS = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
-WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
-                    *(f"LPT{i}" for i in range(1, 10))}
 
 
 class ReportError(ValueError):
@@ -28,20 +24,11 @@ class ReportError(ValueError):
 
 
 def clean_label(text, field="label", allow_empty=False):
-    """NFC-normalised, trimmed label; ReportError if empty, too long or with control characters."""
-    if not isinstance(text, str):
-        raise ReportError(f"The {field} must be text.")
-    label = unicodedata.normalize("NFC", text).strip()
-    if not label:
-        if allow_empty:
-            return ""
-        raise ReportError(f"The {field} is empty.")
-    if len(label) > MAX_LABEL_CHARS:
-        raise ReportError(f"The {field} is longer than {MAX_LABEL_CHARS} characters.")
-    # Category C*: control, format (bidi overrides), unassigned, private use, surrogates.
-    if any(unicodedata.category(ch).startswith("C") for ch in label):
-        raise ReportError(f"The {field} contains control or invisible characters.")
-    return label
+    """The label as stored (NFC, spaces trimmed); ReportError if app/storage/labels.py's policy refuses it."""
+    try:
+        return labels.clean_label(text, field, allow_empty)
+    except labels.LabelError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def new_id(now=None):
@@ -92,14 +79,8 @@ def list_reports(report_dir):
 
 
 def label_dirname(label):
-    """A directory name for a label that keeps its letters (any script) and cannot escape DIR."""
-    name = UNSAFE_NAME_CHARS.sub("_", unicodedata.normalize("NFC", label)).strip(" .")
-    if name.split(".")[0].upper() in WINDOWS_RESERVED:
-        name = "_" + name
-    # Leave room under NAME_MAX (255 bytes) for multi-byte scripts.
-    while len(name.encode("utf-8")) > 200:
-        name = name[:-1]
-    return name or "_"
+    """A directory name for a label: letters of any script kept, never a path, one per label."""
+    return labels.folder_name(label)
 
 
 def export_reports(report_dir, out_dir, records=None):

@@ -153,9 +153,12 @@ def export_model_dir(checkpoint, out, name, command="", heldout=None, eval_dir=N
         description, items = heldout
         net = nets.build(cfg["arch"], "cutout")
         net.load_state_dict(ckpt["model"])
-        card["metrics"] = {**cutout_eval.evaluate(Cutter(net, card), items, eval_dir),
+        card["metrics"] = {**cutout_eval.evaluate(Cutter.from_net(net, card), items, eval_dir),
                            "heldout": description}
     write_model_dir(out, card, ckpt["model"])
+    # Served through ONNX Runtime: export beside the weights, verified against torch.
+    from app.inference.onnx_export import export_cutout
+    export_cutout(out)
     return card
 
 

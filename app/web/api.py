@@ -1,18 +1,24 @@
 """JSON API: thin views that parse the request, call a service, and answer."""
 import io
+import math
+from pathlib import Path
 
 import numpy as np
 from flask import Blueprint, current_app, jsonify, request, send_file
+from PIL import Image
 
 from app.config import resolve_path
 from app.errors import APIError
 from app.inference import faces, imaging
 from app.inference.cutout import ALPHAS
+from app.inference.decontaminate import decontaminate
 from app.storage import reports
 from app.web import registry
 from app.web.admission import limited
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+# The description of the whole HTTP API, kept beside the code (tests check it against the routes).
+OPENAPI = Path(__file__).with_name("openapi.json")
 
 
 def _model_summary(card):
@@ -22,6 +28,12 @@ def _model_summary(card):
     return {k: card[k] for k in keys if k in card}
 
 
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 description of this API."""
+    return current_app.response_class(OPENAPI.read_bytes(), mimetype="application/json")
+
+
 @bp.get("/characters")
 def characters():
     """The labels the classifier knows and its card summary."""
@@ -29,17 +41,33 @@ def characters():
     return jsonify({"characters": list(identifier.labels), "model": _model_summary(identifier.card)})
 
 
+@bp.get("/models")
+def models():
+    """The cutout models a request may choose (?model=NAME), the default first, with their figures."""
+    default = registry.model_path_name(current_app, "cutout")
+    cards = registry.cutout_models(current_app)
+    names = sorted(cards, key=lambda n: (n != default, n))
+    return jsonify({"cutout": [{**_model_summary(cards[n]), "name": n, "default": n == default}
+                               for n in names]})
+
+
 @bp.post("/faces")
 def detect():
     """Anime face boxes in the uploaded image, in its pixels."""
-    image = imaging.decode_upload(request.files.get("image"), current_app.config)
+    # Detection works at MAX_DETECT_SIDE anyway: scale down on arrival, map boxes back.
+    image = imaging.decode_upload(request.files.get("image"), current_app.config,
+                                  max_side=faces.MAX_DETECT_SIDE)
+    width, height = imaging.source_size(image)
     try:
         boxes = faces.detect_faces(np.asarray(imaging.flatten(image)))
-    except faces.CascadeMissing:
-        raise APIError("Face detection is not installed on this server: run scripts/setup.sh "
-                       "to install lbpcascade_animeface.xml.", 503, "detector_unavailable") from None
-    return jsonify({"faces": [{"x": x, "y": y, "w": w, "h": h} for x, y, w, h in boxes],
-                    "width": image.width, "height": image.height})
+    except faces.CascadeMissing as exc:
+        current_app.logger.error("face detection unavailable: %s", exc)
+        raise APIError("Face detection is not installed on this server.", 503,
+                       "detector_unavailable") from None
+    sx, sy = width / image.width, height / image.height
+    return jsonify({"faces": [{"x": round(x * sx), "y": round(y * sy), "w": round(w * sx), "h": round(h * sy)}
+                              for x, y, w, h in boxes],
+                    "width": width, "height": height})
 
 
 @bp.post("/identify")
@@ -54,7 +82,8 @@ def identify():
         raise APIError(f"At most {limit} faces per request; {len(uploads)} were sent.", 400,
                        "too_many_faces")
     # Decode everything before touching the model, so a bad file costs no inference.
-    images = [imaging.flatten(imaging.decode_upload(u, current_app.config)) for u in uploads]
+    images = [imaging.flatten(image) for image in imaging.decode_uploads(
+        uploads, current_app.config, max_pixels=int(current_app.config["MAX_FACE_PIXELS"]))]
     identifier = registry.get_identifier()
     results = identifier.identify(images)
     return jsonify({"faces": results, "model": _model_summary(identifier.card)})
@@ -73,6 +102,17 @@ def _parse_box(text, width, height):
     return (x, y, w, h)
 
 
+def _scale_box(box, source, size):
+    """A box in the picture's pixels as sent -> the same region in its scaled-down copy."""
+    if box is None or source == size:
+        return box
+    sx, sy = size[0] / source[0], size[1] / source[1]
+    x0, y0 = min(size[0] - 1, int(box[0] * sx)), min(size[1] - 1, int(box[1] * sy))
+    x1 = min(size[0], max(x0 + 1, math.ceil((box[0] + box[2]) * sx)))
+    y1 = min(size[1], max(y0 + 1, math.ceil((box[1] + box[3]) * sy)))
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
 def _cutout_options(args):
     """Post-processing switches from the query: alpha=soft|hard|raw, threshold=0..1, largest=1, clean=1."""
     alpha = args.get("alpha", "soft")
@@ -84,13 +124,16 @@ def _cutout_options(args):
         threshold = -1.0
     if not 0.0 < threshold < 1.0:
         raise APIError("threshold must be a number between 0 and 1.", 400, "bad_option")
-    flags = {}
-    for name, key in (("largest", "largest_component"), ("clean", "clean")):
-        value = args.get(name, "0")
-        if value not in ("0", "1"):
-            raise APIError(f"{name} must be 0 or 1.", 400, "bad_option")
-        flags[key] = value == "1"
+    flags = {key: _switch(args, name, "0") for name, key in (("largest", "largest_component"), ("clean", "clean"))}
     return {"alpha": alpha, "threshold": threshold, **flags}
+
+
+def _switch(args, name, default):
+    """A 0/1 query switch."""
+    value = args.get(name, default)
+    if value not in ("0", "1"):
+        raise APIError(f"{name} must be 0 or 1.", 400, "bad_option")
+    return value == "1"
 
 
 @bp.post("/cutout")
@@ -101,23 +144,34 @@ def cutout():
     if output not in ("image", "mask"):
         raise APIError("output must be 'image' or 'mask'.", 400, "bad_output")
     options = _cutout_options(request.args)
-    # RGBA stays RGBA: the Cutter keeps transparency the picture already had.
-    image = imaging.decode_upload(request.files.get("image"), current_app.config)
-    box = _parse_box(request.form.get("box", "").strip(), image.width, image.height)
-    cutter = registry.get_cutter()
+    # Edge colours freed of the old background: the default for the transparent picture.
+    clean_edges = _switch(request.args, "decontaminate", "1")
+    # RGBA stays RGBA: the Cutter keeps transparency the picture already had. A picture over
+    # MAX_CUTOUT_PIXELS is cut out at that size: the answer's size is bounded, whatever was sent.
+    image = imaging.decode_upload(request.files.get("image"), current_app.config,
+                                  max_pixels=int(current_app.config["MAX_CUTOUT_PIXELS"]))
+    source = imaging.source_size(image)
+    box = _scale_box(_parse_box(request.form.get("box", "").strip(), *source), source, image.size)
+    cutter = registry.get_cutter(request.args.get("model"))
     if output == "mask":
         png = imaging.png_bytes(cutter.mask(image, box, **options))
         name = "mask.png"
     else:
-        png = imaging.png_bytes(cutter.cutout(image, box, **options))
+        rgba = cutter.cutout(image, box, **options)
+        if clean_edges:
+            rgba = Image.fromarray(decontaminate(np.asarray(rgba)))
+        png = imaging.png_bytes(rgba)
         name = "cutout.png"
     return send_file(io.BytesIO(png), mimetype="image/png", download_name=name, max_age=0)
 
 
 @bp.post("/reports")
 def create_report():
-    """Store a wrong-label report: the crop, the right label, and what the model said."""
-    image = imaging.decode_upload(request.files.get("face"), current_app.config)
+    """Store a wrong-label report: the crop, the right label, and what the model said (rate-limited:
+    app/web/ratelimit.py)."""
+    # Stored scaled down to MAX_REPORT_PIXELS: a face needs no more to train on.
+    image = imaging.decode_upload(request.files.get("face"), current_app.config,
+                                  max_pixels=int(current_app.config["MAX_REPORT_PIXELS"]))
     if "label" not in request.form:
         raise APIError("Send the right name under the field 'label'.", 400, "bad_label")
     try:

@@ -10,13 +10,17 @@ bp = Blueprint("web", __name__)
 @bp.get("/")
 def index():
     """The single-page app."""
-    return render_template("index.html", max_faces=current_app.config["MAX_FACES"],
-                           max_bytes=current_app.config["MAX_CONTENT_LENGTH"],
-                           detector=faces.DETECTOR)
+    return render_template("index.html", detector=faces.DETECTOR)
 
 
 @bp.get("/healthz")
 def healthz():
-    """200 with which models are available and loaded in this worker."""
-    return jsonify({"status": "ok", "models": registry.model_status(current_app),
-                    "face_detection": faces.cascade_available()})
+    """200 when every model this server needs can be used, 503 (same body) when one cannot.
+
+    Ready means: loaded in this worker, or card and weights (sha256) check out and no load of
+    those files has failed. Nothing is loaded here; see registry.readiness."""
+    models = registry.model_status(current_app)
+    detection = faces.cascade_available()
+    ready = detection and all(m["ready"] for m in models.values())
+    body = {"status": "ok" if ready else "not_ready", "models": models, "face_detection": detection}
+    return jsonify(body), 200 if ready else 503

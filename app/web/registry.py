@@ -3,9 +3,17 @@
 Nothing loads at import time or in gunicorn's master: the first request in each worker loads
 what it needs. The cache remembers the process id, so a fork after loading reloads rather than
 sharing torch state across processes.
+
+A model that cannot be loaded is remembered as failed: requests get a 503 at once, without
+touching its files, until a retry is due (MODEL_RETRY_SECONDS, doubling up to
+MODEL_RETRY_MAX_SECONDS) or its files change (an operator restored them). Clients are told
+which model is missing; the path, the reason and the command that fixes it go to the log.
 """
+import math
 import os
 import threading
+import time
+from dataclasses import dataclass
 
 from flask import current_app
 
@@ -16,36 +24,81 @@ KINDS = {
     # kind: (config key, how an operator gets one)
     "classifier": ("CLASSIFIER_MODEL", "scripts/setup.sh (demo model) or "
                    "`flask --app wsgi train classifier`"),
-    "cutout": ("CUTOUT_MODEL", "scripts/setup.sh (demo model) or `flask --app wsgi train cutout`"),
+    "cutout": ("CUTOUT_MODEL", "scripts/setup.sh (builds isnet-general from npm and exports "
+               "demo-cutout) or `flask --app wsgi train cutout`"),
 }
 
 _lock = threading.Lock()
+clock = time.monotonic  # when a retry is due; tests step it instead of waiting
 
 
 class ModelUnavailable(APIError):
     """503: a model this request needs is not installed or cannot be loaded."""
 
-    def __init__(self, message):
+    def __init__(self, message, retry_after=None):
         super().__init__(message, 503, "model_unavailable")
+        self.retry_after = retry_after
+
+
+class NotInstalled(Exception):
+    """The configured model directory has no card."""
+
+
+@dataclass
+class Failure:
+    """A failed load, remembered so that requests do not retry it until `retry_at`."""
+    public: str          # what clients are told
+    action: str          # "load" or "verify"
+    attempts: int
+    retry_at: float      # clock()
+    signature: tuple     # the model directory's files when it failed
+
+    def error(self):
+        return ModelUnavailable(self.public, max(1, math.ceil(self.retry_at - clock())))
 
 
 def _state(app):
-    state = app.extensions.setdefault("models", {"pid": os.getpid(), "models": {}})
+    state = app.extensions.setdefault("models", {"pid": os.getpid()})
     if state["pid"] != os.getpid():
-        state.update(pid=os.getpid(), models={})
+        state.clear()
+        state["pid"] = os.getpid()
+    for key in ("models", "failures", "verified"):
+        state.setdefault(key, {})
     return state
 
 
+def _signature(directory):
+    """(name, size, mtime, inode) of each file in a model directory: changes when anyone touches it."""
+    try:
+        files = [(e.name, e.stat()) for e in os.scandir(directory) if e.is_file()]
+    except OSError:
+        return ()
+    return tuple(sorted((name, st.st_size, st.st_mtime_ns, st.st_ino) for name, st in files))
+
+
 def _load(kind, directory):
+    if not (directory / "card.json").is_file():
+        raise NotInstalled("card.json missing")
     threads = torch_threads(current_app.config)
     if kind == "classifier":
+        import torch
+        torch.set_num_threads(threads)
         from app.inference.identify import Identifier
         # build=False: serving never exports; a missing export is a 503 naming the command.
         return Identifier.load(directory, resolve_path(current_app.config["ONNX_DIR"]), threads, build=False)
-    import torch
-    torch.set_num_threads(threads)
     from app.inference.cutout import Cutter
-    return Cutter.load(directory)
+    return Cutter.load(directory, threads=threads)  # ONNX Runtime: no torch in the worker
+
+
+def _verify(kind, directory):
+    """Check a model directory without loading it: its card, and its weights' sha256."""
+    if not (directory / "card.json").is_file():
+        raise NotInstalled("card.json missing")
+    from app.storage.model_dirs import load_card, verify_weights
+    card = load_card(directory)
+    if card.get("kind") != kind:
+        raise ValueError(f"card.json says kind {card.get('kind')!r}, not {kind!r}")
+    verify_weights(directory, card)
 
 
 def _shown(directory):
@@ -56,27 +109,53 @@ def _shown(directory):
         return directory.name
 
 
-def get_model(kind):
-    """The loaded model of `kind` ("classifier" or "cutout"); ModelUnavailable (503) if it cannot be."""
+def _attempt(app, state, kind, action, directory=None, slot=None):
+    """Run `action(kind, directory)` unless a remembered failure says wait; remember a new failure.
+
+    directory: the configured model of `kind` unless given (a request's choice, kept as `slot`)."""
+    key, how = KINDS[kind]
+    directory = directory or model_path(app.config, key)
+    slot = slot or kind
+    signature = _signature(directory)
+    failure = state["failures"].get(slot)
+    if failure and failure.signature == signature and clock() < failure.retry_at:
+        raise failure.error()
+    try:
+        result = action(kind, directory)
+    except Exception as exc:  # ModelError, bad card, unreadable weights: all mean 503
+        attempts = failure.attempts + 1 if failure and failure.signature == signature else 1
+        delay = min(float(app.config["MODEL_RETRY_MAX_SECONDS"]),
+                    float(app.config["MODEL_RETRY_SECONDS"]) * 2 ** (attempts - 1))
+        if isinstance(exc, NotInstalled):
+            public = f"No {kind} model is installed on this server."
+            app.logger.error("no %s model at %s (card.json missing): install one with %s, or set "
+                             "FLASK_%s; next try in %.0f s", kind, directory, how, key, delay)
+        else:
+            public = f"The {kind} model on this server cannot be loaded."
+            app.logger.error("cannot load the %s model from %s: %s; next try in %.0f s",
+                             kind, directory, exc, delay)
+        failure = Failure(public + " The operator's log says why.", action.__name__.strip("_"), attempts,
+                          clock() + delay, signature)
+        state["failures"][slot] = failure
+        raise failure.error() from None
+    state["failures"].pop(slot, None)
+    return result, signature
+
+
+def get_model(kind, directory=None):
+    """The loaded model of `kind` ("classifier" or "cutout"): the configured one, or the model
+    directory `directory` (a request's choice); ModelUnavailable (503) if it cannot be loaded."""
     app = current_app._get_current_object()
     state = _state(app)
-    model = state["models"].get(kind)
+    slot = f"{kind}:{directory.name}" if directory is not None else kind
+    model = state["models"].get(slot)
     if model is not None:
         return model
-    key, how = KINDS[kind]
-    directory = model_path(app.config, key)
-    if not (directory / "card.json").is_file():
-        raise ModelUnavailable(f"No {kind} model at {_shown(directory)} (card.json missing). "
-                               f"Install one with {how}, or set FLASK_{key}.")
     with _lock:
-        model = state["models"].get(kind)
+        model = state["models"].get(slot)
         if model is None:
-            try:
-                model = _load(kind, directory)
-            except Exception as exc:  # ModelError, bad card, unreadable weights: all mean 503
-                app.logger.warning("cannot load %s model from %s: %s", kind, directory, exc)
-                raise ModelUnavailable(f"The {kind} model at {_shown(directory)} cannot be loaded: {exc}") from None
-            state["models"][kind] = model
+            model, _ = _attempt(app, state, kind, _load, directory, slot)
+            state["models"][slot] = model
     return model
 
 
@@ -85,18 +164,70 @@ def get_identifier():
     return get_model("classifier")
 
 
-def get_cutter():
-    """The process's cutout network (app.inference.cutout.Cutter)."""
-    return get_model("cutout")
+def cutout_models(app):
+    """{name: card} of the cutout model directories under MODEL_DIR that a request may choose."""
+    from app.storage.model_dirs import ModelError, list_model_dirs, load_card
+    found = {}
+    for directory in list_model_dirs(resolve_path(app.config["MODEL_DIR"])):
+        try:
+            card = load_card(directory)
+        except ModelError:
+            continue
+        if card.get("kind") == "cutout":
+            found[directory.name] = card
+    return found
+
+
+def model_path_name(app, kind):
+    """The folder name of the configured model of `kind`."""
+    return model_path(app.config, KINDS[kind][0]).name
+
+
+def get_cutter(name=None):
+    """The process's cutout network (app.inference.cutout.Cutter): the configured default, or the
+    model directory `name` under MODEL_DIR (a request's ?model=), APIError 400 for an unknown one."""
+    app = current_app._get_current_object()
+    if not name or model_path(app.config, "CUTOUT_MODEL") == resolve_path(app.config["MODEL_DIR"]) / name:
+        return get_model("cutout")
+    choices = cutout_models(app)
+    if name not in choices:
+        raise APIError(f"Unknown cutout model {name!r}; choose one of: {', '.join(sorted(choices))}.",
+                       400, "unknown_model")
+    return get_model("cutout", resolve_path(app.config["MODEL_DIR"]) / name)
+
+
+def readiness(app, kind):
+    """(ready, reason for clients or None) without loading: loaded, or card and weights check out.
+
+    The weights are hashed once per change of the model directory's files, and a failure is
+    remembered like a failed load, so a health check polled every second costs a directory listing."""
+    state = _state(app)
+    if kind in state["models"]:
+        return True, None
+    with _lock:
+        directory = model_path(app.config, KINDS[kind][0])
+        signature = _signature(directory)
+        failure = state["failures"].get(kind)
+        if failure and failure.action == "load" and failure.signature == signature:
+            return False, failure.public  # files unchanged since a load failed: only a load can tell
+        if state["verified"].get(kind) == signature and not failure:
+            return True, None
+        try:
+            _, signature = _attempt(app, state, kind, _verify)
+        except ModelUnavailable as exc:
+            return False, exc.message
+        state["verified"][kind] = signature
+        return True, None
 
 
 def model_status(app):
-    """{kind: {"loaded", "available", "path"}} without loading anything."""
+    """{kind: {"ready", "available", "loaded", "path"[, "error"]}} without loading anything."""
     state = _state(app)
     status = {}
     for kind, (key, _) in KINDS.items():
-        directory = model_path(app.config, key)
-        status[kind] = {"loaded": kind in state["models"],
-                        "available": (directory / "card.json").is_file(),
-                        "path": _shown(directory)}
+        ready, reason = readiness(app, kind)
+        status[kind] = {"ready": ready, "available": ready, "loaded": kind in state["models"],
+                        "path": _shown(model_path(app.config, key))}
+        if reason:
+            status[kind]["error"] = reason
     return status

@@ -1,0 +1,85 @@
+"""Per-client rate limits (Flask-Limiter), counted across all workers, answered 429 with Retry-After.
+
+LIMITED names each limited endpoint and the setting that holds its limit. A client is its
+address (the proxy's X-Forwarded-For hop with PROXY_FIX), or its /64 for IPv6, which is what
+one household or one server usually holds. Counters live in a SQLite file
+(app/storage/counters.py) shared by the workers, unless RATELIMIT_STORAGE_URI names another
+`limits` storage (`redis://...`, or `memory://` for one process). By default that file is in a
+private folder of the system's temporary directory, one file per report folder (so per
+instance): counters are short-lived, and they stay out of the users' data.
+"""
+import hashlib
+import ipaddress
+import math
+import os
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+from flask import current_app, request
+from flask_limiter import Limiter, RateLimitExceeded
+
+from app.config import resolve_path
+from app.errors import error_response
+from app.storage import counters  # noqa: F401  (registers the sqlite:// storage scheme)
+
+# endpoint -> the setting with its limit, in the `limits` syntax ("20 per minute; 200 per hour").
+LIMITED = {"api.create_report": "REPORT_RATE_LIMIT"}
+
+
+def client_key():
+    """The rate-limit key of this request's client: its address, or its /64 network for IPv6."""
+    address = request.remote_addr or "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        if ip.ipv4_mapped:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def too_many_requests(err):
+    """429 as JSON, with Retry-After: the seconds until the exceeded window ends."""
+    limiter = current_app.extensions["ratelimit"]
+    current = limiter.current_limit
+    retry = max(1, math.ceil(current.reset_at - time.time())) if current else 60
+    allowed = str(current.limit) if current else "the allowed rate"
+    response = error_response(f"Too many requests from your address (at most {allowed}). "
+                              f"Try again in {retry} s.", 429, "too_many_requests")
+    response.headers["Retry-After"] = str(retry)
+    return response
+
+
+def default_storage_uri(app):
+    """sqlite:///TMP/anime-face-UID/ratelimit-HASH.sqlite3 for this instance; memory:// if that folder
+    is not ours (another user could otherwise plant the file)."""
+    folder = Path(tempfile.gettempdir()) / f"anime-face-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+            raise PermissionError(f"{folder} is not a private folder of this user")
+    except OSError as exc:
+        app.logger.warning("rate limits counted per worker process (memory): %s", exc)
+        return "memory://"
+    instance = hashlib.sha256(str(resolve_path(app.config["REPORT_DIR"])).encode()).hexdigest()[:16]
+    return f"sqlite:///{folder / f'ratelimit-{instance}.sqlite3'}"
+
+
+def init_app(app):
+    """A limiter for `app` on the LIMITED endpoints (register blueprints first); JSON 429 answers."""
+    if not app.config.get("RATELIMIT_STORAGE_URI"):
+        app.config["RATELIMIT_STORAGE_URI"] = default_storage_uri(app)
+    # If the counters cannot be reached, count in this process rather than fail the request.
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    # One limiter per app (not a module global): each app has its own settings and counters.
+    limiter = Limiter(key_func=client_key, app=app)
+    for endpoint, key in LIMITED.items():
+        view = app.view_functions[endpoint]
+        app.view_functions[endpoint] = limiter.limit(lambda key=key: current_app.config[key])(view)
+    app.extensions["ratelimit"] = limiter
+    app.register_error_handler(RateLimitExceeded, too_many_requests)

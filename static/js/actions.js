@@ -1,0 +1,437 @@
+// What the page does: each action changes the state through store.update and talks to the
+// server, the detector or the pixels. No DOM here.
+import * as api from "./api.js";
+import { byPosition, centredBox, figureBox, sameBox } from "./boxes.js";
+import { compose, exportCutout, forgetBackground, forgetResult, keepBackground, keepResult } from "./cutout.js";
+import { baseName, bitmapOf, cropBlob, cutoutRefusal, decodeFile, forget, keepBitmap, PictureError } from "./pictures.js";
+import { currentPicture, faceById, faceNumber, newCutout, newFace, newPicture, pictureById, sortFaces } from "./state.js";
+import { zipBlob } from "./zip.js";
+
+/** The page's actions over `store`, with the started `detector`. */
+export function createActions(store, detector) {
+  const { update } = store;
+  const state = store.state;
+  const cutoutRequests = new Map(); // picture id -> AbortController of its running cutout
+  let picks = 0;                    // the latest pick wins the current picture
+  let batchController = null;
+
+  // ---------- pictures ----------
+  async function addFiles(files) {
+    const pick = ++picks;
+    const list = Array.from(files || []);
+    if (!list.length) return;
+    update((s) => { s.notice = []; });
+    let first = null;
+    for (const file of list) {
+      let bitmap;
+      try {
+        bitmap = await decodeFile(file);
+      } catch (err) {
+        const notice = err instanceof PictureError ? { key: err.code, params: err.params }
+          : { key: "picture.unreadable", params: { name: file.name || "" } };
+        update((s) => { s.notice.push(notice); });
+        continue;
+      }
+      // Decoded: only now does the picture join the page (a bad file changes nothing).
+      const id = state.nextPictureId;
+      keepBitmap(id, bitmap);
+      const picture = newPicture(id, file, bitmap.width, bitmap.height);
+      update((s) => {
+        s.nextPictureId++;
+        s.pictures.push(picture);
+        if (!first && pick === picks) s.currentId = id;
+      });
+      first = first || picture;
+      detectWaiting();
+    }
+  }
+
+  function selectPicture(id) {
+    update((s) => { s.currentId = id; s.drag = null; });
+    // Its pixels may have been let go (only a few pictures stay decoded): the thumbnails need them.
+    const picture = pictureById(state, id);
+    if (picture) bitmapOf(picture).then(() => update(() => {}), () => {});
+  }
+
+  function removePicture(id) {
+    const index = state.pictures.findIndex((p) => p.id === id);
+    if (index < 0) return;
+    cancelCutout(id);
+    forget(id);
+    forgetResult(id);
+    forgetBackground(id);
+    update((s) => {
+      s.pictures.splice(index, 1);
+      if (s.currentId === id) {
+        const next = s.pictures[index] || s.pictures[index - 1];
+        s.currentId = next ? next.id : null;
+      }
+      s.focus = { kind: "drop-zone" };
+    });
+  }
+
+  // ---------- detection ----------
+  function detectorStatus(status) {
+    update((s) => { s.detector = { state: status.state, fraction: status.fraction ?? s.detector.fraction,
+                                    reason: status.reason || null }; });
+    if (status.state === "ready") detectWaiting();
+  }
+
+  let detecting = false;
+  async function detectWaiting() {
+    // One picture at a time: the worker has one thread anyway, and the current picture first.
+    if (detecting || state.detector.state !== "ready") return;
+    detecting = true;
+    try {
+      for (;;) {
+        const waiting = state.pictures.filter((p) => p.detect.state === "waiting");
+        const picture = waiting.find((p) => p.id === state.currentId) || waiting[0];
+        if (!picture) break;
+        update(() => { picture.detect.state = "running"; });
+        try {
+          const { boxes, ms } = await detector.detect(picture.file, picture.width, picture.height);
+          update(() => {
+            boxes.sort(byPosition).forEach((b) => picture.faces.push(newFace(picture.nextFaceId++, b, "auto")));
+            sortFaces(picture);
+            picture.detect = { state: "done", count: boxes.length, ms };
+          });
+        } catch (err) {
+          update(() => { picture.detect.state = "failed"; });
+        }
+      }
+    } finally {
+      detecting = false;
+    }
+  }
+
+  // ---------- faces ----------
+  function addFace(picture, box, focus = true) {
+    const face = newFace(picture.nextFaceId++, box, "drawn");
+    update((s) => {
+      picture.faces.push(face);
+      sortFaces(picture);
+      if (focus) s.focus = { kind: "box", faceId: face.id };
+    });
+    return face;
+  }
+
+  function addCentredFace() {
+    const picture = currentPicture(state);
+    if (picture) addFace(picture, centredBox(picture.width, picture.height));
+  }
+
+  function removeFace(faceId, focusKind) {
+    const picture = currentPicture(state);
+    const face = faceById(picture, faceId);
+    if (!face) return;
+    update((s) => {
+      const index = picture.faces.indexOf(face);
+      picture.faces.splice(index, 1);
+      const next = picture.faces[index] || picture.faces[index - 1];
+      s.focus = next ? { kind: focusKind, faceId: next.id } : { kind: "add-box" };
+    });
+  }
+
+  /** Give a face a new box; its name (if asked) no longer applies to the new pixels. */
+  function setFaceBox(faceId, box) {
+    const picture = currentPicture(state);
+    const face = faceById(picture, faceId);
+    if (!face || sameBox(face, box)) return;
+    update(() => {
+      Object.assign(face, box);
+      face.result = null;
+      face.report = { ...face.report, open: false, state: "idle", error: null };
+      sortFaces(picture);
+    });
+  }
+
+  // ---------- names ----------
+  async function identify(picture = currentPicture(state)) {
+    const faces = picture ? picture.faces.slice() : [];
+    if (!faces.length) return;
+    update(() => {
+      picture.identify = { state: "running", error: null };
+      faces.forEach((f) => { f.result = { state: "pending" }; });
+    });
+    const limit = state.limits.maxFaces || 16;
+    try {
+      const bitmap = await bitmapOf(picture);
+      for (let start = 0; start < faces.length; start += limit) {
+        const batch = faces.slice(start, start + limit);
+        const crops = await Promise.all(batch.map((f) => cropBlob(bitmap, f)));
+        const data = await api.identify(crops);
+        update(() => {
+          batch.forEach((f, i) => {
+            // A box moved while the server answered keeps no stale name.
+            if (f.result && f.result.state === "pending") f.result = { state: "done", ...data.faces[i] };
+          });
+        });
+      }
+      update(() => { picture.identify = { state: "done", error: null }; });
+    } catch (err) {
+      const error = errorOf(err);
+      update(() => {
+        picture.identify = { state: "error", error };
+        faces.forEach((f) => { if (f.result && f.result.state === "pending") f.result = { state: "error", error }; });
+      });
+      throw err;
+    }
+  }
+
+  function openReport(faceId) {
+    const face = faceById(currentPicture(state), faceId);
+    if (face) update((s) => { face.report.open = true; s.focus = { kind: "report", faceId }; });
+  }
+
+  function closeReport(faceId) {
+    const face = faceById(currentPicture(state), faceId);
+    if (face) update((s) => { face.report.open = false; s.focus = { kind: "wrong", faceId }; });
+  }
+
+  function typeReport(faceId, text) {
+    const face = faceById(currentPicture(state), faceId);
+    if (face) update(() => { face.report.text = text; });
+  }
+
+  /** The label to store for what was typed: a known character's id when it names one. */
+  function canonicalLabel(text) {
+    const typed = text.trim().normalize("NFKC");
+    const lower = typed.toLowerCase();
+    const known = state.characters.find((c) => c.id.toLowerCase() === lower || c.name.toLowerCase() === lower);
+    return known ? known.id : typed;
+  }
+
+  async function sendReport(faceId) {
+    const picture = currentPicture(state);
+    const face = faceById(picture, faceId);
+    if (!face) return;
+    const label = canonicalLabel(face.report.text);
+    if (!label) {
+      update(() => { face.report.state = "error"; face.report.error = { key: "report.empty" }; });
+      return;
+    }
+    update(() => { face.report.state = "sending"; face.report.error = null; });
+    const r = face.result;
+    const predicted = r && r.state === "done" ? (r.unknown ? "unknown" : r.predictions[0].label) : "";
+    try {
+      const crop = await cropBlob(await bitmapOf(picture), face);
+      const saved = await api.report(crop, label, predicted);
+      update((s) => {
+        face.report = { ...face.report, open: false, state: "saved", label: saved.label, id: saved.id };
+        s.focus = { kind: "wrong", faceId };
+      });
+    } catch (err) {
+      update(() => { face.report.state = "error"; face.report.error = errorOf(err); });
+    }
+  }
+
+  // ---------- cutout ----------
+  async function cutout(picture, faceId = null, reveal = true) {
+    if (!picture) return;
+    cancelCutout(picture.id);
+    const face = faceById(picture, faceId);
+    const target = face ? { faceId, number: faceNumber(picture, face),
+                            box: figureBox(face, picture.width, picture.height) } : null;
+    const keep = picture.cutout;
+    update((s) => {
+      if (reveal) s.reveal = { what: "cutout" }; // the panel is below the picture: bring it into view
+      // One character comes cropped to itself; the whole picture keeps the reader's choice.
+      picture.cutout = { ...newCutout(), background: keep.background, color: keep.color, crop: !!target || keep.crop,
+                         bgVersion: keep.bgVersion, version: keep.version, state: "busy", target };
+    });
+    const refusal = cutoutRefusal(picture, state.limits);
+    if (refusal) {
+      update(() => { picture.cutout.state = "error"; picture.cutout.error = refusal; });
+      return false;
+    }
+    const controller = new AbortController();
+    cutoutRequests.set(picture.id, controller);
+    try {
+      const blob = await api.cutout(picture.file, { box: target && target.box, largest: !!target,
+                                                    signal: controller.signal });
+      const area = target ? target.box : { x: 0, y: 0, w: picture.width, h: picture.height };
+      const { empty } = await keepResult(picture, blob, area);
+      if (controller.signal.aborted) return false;
+      update(() => {
+        picture.cutout.state = empty ? "empty" : "done";
+        picture.cutout.version++;
+      });
+      return !empty;
+    } catch (err) {
+      if (err.name === "AbortError") return false;
+      update(() => { picture.cutout.state = "error"; picture.cutout.error = errorOf(err); });
+      return false;
+    } finally {
+      if (cutoutRequests.get(picture.id) === controller) cutoutRequests.delete(picture.id);
+    }
+  }
+
+  function cancelCutout(id) {
+    const controller = cutoutRequests.get(id);
+    if (!controller) return;
+    controller.abort();
+    cutoutRequests.delete(id);
+    const picture = pictureById(state, id);
+    if (picture) update(() => { picture.cutout.state = "idle"; });
+  }
+
+  function setCutoutView(change) {
+    const picture = currentPicture(state);
+    if (picture) update(() => change(picture.cutout));
+  }
+
+  async function chooseBackgroundPicture(file) {
+    const picture = currentPicture(state);
+    if (!picture || !file) return;
+    try {
+      await keepBackground(picture.id, file);
+      update(() => { picture.cutout.background = "image"; picture.cutout.bgVersion++; });
+    } catch (err) {
+      update((s) => { s.notice = [{ key: "picture.unreadable", params: { name: file.name || "" } }]; });
+    }
+  }
+
+  /** A download name made from the input's: eileen.webp -> eileen-cutout.png, eileen-face-2-mask.png. */
+  function downloadName(picture, suffix) {
+    const t = picture.cutout.target;
+    return baseName(picture.name) + (t ? `-face-${t.number}` : "") + "-" + suffix;
+  }
+
+  async function download(format) {
+    const picture = currentPicture(state);
+    if (!picture) return null;
+    const { blob, suffix } = await exportCutout(picture, format);
+    return { blob, name: downloadName(picture, suffix) };
+  }
+
+  // ---------- several pictures ----------
+  async function runBatch() {
+    if (state.batch.state === "running") return;
+    const todo = state.pictures.slice();
+    const controller = new AbortController();
+    batchController = controller;
+    update((s) => {
+      s.batch = { state: "running", done: 0, total: todo.length };
+      todo.forEach((p) => { p.batch = "queued"; });
+    });
+    for (const picture of todo) {
+      if (controller.signal.aborted) break;
+      if (!pictureById(state, picture.id)) continue; // removed meanwhile
+      update(() => { picture.batch = "running"; });
+      let ok = true;
+      try {
+        await detected(picture, controller.signal);
+        if (picture.faces.length && state.server.classifier !== false) await identify(picture);
+        if (state.server.cutout !== false) {
+          const signal = controller.signal;
+          const onAbort = () => cancelCutout(picture.id);
+          signal.addEventListener("abort", onAbort);
+          await cutout(picture, null, false);
+          signal.removeEventListener("abort", onAbort);
+          ok = picture.cutout.state === "done" || picture.cutout.state === "empty";
+        }
+      } catch (err) {
+        ok = false;
+      }
+      if (controller.signal.aborted) break;
+      update((s) => { picture.batch = ok ? "done" : "error"; s.batch.done++; });
+    }
+    update((s) => {
+      todo.forEach((p) => { if (p.batch === "queued" || p.batch === "running") p.batch = "cancelled"; });
+      s.batch.state = controller.signal.aborted ? "cancelled" : "done";
+    });
+    if (batchController === controller) batchController = null;
+  }
+
+  function detected(picture, signal) {
+    // Wait until the picture's faces are found (or detection is off or failed).
+    return new Promise((resolve) => {
+      const check = () => {
+        const d = picture.detect.state;
+        if (d === "done" || d === "failed" || state.detector.state === "failed" || signal.aborted) resolve();
+        else setTimeout(check, 100);
+      };
+      check();
+    });
+  }
+
+  function cancelBatch() {
+    if (batchController) batchController.abort();
+  }
+
+  /** One ZIP: each finished picture's cutout PNG and a faces.json with boxes and names. */
+  async function batchZip() {
+    const entries = [], summary = [], used = new Set();
+    const unique = (name) => {
+      let candidate = name, n = 2;
+      while (used.has(candidate)) candidate = name.replace(/(\.[^.]*)?$/, `-${n++}$1`);
+      used.add(candidate);
+      return candidate;
+    };
+    for (const picture of state.pictures) {
+      if (picture.batch !== "done") continue;
+      const item = { picture: picture.name, width: picture.width, height: picture.height,
+        faces: picture.faces.map((f, i) => ({
+          number: i + 1, box: [f.x, f.y, f.w, f.h], source: f.source,
+          name: f.result && f.result.state === "done" ? (f.result.unknown ? null : f.result.predictions[0].label) : null,
+          predictions: f.result && f.result.state === "done" ? f.result.predictions : [] })) };
+      if (picture.cutout.state === "done" && !picture.cutout.target) {
+        const canvas = await compose(picture, "png");
+        item.cutout = unique(baseName(picture.name) + "-cutout.png");
+        entries.push({ name: item.cutout, blob: await canvas.convertToBlob({ type: "image/png" }) });
+      }
+      summary.push(item);
+    }
+    entries.push({ name: "faces.json",
+                   blob: new Blob([JSON.stringify(summary, null, 2)], { type: "application/json" }) });
+    return { blob: await zipBlob(entries), name: "cutouts.zip" };
+  }
+
+  // ---------- server ----------
+  async function checkServer() {
+    try {
+      const h = await api.health();
+      update((s) => {
+        s.server = { state: "ok", classifier: h.models.classifier.available, cutout: h.models.cutout.available,
+                     detection: h.face_detection };
+      });
+      if (h.models.classifier.available) loadCharacters();
+    } catch (err) {
+      update((s) => { s.server = { ...s.server, state: "unreachable" }; });
+    }
+  }
+
+  async function loadCharacters() {
+    try {
+      const data = await api.characters();
+      update((s) => { s.characters = data.characters.map(characterOf); });
+    } catch (err) {
+      // The list is a help, not a need: naming still works without it.
+      console.warn("could not list the known characters", err);
+    }
+  }
+
+  return {
+    addFiles, selectPicture, removePicture, detectorStatus, addFace, addCentredFace, removeFace, setFaceBox,
+    identify: () => identify().catch(() => {}), openReport, closeReport, typeReport, sendReport,
+    cutout: (faceId) => cutout(currentPicture(state), faceId), cancelCutout: () => cancelCutout(state.currentId),
+    setCutoutView, chooseBackgroundPicture, download, runBatch, cancelBatch, batchZip, checkServer,
+  };
+}
+
+/** A character from /api/characters: a label string, or {id, name} where the server has names. */
+function characterOf(entry) {
+  if (typeof entry === "object" && entry) return { id: String(entry.id ?? entry.label), name: String(entry.name ?? entry.id) };
+  const id = String(entry);
+  // Labels are often lower-case ids ("eileen", "hatsune_miku"); shown as names ("Eileen", "Hatsune Miku").
+  const name = /^[a-z0-9_\- ]+$/.test(id)
+    ? id.split(/[_\- ]+/).filter(Boolean).map((w) => w[0].toUpperCase() + w.slice(1)).join(" ") : id;
+  return { id, name };
+}
+
+/** What to keep of an error: the API's {code, message}, or ours for anything unexpected. */
+function errorOf(err) {
+  if (err instanceof api.ApiError) return { code: err.code, message: err.message };
+  console.error(err);
+  return { key: "error.unknown" };
+}

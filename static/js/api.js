@@ -1,0 +1,85 @@
+// Calls to the server. Every error becomes {code, message, status}; the page shows its own
+// translated text for the codes it knows (i18n.js), and the server's message otherwise.
+
+let language = "en";
+
+/** Ask the server to answer in this language (Accept-Language) where it can. */
+export function setLanguage(lang) {
+  language = lang;
+}
+
+export class ApiError extends Error {
+  constructor(code, message, status) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+async function errorOf(response) {
+  // The API answers {"error": {"code", "message"}}; a proxy might send HTML instead.
+  try {
+    const data = await response.json();
+    if (data && data.error) return new ApiError(data.error.code, data.error.message, response.status);
+  } catch (e) { /* not JSON */ }
+  return new ApiError("http_" + response.status, "", response.status);
+}
+
+/** fetch() that throws ApiError on a network failure or a non-2xx answer. */
+export async function request(url, options = {}) {
+  let response;
+  try {
+    response = await fetch(url, { ...options, headers: { "Accept-Language": language, ...options.headers } });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError("network", "", 0);
+  }
+  if (!response.ok) throw await errorOf(response);
+  return response;
+}
+
+export async function health() {
+  // A server that is not ready answers 503 with the same body: it is there, a model is missing.
+  let response;
+  try {
+    response = await fetch("/healthz", { headers: { "Accept-Language": language } });
+  } catch (err) {
+    throw new ApiError("network", "", 0);
+  }
+  if (response.ok || response.status === 503) {
+    const data = await response.json().catch(() => null);
+    if (data && data.models) return data;
+  }
+  throw await errorOf(response);
+}
+
+export async function characters() {
+  return (await request("/api/characters")).json();
+}
+
+/** Names for face crops (Blobs), in order. */
+export async function identify(crops) {
+  const form = new FormData();
+  crops.forEach((blob, i) => form.append("faces", blob, "face-" + (i + 1) + ".png"));
+  return (await request("/api/identify", { method: "POST", body: form })).json();
+}
+
+/** Save a wrong-name report: the crop, the right label, what the model said. */
+export async function report(crop, label, predicted) {
+  const form = new FormData();
+  form.append("face", crop, "face.png");
+  form.append("label", label);
+  form.append("predicted", predicted);
+  return (await request("/api/reports", { method: "POST", body: form })).json();
+}
+
+/** The picture with its background removed (PNG Blob); box limits it to one character. */
+export async function cutout(file, { box = null, largest = false, signal } = {}) {
+  const form = new FormData();
+  form.append("image", file, "picture");
+  if (box) form.append("box", [box.x, box.y, box.w, box.h].join(","));
+  // clean=1 drops specks; largest=1 keeps the one figure asked for; decontaminate=1 asks the
+  // server to take the old background's colour out of the edges (ignored where not supported).
+  const query = new URLSearchParams({ clean: "1", largest: largest ? "1" : "0", decontaminate: "1" });
+  return (await request("/api/cutout?" + query, { method: "POST", body: form, signal })).blob();
+}

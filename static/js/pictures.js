@@ -1,0 +1,116 @@
+// Pictures: check and decode what the person gives us, keep decoded bitmaps, cut crops.
+
+/** A picture the page will not take: `code` names the reason (a message key in the locales). */
+export class PictureError extends Error {
+  constructor(code, params = {}) {
+    super(code);
+    this.code = code;
+    this.params = params;
+  }
+}
+
+const SIGNATURES = [
+  ["image/png", [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]],
+  ["image/jpeg", [0xff, 0xd8, 0xff]],
+];
+
+/** "image/png", "image/jpeg" or "image/webp" from the file's first bytes (as the server does), or null. */
+async function sniffType(file) {
+  const head = new Uint8Array(await file.slice(0, 12).arrayBuffer());
+  for (const [type, sig] of SIGNATURES) {
+    if (sig.every((b, i) => head[i] === b)) return type;
+  }
+  const ascii = String.fromCharCode(...head);
+  if (ascii.startsWith("RIFF") && ascii.slice(8, 12) === "WEBP") return "image/webp";
+  return null;
+}
+
+const bitmaps = new Map(); // picture id -> {bitmap (once decoded), promise}; most recent last
+const KEEP = 3;            // decoded pictures kept in memory (a 12 MP picture is 48 MB)
+
+/**
+ * Decode `file` fully before anything on the page changes; PictureError if it is not a picture.
+ * Returns the decoded bitmap (its width and height are the picture's).
+ */
+export async function decodeFile(file) {
+  const type = await sniffType(file);
+  if (!type) throw new PictureError("picture.notPicture", { name: file.name || "" });
+  try {
+    return await createImageBitmap(file);
+  } catch (err) {
+    throw new PictureError("picture.unreadable", { name: file.name || "" });
+  }
+}
+
+/** Remember the decoded bitmap of a picture (decoded once by decodeFile). */
+export function keepBitmap(id, bitmap) {
+  bitmaps.set(id, { bitmap, promise: Promise.resolve(bitmap) });
+  trim();
+}
+
+/** The decoded bitmap of a picture, decoding its file again if it was let go. */
+export function bitmapOf(picture) {
+  let entry = bitmaps.get(picture.id);
+  if (!entry) {
+    entry = { bitmap: null, promise: null };
+    entry.promise = createImageBitmap(picture.file).then((b) => (entry.bitmap = b));
+  }
+  bitmaps.delete(picture.id); // re-inserted below: most recently used last
+  bitmaps.set(picture.id, entry);
+  trim();
+  return entry.promise;
+}
+
+/** The bitmap if it is decoded and kept, else null (for drawing thumbnails during a render). */
+export function keptBitmap(id) {
+  const entry = bitmaps.get(id);
+  return entry ? entry.bitmap : null;
+}
+
+function trim() {
+  while (bitmaps.size > KEEP) forget(bitmaps.keys().next().value);
+}
+
+/** Let a picture's bitmap go. */
+export function forget(id) {
+  const entry = bitmaps.get(id);
+  bitmaps.delete(id);
+  if (entry) entry.promise.then((b) => b.close(), () => {});
+}
+
+/** PNG of the box's pixels. */
+export async function cropBlob(bitmap, box) {
+  const canvas = new OffscreenCanvas(box.w, box.h);
+  canvas.getContext("2d").drawImage(bitmap, box.x, box.y, box.w, box.h, 0, 0, box.w, box.h);
+  return canvas.convertToBlob({ type: "image/png" });
+}
+
+/** Draw the box's pixels centred and fitted into `canvas`. */
+export function drawThumb(canvas, bitmap, box) {
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const s = Math.min(canvas.width / box.w, canvas.height / box.h);
+  const dw = box.w * s, dh = box.h * s;
+  ctx.drawImage(bitmap, box.x, box.y, box.w, box.h, (canvas.width - dw) / 2, (canvas.height - dh) / 2, dw, dh);
+}
+
+/** Why the server would refuse this picture for a cutout ({key, params}), or null if it fits. */
+export function cutoutRefusal(picture, limits) {
+  const pixels = picture.width * picture.height;
+  if (limits.maxPixels && pixels > limits.maxPixels) {
+    return { key: "cutout.tooManyPixels", params: {
+      mp: (pixels / 1e6).toFixed(1), max: (limits.maxPixels / 1e6).toFixed(0) } };
+  }
+  // The upload is the file plus a little multipart framing.
+  if (limits.maxBytes && picture.file.size + 2048 > limits.maxBytes) {
+    return { key: "cutout.tooManyBytes", params: {
+      mb: (picture.file.size / 1048576).toFixed(1), max: (limits.maxBytes / 1048576).toFixed(0) } };
+  }
+  return null;
+}
+
+/** The file name without its extension, safe for download names. */
+export function baseName(name) {
+  const base = (name || "picture").replace(/\.[^.]*$/, "").replace(/[\\/:*?"<>|\u0000-\u001f]+/g, "_").trim();
+  return base || "picture";
+}

@@ -1,0 +1,84 @@
+// The shape of the page's state (plain data) and small questions asked of it.
+import { byPosition } from "./boxes.js";
+
+/** The state before anything happened. */
+export function initialState(config, lang) {
+  return {
+    lang,
+    limits: config.limits,
+    server: { state: "checking", classifier: null, cutout: null, detection: null },
+    characters: [],           // [{id, name}] the classifier knows
+    detector: { state: "loading", fraction: 0, reason: null },
+    notice: [],               // [{key, params}] why the last pictures given were not taken
+    pictures: [],
+    currentId: null,
+    nextPictureId: 1,
+    drag: null,               // a box being drawn, moved or resized: {kind, faceId, corner, start, origin, box}
+    focus: null,              // {kind, faceId}: where keyboard focus goes after the next render
+    reveal: null,             // {what}: a part of the page to scroll into view after the next render
+    batch: { state: "idle", done: 0, total: 0 },
+  };
+}
+
+/** A picture that decoded: plain data about it; its pixels live in pictures.js. */
+export function newPicture(id, file, width, height) {
+  return {
+    id, file, width, height,
+    name: file.name || "",
+    detect: { state: "waiting", count: 0, ms: 0 },
+    faces: [],
+    nextFaceId: 1,
+    identify: { state: "idle", error: null },
+    cutout: newCutout(),
+    batch: "idle",             // idle, queued, running, done, error, cancelled
+  };
+}
+
+/** The cutout panel of one picture before a cutout. */
+export function newCutout() {
+  return {
+    state: "idle",             // idle, busy, done, empty, error
+    target: null,              // null: the whole picture; {faceId, number, box}: one character
+    error: null,
+    background: "transparent", // transparent, color, blur, image
+    color: "#ffffff",
+    crop: false,
+    original: false,
+    zoom: false,
+    version: 0,                // bumps with each new result, so the view redraws
+    bgVersion: 0,              // bumps when a picture is chosen as the background
+  };
+}
+
+/** A face box with no name asked yet. */
+export function newFace(id, box, source) {
+  return { id, x: box.x, y: box.y, w: box.w, h: box.h, source, result: null,
+           report: { open: false, text: "", state: "idle", error: null, label: "" } };
+}
+
+export function currentPicture(state) {
+  return state.pictures.find((p) => p.id === state.currentId) || null;
+}
+
+export function pictureById(state, id) {
+  return state.pictures.find((p) => p.id === id) || null;
+}
+
+export function faceById(picture, id) {
+  return picture ? picture.faces.find((f) => f.id === id) || null : null;
+}
+
+/** Faces are kept in reading order (left to right), so their number is their place + 1. */
+export function sortFaces(picture) {
+  picture.faces.sort(byPosition);
+}
+
+export function faceNumber(picture, face) {
+  return picture.faces.indexOf(face) + 1;
+}
+
+/** A known character's display name for a label, or the label itself. */
+export function displayName(state, label) {
+  const known = state.characters.find((c) => c.id === label);
+  return known ? known.name : label;
+}

@@ -1,0 +1,46 @@
+"""Choosing the cutout model: IS-Net by default, U2-NetP per request, both served by ONNX Runtime."""
+import io
+
+import numpy as np
+from conftest import encode, needs_cutout, needs_isnet
+from PIL import Image
+
+from app import create_app
+
+
+@needs_isnet
+@needs_cutout
+def test_default_is_isnet_and_a_request_may_choose_another(tmp_path, demo_picture):
+    app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path), "TORCH_THREADS": 1})
+    client = app.test_client()
+    listed = client.get("/api/models").get_json()["cutout"]
+    assert [m["name"] for m in listed][:1] == ["isnet-general"] and listed[0]["default"] is True
+    assert {"isnet-general", "demo-cutout"} <= {m["name"] for m in listed}
+
+    path, comp = demo_picture
+    truth = comp.mask >= 128
+
+    def mask(query=""):
+        picture = {"image": (io.BytesIO(path.read_bytes()), "p.png")}
+        response = client.post(f"/api/cutout?output=mask{query}", data=picture)
+        assert response.status_code == 200, response.data
+        return np.asarray(Image.open(io.BytesIO(response.data))) >= 128
+
+    def iou(pred):
+        return (pred & truth).sum() / (pred | truth).sum()
+
+    default, fast = mask(), mask("&model=demo-cutout")
+    assert iou(default) > 0.8 and iou(fast) > 0.8  # both find the two characters
+    assert not np.array_equal(default, fast)  # and they are different networks
+    assert np.array_equal(mask("&model=isnet-general"), default)
+    loaded = [slot for slot in app.extensions["models"]["models"] if slot.startswith("cutout")]
+    assert sorted(loaded) == ["cutout", "cutout:demo-cutout"]  # naming the default loads no second copy
+
+
+def test_an_unknown_model_is_a_clear_400(client):
+    for name in ("nope", "../models/demo-cutout", "demo-classifier"):
+        response = client.post(f"/api/cutout?model={name}",
+                               data={"image": (io.BytesIO(encode(np.zeros((20, 20, 3), np.uint8))), "p.png")})
+        assert response.status_code == 400, name
+        error = response.get_json()["error"]
+        assert error["code"] == "unknown_model" and "choose one of" in error["message"]

@@ -1,0 +1,141 @@
+"""ONNX Runtime serving of cutout networks: exports verified against torch, stale ones refused."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import MODELS, needs_cutout
+from skimage import data
+
+from app.inference import onnx_export
+from app.inference.cutout import Cutter
+from app.inference.onnx_runner import OnnxCutout, check_preprocess
+from app.storage.model_dirs import ModelError, load_card, load_weights, write_model_dir
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A copy of models/demo-cutout with its ONNX export, as setup makes it."""
+    if not (MODELS / "demo-cutout" / "card.json").is_file():
+        pytest.skip("models/demo-cutout not installed")
+    model_dir = tmp_path_factory.mktemp("models") / "demo-cutout"
+    shutil.copytree(MODELS / "demo-cutout", model_dir,
+                    ignore=shutil.ignore_patterns("model.onnx", "onnx.json", "eval"))
+    record = onnx_export.export_cutout(model_dir, pictures=[data.chelsea()], threads=1)
+    return model_dir, record
+
+
+def iou(a, b):
+    return np.logical_and(a >= 0.5, b >= 0.5).sum() / max(np.logical_or(a >= 0.5, b >= 0.5).sum(), 1)
+
+
+@needs_cutout
+def test_the_export_records_its_weights_and_its_agreement_with_torch(exported):
+    model_dir, record = exported
+    card = load_card(model_dir)
+    assert record["source_sha256"] == card["sha256"]
+    assert record["verified"]["max_abs_diff"] <= onnx_export.MAX_ABS_DIFF
+    assert record["verified"]["min_mask_iou"] >= onnx_export.MIN_IOU
+    assert json.loads((model_dir / "onnx.json").read_text()) == record
+
+
+@needs_cutout
+@pytest.mark.parametrize("picture", ["chelsea", "astronaut"])
+def test_onnx_runtime_serves_the_same_map_as_the_torch_cutter(exported, picture):
+    model_dir, _ = exported
+    rgb = getattr(data, picture)()  # real photos, larger than the model's input
+    runner = OnnxCutout.load(model_dir, threads=1)
+    got = runner.probability(rgb)
+    expected = Cutter.load(model_dir).probability(rgb)
+    assert got.shape == rgb.shape[:2] and got.dtype == np.float32
+    assert 0.0 <= got.min() and got.max() <= 1.0
+    assert np.abs(got - expected).max() < 1e-3
+    assert iou(got, expected) >= 0.99
+
+
+@needs_cutout
+def test_the_export_serves_other_sizes_than_the_cards(exported):
+    model_dir, _ = exported
+    runner = OnnxCutout.load(model_dir, threads=1, size=256)
+    assert runner.tensor(data.chelsea()).shape == (1, 3, 256, 256)
+    assert runner.probability(data.chelsea()).shape == (300, 451)
+
+
+@needs_cutout
+def test_a_missing_export_is_refused_with_the_command_that_builds_it(exported, tmp_path):
+    model_dir = tmp_path / "demo-cutout"
+    shutil.copytree(exported[0], model_dir)
+    (model_dir / "onnx.json").unlink()
+    with pytest.raises(ModelError, match=r"no ONNX export.*python -m app.inference.onnx_export"):
+        OnnxCutout.load(model_dir)
+
+
+@needs_cutout
+def test_an_altered_export_is_refused(exported, tmp_path):
+    model_dir = tmp_path / "demo-cutout"
+    shutil.copytree(exported[0], model_dir)
+    with open(model_dir / "model.onnx", "r+b") as fh:
+        fh.truncate(4096)
+    with pytest.raises(ModelError, match="does not match its record"):
+        OnnxCutout.load(model_dir)
+
+
+@needs_cutout
+def test_an_export_of_older_weights_is_refused_then_rebuilt(exported, tmp_path):
+    model_dir = tmp_path / "demo-cutout"
+    shutil.copytree(exported[0], model_dir)
+    card = load_card(model_dir)
+    state = load_weights(model_dir, card)
+    state["side1.bias"] = state["side1.bias"] + 0.5  # retrained weights: a new sha256
+    # New weights arrive as a `git pull` brings them: card and weights replaced, the git-ignored
+    # export left behind.
+    write_model_dir(tmp_path / "retrained", card, state)
+    for name in ("card.json", "weights.pt"):
+        shutil.copyfile(tmp_path / "retrained" / name, model_dir / name)
+    with pytest.raises(ModelError, match=r"made from other weights.*stale"):
+        OnnxCutout.load(model_dir)
+    record, built = onnx_export.ensure_export(model_dir, threads=1)
+    assert built and record["source_sha256"] == load_card(model_dir)["sha256"]
+    runner = OnnxCutout.load(model_dir, threads=1)
+    expected = Cutter.load(model_dir).probability(data.chelsea())
+    assert np.abs(runner.probability(data.chelsea()) - expected).max() < 1e-3
+    # Fresh now: a second call builds nothing.
+    assert onnx_export.ensure_export(model_dir, threads=1)[1] is False
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"mean": [0, 0, 0]}, "malformed"),
+    ({"size": 320, "std": [1, 0, 1]}, "positive stds"),
+    ({"size": 320, "mean": [0, 0]}, "3 means"),
+    ({"size": 320, "output_normalise": "softmax"}, "output_normalise"),
+])
+def test_a_malformed_preprocess_is_refused(spec, message):
+    with pytest.raises(ModelError, match=message):
+        check_preprocess(spec, "card.json")
+
+
+class Noisy(torch.nn.Module):
+    """A net whose traced graph cannot match torch: fresh noise on every run."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
+
+    def forward(self, x):
+        return (torch.sigmoid(self.conv(x) + torch.rand_like(x[:, :1]) * 4),)
+
+
+def test_an_export_that_disagrees_with_torch_is_not_kept(tmp_path):
+    dest = tmp_path / "model.onnx"
+    dest.write_bytes(b"the previous export")
+    spec = {"size": 64, "divide": 255.0, "output_normalise": "none"}
+    with pytest.raises(ModelError, match="disagrees with torch.*not kept"):
+        onnx_export.export_net(Noisy(), spec, dest, [data.chelsea()])
+    assert dest.read_bytes() == b"the previous export"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
