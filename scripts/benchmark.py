@@ -12,10 +12,11 @@ export that serving uses. Inception-v3 uses its official weights when installed,
 weights (timing does not depend on their values; the row says so).
 
 Cutout: ms per picture (720 x 1024 and 1920 x 1080) from a PIL picture to the RGBA cut-out
-(no PNG encoding), for each cutout model directory under models/: our torch Cutter, our ONNX
-Runtime runner when app/inference/onnx_runner.py is there (the hook below), and rembg's
-`u2net_custom` / `dis_custom` session on the same weights exported to ONNX at the size rembg
-feeds (320 for U2-Net, 1024 for IS-Net). PNG encoding of the cut-outs is timed on its own.
+(no PNG encoding), for each cutout model directory under models/: our Cutter through ONNX
+Runtime as served (the card's size) and at the size rembg feeds (320 for U2-Net, 1024 for
+IS-Net), our torch Cutter for torch cards, and rembg's `u2net_custom` / `dis_custom` session on
+the very ONNX file we serve (rembg loads it from under U2NET_HOME: a link in a temporary folder).
+PNG encoding of the cut-outs is timed on its own, against Pillow's default level.
 
 Variants of one comparison are timed in alternation (run 1 of each, run 2 of each, ...), so
 other work on a shared machine slows them alike: read the ratios, which come from one run.
@@ -23,6 +24,7 @@ Each figure is the median of --runs timed calls after one warm-up call.
 """
 import argparse
 import contextlib
+import io
 import json
 import os
 import platform
@@ -30,7 +32,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -167,109 +168,74 @@ def picture(width, height, seed=0):
     return base.filter(ImageFilter.GaussianBlur(1))
 
 
-def with_alpha(picture, alpha):
-    rgba = picture.convert("RGBA")
-    rgba.putalpha(Image.fromarray(alpha))
-    return rgba
-
-
-def ort_cutout_runner(model_dir, threads, size):
-    """HOOK for the ONNX Runtime cutout runner (app/inference/onnx_runner.py, the isnet branch):
-    picture -> RGBA, or None while that module is not on this branch."""
-    try:
-        from app.inference.onnx_runner import OnnxCutout
-    except ImportError:
-        return None
-    from app.inference.cutout import postprocess
-
-    runner = OnnxCutout.load(model_dir, threads=threads, size=size)
-    return lambda pic: with_alpha(pic, postprocess(runner.probability(np.asarray(pic.convert("RGB")))))
-
-
-def export_u2net_for_rembg(model_dir, card, dest, size):
-    """The cutout model's main map as ONNX at size x size, for rembg's u2net_custom session."""
-    import torch
-
-    from app.inference.cutout import Cutter
-
-    class MainMap(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            return self.net(x)[0]
-
-    net = Cutter.load(model_dir).net
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(MainMap(net).eval(), (torch.zeros(1, 3, size, size),), str(dest), dynamo=False,
-                          input_names=["input"], output_names=["output"], opset_version=17)
-    return dest
-
-
-def rembg_cutter(card, model_dir, home, threads):
-    """rembg's session on the same weights: picture -> RGBA via rembg.remove; None without rembg."""
+def rembg_cutter(card, model_dir, onnx_path, home, threads):
+    """rembg's session on our very ONNX file: picture -> RGBA via rembg.remove; or (None, why)."""
     os.environ["U2NET_HOME"] = str(home)  # rembg loads custom models only from under it
     try:
         import onnxruntime as ort
         import rembg
     except ImportError:
         return None, "rembg not installed (pip install -r scripts/benchmark-requirements.txt)"
-    arch = card.get("architecture", "")
-    if card.get("format") == "onnx":
-        path = Path(home) / f"{card['name']}.onnx"
-        path.symlink_to((Path(model_dir) / card["weights"]).resolve())
-        session_name = "dis_custom"
-    elif arch in ("u2net", "u2netp"):
-        path = export_u2net_for_rembg(model_dir, card, Path(home) / f"{card['name']}.onnx", REMBG_SIZE[arch])
-        session_name = "u2net_custom"
-    else:
+    arch = "isnet" if card.get("format") == "onnx" else card.get("architecture", "")
+    session_name = {"isnet": "dis_custom", "u2net": "u2net_custom", "u2netp": "u2net_custom"}.get(arch)
+    if session_name is None:
         return None, f"rembg has no session for architecture {arch!r}"
+    link = Path(home) / f"{card['name']}.onnx"
+    link.symlink_to(Path(onnx_path).resolve())
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = rembg.new_session(session_name, model_path=str(path), sess_opts=options,
+    session = rembg.new_session(session_name, model_path=str(link), sess_opts=options,
                                 providers=["CPUExecutionProvider"])
     return (lambda pic: rembg.remove(pic, session=session)), session_name
 
 
-def bench_cutout(threads, runs, tmp, with_rembg):
-    import torch
-
+def cutout_variants(model_dir, card, threads, tmp, with_rembg, notes):
+    """{name: picture -> RGBA}: ours through ONNX Runtime (as served, and at rembg's input size),
+    ours through torch for torch cards, and rembg on the same ONNX file."""
     from app.inference.cutout import Cutter
+    from app.inference.onnx_runner import OnnxCutout, onnx_file
+
+    arch = "isnet" if card.get("format") == "onnx" else card.get("architecture", "")
+    same = REMBG_SIZE.get(arch)
+    variants = {}
+    served = Cutter.load(model_dir, threads=threads)
+    variants[f"ours, ORT @{served.input_size} (served)"] = served.cutout
+    if same and same != served.input_size:
+        variants[f"ours, ORT @{same}"] = Cutter(OnnxCutout.load(model_dir, threads=threads, size=same), card).cutout
+    if card.get("format") != "onnx":
+        torch_cutter = Cutter.load_torch(model_dir)
+        variants[f"ours, torch @{torch_cutter.input_size}"] = torch_cutter.cutout
+        if same and same != torch_cutter.input_size:
+            net = torch_cutter.runner.net
+            variants[f"ours, torch @{same}"] = Cutter.from_net(net, dict(card, input_size=same)).cutout
+    if with_rembg:
+        home = Path(tmp) / "rembg-home"
+        home.mkdir(exist_ok=True)
+        remover, how = rembg_cutter(card, model_dir, onnx_file(model_dir, card)[0], home, threads)
+        if remover:
+            variants[f"rembg {how} @{same}"] = remover
+        else:
+            notes.append(f"{model_dir.name}: {how}")
+    return variants, arch, same
+
+
+def bench_cutout(threads, runs, tmp, with_rembg, only_model=None):
+    import torch
 
     torch.set_num_threads(threads)
     rows, png_rows, notes = [], [], []
     pictures = {f"{w}x{h}": picture(w, h) for w, h in PICTURE_SIZES}
     for model_dir in list_model_dirs(resolve_path("models")):
         card = load_card(model_dir)
-        if card.get("kind") != "cutout":
+        if card.get("kind") != "cutout" or (only_model and model_dir.name != only_model):
             continue
-        arch = "isnet" if card.get("format") == "onnx" else card.get("architecture", "")
-        same = REMBG_SIZE.get(arch)
-        print(f"cutout: {model_dir.name} ({arch}) ...", flush=True)
-        variants = {}
-        if card.get("format") != "onnx":
-            cutter = Cutter.load(model_dir)
-            variants[f"torch Cutter @{cutter.input_size}"] = cutter.cutout
-            if same and same != cutter.input_size:
-                at_same = Cutter(cutter.net, dict(card, input_size=same))
-                variants[f"torch Cutter @{same}"] = at_same.cutout
-        for size in dict.fromkeys(s for s in (card.get("input_size"), same) if s):
-            runner = ort_cutout_runner(model_dir, threads, size)
-            if runner is None:
-                notes.append("ONNX Runtime cutout runner (app/inference/onnx_runner.py) not on this branch yet")
-                break
-            variants[f"onnxruntime @{size}"] = runner
-        if with_rembg:
-            home = Path(tmp) / "rembg-home"
-            home.mkdir(exist_ok=True)
-            remover, how = rembg_cutter(card, model_dir, home, threads)
-            if remover:
-                variants[f"rembg {how} @{same}"] = remover
-            else:
-                notes.append(f"{model_dir.name}: {how}")
+        print(f"cutout: {model_dir.name} ...", flush=True)
+        try:
+            variants, arch, same = cutout_variants(model_dir, card, threads, tmp, with_rembg, notes)
+        except ModelError as exc:
+            notes.append(f"{model_dir.name}: {exc}")
+            continue
         for size, pic in pictures.items():
             timed = alternate({name: (lambda fn=fn, p=pic: fn(p)) for name, fn in variants.items()}, runs)
             rembg_ms = next((v[0] for name, v in timed.items() if name.startswith("rembg")), None)
@@ -282,7 +248,7 @@ def bench_cutout(threads, runs, tmp, with_rembg):
                 rgba = next(iter(variants.values()))(pic)
 
                 def level(n, rgba=rgba):
-                    out = __import__("io").BytesIO()
+                    out = io.BytesIO()
                     rgba.save(out, format="PNG", compress_level=n)
                     return out
 
@@ -310,10 +276,10 @@ def print_tables(result):
               f"{r['onnxruntime_cpu_ms_per_face']:8.1f}  max diff {check['max_abs_diff']:.1e}, "
               f"top-1 {check['same_top1']}/{check['count']}")
     print("\nCutout, ms per picture (picture -> RGBA, no PNG), median")
-    print(f"{'model':16s} {'picture':10s} {'variant':28s} {'ms':>8s} {'CPU ms':>8s} {'rembg/this':>10s}")
+    print(f"{'model':16s} {'picture':10s} {'variant':30s} {'ms':>8s} {'CPU ms':>8s} {'rembg/this':>10s}")
     for r in result["cutout"]:
         ratio = f"{r['rembg_ms_over_this']:.2f}" if r["rembg_ms_over_this"] else "-"
-        print(f"{r['model']:16s} {r['picture']:10s} {r['variant']:28s} {r['ms']:8.1f} {r['cpu_ms']:8.1f} {ratio:>10s}")
+        print(f"{r['model']:16s} {r['picture']:10s} {r['variant']:30s} {r['ms']:8.1f} {r['cpu_ms']:8.1f} {ratio:>10s}")
     print("\nPNG encoding of the cut-out, ms (size)")
     for r in result["png"]:
         print(f"{r['picture']:10s} served (zlib level 1) {r['served_ms']:7.1f} ms ({r['served_kb']} KB), "
@@ -329,6 +295,7 @@ def main():
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--only", choices=("identify", "cutout"), default=None)
     parser.add_argument("--no-rembg", action="store_true", help="skip the rembg yardstick")
+    parser.add_argument("--model", default=None, help="time only this cutout model directory")
     args = parser.parse_args()
     threads = args.threads or len(os.sched_getaffinity(0))
     import torch
@@ -339,7 +306,7 @@ def main():
             result["identify"] = bench_identify(threads, args.runs, tmp)
         if args.only in (None, "cutout"):
             result["cutout"], result["png"], result["notes"] = bench_cutout(threads, args.runs, tmp,
-                                                                            not args.no_rembg)
+                                                                            not args.no_rembg, args.model)
     result["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     print_tables(result)
     text = json.dumps(result, indent=2)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from app.config import DEFAULTS, resolve_path
+from app.inference.onnx_runner import session
 from app.inference.preprocess import face_arrays
 from app.storage.files import atomic_path, sha256_file, write_json
 from app.storage.model_dirs import ModelError
@@ -39,9 +40,6 @@ EXPORT_VERSION = 1
 OPSET = 17
 MAX_ABS_DIFF = 1e-3  # fp32 against fp32: rounding differences are around 1e-5
 INPUT, OUTPUT = "input", "features"
-# Intra-op threads should not spin while waiting for work: on a small shared CPU the spinning
-# thread takes the core that another worker (or the cutout in this one) needs.
-ALLOW_SPINNING = "0"
 
 
 def default_dir():
@@ -110,23 +108,6 @@ def check_export(onnx_dir, name, weights_sha256):
     if not path.is_file() or sha256_file(path) != onnx_sha:
         raise ModelError(f"{path} is missing or does not match its record (damaged?); {rebuild}")
     return path, record
-
-
-def session(onnx_path, threads=1):
-    """An ONNX Runtime CPU session: all graph optimisations, `threads` intra-op threads."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = max(1, int(threads))
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", ALLOW_SPINNING)
-    options.log_severity_level = 3  # errors only: the graph is ours and checked
-    try:
-        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types for damaged files
-        raise ModelError(f"ONNX Runtime cannot load {onnx_path} ({exc})") from None
 
 
 @dataclass

@@ -30,7 +30,8 @@ OUTPUT_NORMALISE = ("minmax", "none")
 
 def session(onnx_path, threads=1):
     """An ONNX Runtime CPU session: all graph optimisations on, `threads` intra-op threads, one
-    inter-op thread (the graph runs sequentially: parallelism inside each operator)."""
+    inter-op thread (the graph runs sequentially: parallelism inside each operator). The one way
+    every network (cutout and backbone) gets its session."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -38,6 +39,10 @@ def session(onnx_path, threads=1):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = max(1, int(threads))
     options.inter_op_num_threads = 1
+    # Waiting intra-op threads sleep instead of spinning: on a small shared CPU a spinning thread
+    # takes the core another worker (or the other endpoint in this one) needs; measured on an
+    # idle machine, spinning saved nothing (EfficientNet-Lite0, 2 threads).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types for damaged files
