@@ -5,6 +5,7 @@ without rebuilding; the image runs it as uid 10001, never as root (Dockerfile US
 lazily in each worker on first use: the app is never imported in the master (no preload), so no
 torch state is shared across fork.
 """
+import ctypes
 import os
 
 
@@ -53,3 +54,22 @@ os.environ["WEB_CONCURRENCY"] = str(workers)
 # The app cannot close a connection itself (gunicorn drops hop-by-hop headers apps set): a body
 # over the limit would stay on the connection after its 413. See app/web/gunicorn_hooks.py.
 from app.web.gunicorn_hooks import pre_request  # noqa: E402,F401
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+MALLOC_ARENAS = 2
+
+
+def post_fork(server, worker):
+    """Cap glibc's malloc arenas in each worker (before its threads start).
+
+    By default every thread may get its own arena (up to 8 per core), and picture-sized buffers
+    freed in one arena are not reused by another. Measured with scripts/load.py (2 workers, mixed
+    identify and cutout load): RSS per worker 700-820 MB with the default, 450-580 MB with 2
+    arenas, flat over the run either way. MALLOC_ARENA_MAX in the environment wins (glibc reads it).
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        pass

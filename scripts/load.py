@@ -6,7 +6,8 @@
 Starts `gunicorn --config gunicorn.conf.py wsgi:app` on a free loopback port with --workers
 workers (worker recycling off, so memory growth would show), warms both models up, then for
 --duration seconds (or until --max-requests answers) runs:
-- cutout clients, each sending a 720 x 1024 picture again as soon as it has an answer
+- cutout clients (the configured cutout model: set FLASK_CUTOUT_MODEL to choose), each sending
+  a 720 x 1024 picture again as soon as it has an answer
   (saturating: more clients than cutout slots and queue places, so some get 503);
 - identify clients, each sending one face crop, then pausing --think seconds.
 It prints requests/s, p50/p95 latency per endpoint (answered 200), how many got 503 (with

@@ -91,9 +91,9 @@ def test_full_cutout_queue_answers_503_while_identify_is_served(tmp_path, demo_p
     picture = path.read_bytes()
     x, y, w, h = comp.faces[0][1]
     face = encode(comp.image[y:y + h, x:x + w])
-    env = {"FLASK_REPORT_DIR": str(tmp_path / "reports"), "FLASK_CUTOUT_SLOTS": "1",
-           "FLASK_CUTOUT_QUEUE": "1", "FLASK_IDENTIFY_SLOTS": "2", "FLASK_IDENTIFY_QUEUE": "4",
-           "FLASK_QUEUE_WAIT": "120"}
+    env = {"FLASK_REPORT_DIR": str(tmp_path / "reports"), "FLASK_CUTOUT_MODEL": "demo-cutout",
+           "FLASK_CUTOUT_SLOTS": "1", "FLASK_CUTOUT_QUEUE": "1", "FLASK_IDENTIFY_SLOTS": "2",
+           "FLASK_IDENTIFY_QUEUE": "4", "FLASK_QUEUE_WAIT": "120"}
     with gunicorn(tmp_path, env, workers=1, args=("--worker-class", "gthread", "--threads", "12")) as (url, _):
         http = urllib3.PoolManager(maxsize=16, retries=False, timeout=120)
         # Load both models first, so the burst measures admission, not loading.
