@@ -26,10 +26,13 @@ def create_app(config=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
 
     from app import commands, errors
-    from app.web import api, pages
+    from app.web import api, auth, characters, pages, review
     errors.init_app(app)
+    auth.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(characters.bp)
+    app.register_blueprint(review.bp)
     app.after_request(security_headers)
     commands.init_app(app)
     return app

@@ -12,8 +12,19 @@ DEFAULTS = {
     "MODEL_DIR": "models",
     "CLASSIFIER_MODEL": "demo-classifier",
     "CUTOUT_MODEL": "demo-cutout",
-    # Wrong-label reports: one PNG + one JSON record per report.
+    # The data folder: the SQLite database, pictures of reports and enrolled faces (named by
+    # sha256) and retrained models. Report files from before the database are imported from it.
     "REPORT_DIR": "user_report",
+    # A database URL (postgresql+psycopg://user@host/db) for several instances; None: SQLite in REPORT_DIR.
+    "DATABASE_URL": None,
+    # Bytes of pictures that pending reports may hold (507 above it until an operator reviews them).
+    "REPORT_QUOTA_BYTES": 256 * 1024 * 1024,
+    # Operator token for everything that changes characters, reviews or models (None: turned off).
+    "ADMIN_TOKEN": None,
+    # Few-shot gallery embeddings: a name under MODEL_DIR or a path (card kind "embedding").
+    "EMBEDDING_MODEL": "demo-embedding",
+    # Session cookie only over HTTPS; set true behind a TLS proxy.
+    "SESSION_COOKIE_SECURE": False,
     # Upload limits: bytes per request (Flask answers 413 above it) and decoded pixels per image.
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
     "MAX_IMAGE_PIXELS": 40_000_000,

@@ -80,17 +80,34 @@ class Identifier:
         return cls(card, backbone, head)
 
     @torch.inference_mode()
-    def probabilities(self, images):
-        """A list of face crops -> N x L softmax probabilities."""
+    def features(self, images):
+        """A list of face crops -> N x D backbone features."""
         chunks = []
         for start in range(0, len(images), BATCH_SIZE):
             batch = face_batch(images[start:start + BATCH_SIZE], self.backbone)
-            chunks.append(torch.softmax(self.head(self.backbone.features(batch)), dim=1))
-        return torch.cat(chunks) if chunks else torch.empty(0, len(self.labels))
+            chunks.append(self.backbone.features(batch).float())
+        return torch.cat(chunks) if chunks else torch.empty(0, self.backbone.feature_dim)
 
-    def identify(self, images):
-        """Per face: up to 5 {"label", "score"} best first, and `unknown` when the best is under threshold."""
-        probs = self.probabilities(list(images))
+    @torch.inference_mode()
+    def probabilities(self, images, features=None):
+        """A list of face crops (or their features) -> N x L softmax probabilities."""
+        features = self.features(images) if features is None else features
+        return torch.softmax(self.head(features), dim=1)
+
+    def identify(self, images, gallery=None):
+        """Per face: up to 5 {"label", "score"} best first, and `unknown` when the best is under threshold.
+
+        With a gallery (app/inference/gallery.py) its enrolled characters compete too, under the
+        same threshold.
+        """
+        images = list(images)
+        if gallery is not None and len(gallery):
+            features = self.features(images)
+            embedder = gallery.embedder
+            embeddings = (embedder.from_features(features) if embedder.shares_backbone(self.backbone)
+                          else embedder.from_images(images))
+            return gallery.answer(self.probabilities(images, features), self.labels, self.threshold, embeddings)
+        probs = self.probabilities(images)
         k = min(TOP_K, len(self.labels))
         results = []
         for row in probs:

@@ -6,6 +6,7 @@ sharing torch state across processes.
 """
 import os
 import threading
+from pathlib import Path
 
 from flask import current_app
 
@@ -17,6 +18,7 @@ KINDS = {
     "classifier": ("CLASSIFIER_MODEL", "scripts/setup.sh (demo model) or "
                    "`flask --app wsgi train classifier`"),
     "cutout": ("CUTOUT_MODEL", "scripts/setup.sh (demo model) or `flask --app wsgi train cutout`"),
+    "embedding": ("EMBEDDING_MODEL", "git (models/demo-embedding) or `python scripts/gallery_figures.py`"),
 }
 
 _lock = threading.Lock()
@@ -30,9 +32,9 @@ class ModelUnavailable(APIError):
 
 
 def _state(app):
-    state = app.extensions.setdefault("models", {"pid": os.getpid(), "models": {}})
+    state = app.extensions.setdefault("models", {"pid": os.getpid(), "models": {}, "dirs": {}})
     if state["pid"] != os.getpid():
-        state.update(pid=os.getpid(), models={})
+        state.update(pid=os.getpid(), models={}, dirs={})
     return state
 
 
@@ -42,6 +44,9 @@ def _load(kind, directory):
     if kind == "classifier":
         from app.inference.identify import Identifier
         return Identifier.load(directory)
+    if kind == "embedding":
+        from app.inference.gallery import Embedder
+        return Embedder.load(directory)
     from app.inference.cutout import Cutter
     return Cutter.load(directory)
 
@@ -54,27 +59,32 @@ def _shown(directory):
         return directory.name
 
 
-def get_model(kind):
-    """The loaded model of `kind` ("classifier" or "cutout"); ModelUnavailable (503) if it cannot be."""
+def get_model(kind, directory=None):
+    """The loaded model of `kind` ("classifier", "cutout", "embedding"); ModelUnavailable (503) if it cannot be.
+
+    `directory` overrides the configured one (a retrained classifier made live): a worker
+    holding another directory's model loads this one and drops the old.
+    """
     app = current_app._get_current_object()
     state = _state(app)
-    model = state["models"].get(kind)
-    if model is not None:
-        return model
     key, how = KINDS[kind]
-    directory = model_path(app.config, key)
+    directory = Path(directory) if directory else model_path(app.config, key)
+    model = state["models"].get(kind)
+    if model is not None and state["dirs"].get(kind) == directory:
+        return model
     if not (directory / "card.json").is_file():
         raise ModelUnavailable(f"No {kind} model at {_shown(directory)} (card.json missing). "
                                f"Install one with {how}, or set FLASK_{key}.")
     with _lock:
         model = state["models"].get(kind)
-        if model is None:
+        if model is None or state["dirs"].get(kind) != directory:
             try:
                 model = _load(kind, directory)
             except Exception as exc:  # ModelError, bad card, unreadable weights: all mean 503
                 app.logger.warning("cannot load %s model from %s: %s", kind, directory, exc)
                 raise ModelUnavailable(f"The {kind} model at {_shown(directory)} cannot be loaded: {exc}") from None
             state["models"][kind] = model
+            state["dirs"][kind] = directory
     return model
 
 
