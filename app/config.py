@@ -21,10 +21,16 @@ DEFAULTS = {
     "REPORT_QUOTA_BYTES": 256 * 1024 * 1024,
     # Operator token for everything that changes characters, reviews or models (None: turned off).
     "ADMIN_TOKEN": None,
+    # Existing data set that retraining adds the gallery to (None: the live head's training data).
+    "RETRAIN_DATA_DIR": None,
     # Few-shot gallery embeddings: a name under MODEL_DIR or a path (card kind "embedding").
     "EMBEDDING_MODEL": "demo-embedding",
-    # Session cookie only over HTTPS; set true behind a TLS proxy.
+    # The operator's session cookie: never sent by another site's requests, 12 hours long.
+    # SESSION_COOKIE_SECURE=true behind a TLS proxy keeps it off plain HTTP.
+    "SESSION_COOKIE_NAME": "faces_session",
+    "SESSION_COOKIE_SAMESITE": "Strict",
     "SESSION_COOKIE_SECURE": False,
+    "PERMANENT_SESSION_LIFETIME": 12 * 3600,
     # Upload limits: bytes per request (Flask answers 413 above it) and decoded pixels per image.
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
     "MAX_IMAGE_PIXELS": 40_000_000,

@@ -9,7 +9,6 @@ turn them on. Anonymous users can identify, cut out and report, nothing more.
 import functools
 import hashlib
 import hmac
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, make_response, redirect, render_template, request, session, url_for
@@ -130,10 +129,6 @@ def init_app(app):
     # (identify, cutout, reports) carry no session and are guarded elsewhere.
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid for the session's life
-    app.config.setdefault("SESSION_COOKIE_NAME", "faces_session")
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Strict")
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
     token = app.config.get("ADMIN_TOKEN")
     if token and not app.config.get("SECRET_KEY"):
         # Every worker derives the same key from the token, so sessions work across workers

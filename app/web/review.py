@@ -155,7 +155,7 @@ def job_env(app):
         "FLASK_CLASSIFIER_MODEL": str(model_path(config, "CLASSIFIER_MODEL")),
         "FLASK_EMBEDDING_MODEL": str(model_path(config, "EMBEDDING_MODEL")),
     })
-    for key in ("RETRAIN_DATA_DIR", "TORCH_THREADS", "RETRAIN_AUGMENT"):
+    for key in ("RETRAIN_DATA_DIR", "TORCH_THREADS"):
         if config.get(key) is not None:
             env[f"FLASK_{key}"] = str(config[key])
     return env
