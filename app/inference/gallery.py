@@ -90,7 +90,8 @@ class Embedder:
     @torch.inference_mode()
     def from_features(self, features):
         """N x D backbone features (tensor or array) -> N x d unit vectors (numpy float32)."""
-        x = torch.as_tensor(np.asarray(features, np.float32))
+        # The projection was trained on unit-length features: scale first, project, scale again.
+        x = torch.from_numpy(normalise(np.asarray(features, np.float32)))
         if self.projection is not None and len(x):
             x = self.projection(x)
         return normalise(x.numpy())

@@ -5,6 +5,7 @@ gallery under its label (or a corrected one), so the name is answered at once; r
 as a separate process that writes its progress to the database and makes the new head live
 only when its held-out figures are not worse than the live one's.
 """
+import io
 import os
 import subprocess
 import sys
@@ -77,10 +78,11 @@ def report_image(report_id):
             sha256 = report_store.get(s, report_id).image_sha256
         except report_store.NotFound as exc:
             raise APIError(str(exc), 404, "not_found") from None
-    path = images.image_path(_root(), sha256)
-    if not path.is_file():
-        raise APIError("The picture of this report is missing on the server.", 404, "not_found")
-    return send_file(path, mimetype="image/png", max_age=3600)
+    try:
+        data = images.read(_root(), sha256)  # crops are small: read whole, no file left open
+    except FileNotFoundError:
+        raise APIError("The picture of this report is missing on the server.", 404, "not_found") from None
+    return send_file(io.BytesIO(data), mimetype="image/png", max_age=3600)
 
 
 def _decide(report_id, accept):
