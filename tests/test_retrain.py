@@ -2,6 +2,7 @@
 live for every request without a restart, `flask models rollback` goes back one version, and the
 page's background job reports its progress."""
 import io
+import re
 import time
 
 import numpy as np
@@ -77,12 +78,13 @@ def test_the_gate_compares_each_figure_with_tolerance():
 
 def test_a_worse_retrain_is_refused_and_the_live_model_stays(app, live_setup):
     _, live = live_setup
-    # Poisoned reviews: a dozen of Eileen's faces enrolled as "lucy".
-    enrol(app, "lucy", face_crops("eileen happy", 6, seed=21) + face_crops("eileen vhappy", 6, seed=22))
+    # Poisoned reviews: Eileen's and Sylvie's faces enrolled under each other's names.
+    enrol(app, "sylvie", face_crops("eileen happy", 6, seed=21) + face_crops("eileen vhappy", 6, seed=22))
+    enrol(app, "eileen", face_crops("sylvie blue smile", 6, seed=24) + face_crops("sylvie blue normal", 6, seed=25))
     result = app.test_cli_runner().invoke(args=["train", "classifier", "--from-gallery", "--augment", "1",
                                                 "--patience", "10"])
     assert result.exit_code == 3, result.output
-    assert "Refused: worse than the live model" in result.output and "top1" in result.output
+    assert re.search(r"Refused: worse than the live model on held-out faces: top1 [\d.]+ vs live", result.output)
     with db.session(app) as s:
         assert model_versions.live(s) is None
         assert [v.status for v in model_versions.history(s)] == ["refused"]
