@@ -65,14 +65,22 @@ function renderReport(report) {
   return node;
 }
 
+function showCounts(data) {
+  for (const [status, n] of Object.entries(data.counts)) $(`[data-count="${status}"]`).textContent = `(${n})`;
+  const size = (bytes) => (bytes < 1048576 ? `${Math.ceil(bytes / 1024)} KB` : `${(bytes / 1048576).toFixed(1)} MB`);
+  $("#quota").textContent = data.quota_bytes ? `Queue uses ${size(data.pending_bytes)} of ${size(data.quota_bytes)}` : "";
+}
+
+async function refreshCounts() {
+  showCounts(await call("GET", "/api/reports?status=pending&limit=1"));
+}
+
 async function loadReports() {
   const data = await call("GET", `/api/reports?status=${currentStatus}&limit=200`);
   const list = $("#reports");
   list.replaceChildren(...data.reports.map(renderReport));
   $("#reports-empty").hidden = data.reports.length > 0;
-  for (const [status, n] of Object.entries(data.counts)) $(`[data-count="${status}"]`).textContent = `(${n})`;
-  $("#quota").textContent = data.quota_bytes
-    ? `Queue uses ${(data.pending_bytes / 1048576).toFixed(1)} of ${(data.quota_bytes / 1048576).toFixed(0)} MB` : "";
+  showCounts(data);
   $("#select-all").checked = false;
   updateBulk();
   if (cards().length) cards()[0].focus();
@@ -87,9 +95,7 @@ async function decide(node, accept) {
     node.remove();
     if (next) next.focus();
     notice(accept ? `Accepted: ${$(".relabel", node).value.trim()} joins the gallery.` : "Rejected.");
-    const count = $(`[data-count="${currentStatus}"]`);
-    const n = parseInt(count.textContent.replace(/\D/g, ""), 10);
-    if (!Number.isNaN(n)) count.textContent = `(${n - 1})`;
+    refreshCounts().catch(() => {});
     $("#reports-empty").hidden = cards().length > 0;
     updateBulk();
     if (accept) loadCharacters();

@@ -2,7 +2,6 @@
 
 Screenshots land in test-artifacts/ (git-ignored) for a person to look at.
 """
-import json
 import threading
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from PIL import Image
 from werkzeug.serving import make_server
 
 from app import create_app
+from app.storage import db, images, reports
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -127,9 +127,12 @@ def test_whole_flow_in_chromium(server, browser, demo_picture):
     status = first.find_element(By.CSS_SELECTOR, ".report-status")
     wait_for(browser, "document.querySelector('#crops li .report-status.ok') !== null")
     report_id = status.get_attribute("data-report-id")
-    record = json.loads((report_dir / f"{report_id}.json").read_text("utf-8"))
-    assert record["label"] == "初音ミク"
-    assert read_image(report_dir / f"{report_id}.png").size[0] > 20
+    reader = create_app({"REPORT_DIR": str(report_dir)})
+    with db.session(reader) as s:
+        record = reports.get(s, report_id)
+    db.dispose(reader)
+    assert record.label == "初音ミク"
+    assert read_image(images.image_path(report_dir, record.image_sha256)).size[0] > 20
     screenshot(browser, "page-3-reported.png")
 
     # Remove the background: the PNG shown has the picture's size and real transparency.
