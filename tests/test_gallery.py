@@ -146,17 +146,26 @@ def test_enrolled_name_is_answered_by_every_gunicorn_worker(tmp_path):
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             return list(pool.map(lambda _: _post(urllib3.PoolManager(), url + "/api/identify", identify), range(n)))
 
+    def served_by(text):
+        return set(re.findall(r"pid=<?(\d+)>? POST /api/identify 200", text))
+
     with gunicorn(tmp_path, env=env, workers=2, args=access) as (url, log):
-        warm = identify_many(url)  # both workers load the model and cache an empty gallery
-        assert all(status == 200 and body["faces"][0]["predictions"][0]["label"] != "tom" for status, body in warm)
+        for _ in range(5):  # until both workers have served (the kernel picks who accepts)
+            warm = identify_many(url)  # each worker loads the model and caches an empty gallery
+            assert all(status == 200 and body["faces"][0]["predictions"][0]["label"] != "tom"
+                       for status, body in warm)
+            if len(served_by(log.read_text())) == 2:
+                break
+        assert len(served_by(log.read_text())) == 2, log.read_text()[-2000:]
         fields = [("name", "tom"), *[("faces", (f"{i}.png", p, "image/png")) for i, p in enumerate(tom[:2])]]
         status, body = _post(http, url + "/api/characters", fields, headers=AUTH)
         assert status == 201, body
-        after = identify_many(url)
-        log_text = log.read_text()
-    assert all(status == 200 and body["faces"][0]["predictions"][0]["label"] == "tom" for status, body in after)
-    pids = re.findall(r"pid=<?(\d+)>? POST /api/identify 200", log_text)
-    enrol_at = log_text.index("POST /api/characters 201")
-    pids_after = re.findall(r"pid=<?(\d+)>? POST /api/identify 200", log_text[enrol_at:])
-    assert len(set(pids)) == 2, log_text[-2000:]  # both workers had served before the enrolment
-    assert len(set(pids_after)) == 2, log_text[-2000:]  # and both answered "tom" after it, no restart
+        for _ in range(5):
+            after = identify_many(url)
+            # Every answer after the enrolment names him, whichever worker gave it, without a restart.
+            assert all(status == 200 and body["faces"][0]["predictions"][0]["label"] == "tom"
+                       for status, body in after)
+            text = log.read_text()
+            if len(served_by(text[text.index("POST /api/characters 201"):])) == 2:
+                break
+        assert len(served_by(text[text.index("POST /api/characters 201"):])) == 2, text[-2000:]

@@ -92,7 +92,7 @@ def job_dict(job):
             "updated": iso(job.updated)}
 
 
-def active_job(session, kind, stale_after_s=300):
+def active_job(session, kind, stale_after_s=900):
     """A queued or running job of `kind` that reported progress recently, or None."""
     job = session.scalar(select(Job).where(Job.kind == kind, Job.status.in_(("queued", "running")))
                          .order_by(Job.id.desc()))
