@@ -71,9 +71,10 @@ def test_one_threshold_decides_for_head_and_gallery():
 # --- over HTTP, in process ------------------------------------------------------------------------
 
 @pytest.fixture
-def operator_app(tmp_path):
+def operator_app(tmp_path, database_url):
+    """The app on SQLite and on PostgreSQL."""
     app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "reports"), "TORCH_THREADS": 1,
-                      "ADMIN_TOKEN": TOKEN})
+                      "ADMIN_TOKEN": TOKEN, "DATABASE_URL": database_url})
     yield app
     db.dispose(app)
 
@@ -169,3 +170,23 @@ def test_enrolled_name_is_answered_by_every_gunicorn_worker(tmp_path):
             if len(served_by(text[text.index("POST /api/characters 201"):])) == 2:
                 break
         assert len(served_by(text[text.index("POST /api/characters 201"):])) == 2, text[-2000:]
+
+
+@needs_art
+@needs_classifier
+def test_two_instances_on_one_postgresql_share_the_gallery(tmp_path, postgres):
+    # Two app instances (as behind one proxy) with one database and one shared data folder.
+    tom = face_crops("tom", 3, seed=4)
+    env = {"FLASK_REPORT_DIR": str(tmp_path / "reports"), "FLASK_ADMIN_TOKEN": TOKEN,
+           "FLASK_DATABASE_URL": postgres()}
+    http = urllib3.PoolManager()
+    query = [("faces", ("q.png", tom[2], "image/png"))]
+    with gunicorn(tmp_path, env=env) as (first, _), gunicorn(tmp_path, env=env) as (second, _):
+        status, body = _post(http, second + "/api/identify", query)
+        assert status == 200 and body["faces"][0]["predictions"][0]["label"] != "tom"
+        fields = [("name", "tom"), *[("faces", (f"{i}.png", p, "image/png")) for i, p in enumerate(tom[:2])]]
+        assert _post(http, first + "/api/characters", fields, headers=AUTH)[0] == 201
+        status, body = _post(http, second + "/api/identify", query)
+        assert status == 200 and body["faces"][0]["predictions"][0]["label"] == "tom"
+        listing = http.request("GET", second + "/api/characters").json()
+        assert {"name": "tom", "source": "gallery", "faces": 2} in listing["details"]

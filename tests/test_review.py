@@ -12,9 +12,10 @@ from app.storage import db
 
 
 @pytest.fixture
-def app(tmp_path):
+def app(tmp_path, database_url):
+    """The app on SQLite and on PostgreSQL: the same review flow must hold on both."""
     app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "reports"), "TORCH_THREADS": 1,
-                      "ADMIN_TOKEN": TOKEN})
+                      "ADMIN_TOKEN": TOKEN, "DATABASE_URL": database_url})
     yield app
     db.dispose(app)
 
