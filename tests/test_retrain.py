@@ -76,6 +76,11 @@ def test_the_gate_compares_each_figure_with_tolerance():
     assert not retrain.compare(live, {**live, "unknown_rejection_rate": 0.5}).accepted
 
 
+def test_train_classifier_needs_data_or_the_gallery(app):
+    result = app.test_cli_runner().invoke(args=["train", "classifier"])
+    assert result.exit_code == 2 and "DATA_DIR" in result.output and "--from-gallery" in result.output
+
+
 def test_a_worse_retrain_is_refused_and_the_live_model_stays(app, live_setup):
     _, live = live_setup
     # Poisoned reviews: Eileen's and Sylvie's faces enrolled under each other's names.
@@ -107,8 +112,10 @@ def test_a_retrain_goes_live_everywhere_and_rolls_back(app, live_setup):
         card_labels = (model_versions.resolve(app.config["REPORT_DIR"], version) / "card.json").read_text()
     assert '"tom"' in card_labels  # the head itself learnt the gallery's character
 
+    assert "live" in runner.invoke(args=["models", "versions"]).output
     result = runner.invoke(args=["models", "rollback"])
     assert result.exit_code == 0 and "configured model" in result.output, result.output
+    assert "rolled_back" in runner.invoke(args=["models", "versions"]).output
     assert identify_model(app, tom[7])[0] == "live-model"
     result = runner.invoke(args=["models", "rollback"])
     assert result.exit_code != 0 and "already serving" in result.output

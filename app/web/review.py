@@ -36,11 +36,9 @@ def _root():
 
 @bp.get("/review")
 def page():
-    """The review page (operators; others are sent to sign in)."""
-    if current_app.config.get("ADMIN_TOKEN") and not auth.is_signed_in():
+    """The review page (operators; others are sent to sign in, which says how when it is turned off)."""
+    if not auth.is_signed_in():
         return redirect(url_for("auth.signin", next=request.full_path.rstrip("?")), code=303)
-    if not current_app.config.get("ADMIN_TOKEN"):
-        return redirect(url_for("auth.signin"), code=303)
     return auth.operator_page(render_template("review.html"))
 
 
