@@ -7,7 +7,6 @@ import io
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 import urllib3
 from conftest import ROOT, needs_classifier
@@ -76,6 +75,16 @@ def square(png, side=160):
         return im.convert("RGB").resize((side, side), Image.LANCZOS)
 
 
+def report(base, png, label="Ed", predicted="lucy"):
+    """Post a report as an anonymous visitor would; its id."""
+    face = io.BytesIO()
+    square(png).save(face, "PNG")
+    response = urllib3.request("POST", base + "/api/reports", fields={
+        "face": ("f.png", face.getvalue(), "image/png"), "label": label, "predicted": predicted})
+    assert response.status == 201
+    return response.json()["id"]
+
+
 def test_sign_in_enrol_identify_and_review(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -121,13 +130,7 @@ def test_sign_in_enrol_identify_and_review(server, browser, tmp_path):
     screenshot(browser, "operator-2-identified.png")
 
     # Someone reports a face as "Tom"; the operator accepts it under a corrected name, by keyboard.
-    face = io.BytesIO()
-    Image.fromarray(np.asarray(square(face_crops("sasha", 1, seed=52)[0]))).save(face, "PNG")
-    response = urllib3.request("POST", base + "/api/reports",
-                               fields={"face": ("f.png", face.getvalue(), "image/png"), "label": "Tom",
-                                       "predicted": "eileen"})
-    assert response.status == 201
-    report_id = response.json()["id"]
+    report_id = report(base, face_crops("sasha", 1, seed=52)[0], "Tom", "eileen")
     browser.get(base + "/review")
     wait_for(browser, "document.body.dataset.ready === '1'")
     card = browser.find_element(By.CSS_SELECTOR, f'#reports li[data-id="{report_id}"]')
@@ -146,6 +149,17 @@ def test_sign_in_enrol_identify_and_review(server, browser, tmp_path):
         row = reports.get(s, report_id)
         assert (row.status, row.decided_label) == ("accepted", "Sasha")
         assert gallery.face_counts(s) == {"Sasha": 1, "Tom": 2}
+
+    # At phone width the review page stays one column.
+    browser.set_window_size(390, 844)
+    try:
+        report(base, face_crops("ed", 1, seed=53)[0])
+        browser.get(base + "/review")
+        wait_for(browser, "document.body.dataset.ready === '1'")
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
+        screenshot(browser, "operator-5-phone.png")
+    finally:
+        browser.set_window_size(1280, 1000)
 
     problems = [e["message"] for e in browser.get_log("browser")
                 if e["level"] == "SEVERE" or "Content Security Policy" in e["message"]]
