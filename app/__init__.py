@@ -27,14 +27,17 @@ def create_app(config=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
 
     from app import commands, errors
-    from app.web import api, connections, memory, origin, pages, ratelimit, static_files
+    from app.web import api, auth, characters, connections, memory, origin, pages, ratelimit, review, static_files
     errors.init_app(app)
     connections.init_app(app)
     memory.init_app(app)
     origin.init_app(app)  # before the rate limiter: a refused cross-site post costs no quota
+    auth.init_app(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(static_files.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(characters.bp)
+    app.register_blueprint(review.bp)
     ratelimit.init_app(app)
     app.after_request(security_headers)
     commands.init_app(app)

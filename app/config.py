@@ -14,8 +14,25 @@ DEFAULTS = {
     # IS-Net (DIS general use, from npm; setup builds models/isnet-general); demo-cutout is the
     # fast choice (?model=demo-cutout), and the fallback named in the 503 when IS-Net is missing.
     "CUTOUT_MODEL": "isnet-general",
-    # Wrong-label reports: one PNG + one JSON record per report.
+    # The data folder: the SQLite database, pictures of reports and enrolled faces (named by
+    # sha256) and retrained models. Report files from before the database are imported from it.
     "REPORT_DIR": "user_report",
+    # A database URL (postgresql+psycopg://user@host/db) for several instances; None: SQLite in REPORT_DIR.
+    "DATABASE_URL": None,
+    # Bytes of pictures that pending reports may hold (507 above it until an operator reviews them).
+    "REPORT_QUOTA_BYTES": 256 * 1024 * 1024,
+    # Operator token for everything that changes characters, reviews or models (None: turned off).
+    "ADMIN_TOKEN": None,
+    # Existing data set that retraining adds the gallery to (None: the live head's training data).
+    "RETRAIN_DATA_DIR": None,
+    # Few-shot gallery embeddings: a name under MODEL_DIR or a path (card kind "embedding").
+    "EMBEDDING_MODEL": "demo-embedding",
+    # The operator's session cookie: never sent by another site's requests, 12 hours long.
+    # SESSION_COOKIE_SECURE=true behind a TLS proxy keeps it off plain HTTP.
+    "SESSION_COOKIE_NAME": "faces_session",
+    "SESSION_COOKIE_SAMESITE": "Strict",
+    "SESSION_COOKIE_SECURE": False,
+    "PERMANENT_SESSION_LIFETIME": 12 * 3600,
     # Upload limits: bytes per request (Flask answers 413 above it) and decoded pixels per image.
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
     "MAX_IMAGE_PIXELS": 40_000_000,

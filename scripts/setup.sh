@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One setup for a fresh Debian machine, CI and the Docker image:
 #   scripts/setup.sh            runtime: .venv, Python packages, front-end assets, face cascade
-#   scripts/setup.sh --dev      also test tools, Debian Chromium/chromedriver/ffmpeg, demo-cast art,
-#                               the Live2D models (npm dev dependencies) for `flask demo render`
+#   scripts/setup.sh --dev      also test tools, Debian Chromium/chromedriver/ffmpeg/PostgreSQL,
+#                               demo-cast art, the Live2D models (npm dev dependencies) for `flask demo render`
 # Idempotent: a second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,8 @@ if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     for pkg in docker.io debootstrap nginx; do
       dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
+    # PostgreSQL binaries: the storage tests start a private server on a temporary folder.
+    command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   fi
   if [ ${#need[@]} -gt 0 ]; then
     step "Debian packages: ${need[*]}"

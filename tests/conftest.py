@@ -106,3 +106,21 @@ def demo_picture(tmp_path_factory):
     path = tmp_path_factory.mktemp("demo") / "demo-cast.png"
     path.write_bytes(encode(comp.image))
     return path, comp
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL server for the session; calling the value makes a fresh database URL."""
+    from postgres import binaries, postgres_server
+    if binaries() is None:
+        pytest.skip("PostgreSQL binaries missing: run scripts/setup.sh --dev (Debian's postgresql)")
+    with postgres_server() as new_database:
+        yield new_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request):
+    """None (SQLite in the report folder, the default) or a fresh PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres")()

@@ -1,12 +1,12 @@
 """The JSON API over Flask's test client, on the real demo models."""
 import io
-import json
 
 import numpy as np
 import pytest
 from conftest import encode, needs_classifier, needs_cutout, read_image
 from PIL import Image
 
+from app.storage import db, images, reports
 from app.web import registry
 
 
@@ -85,7 +85,7 @@ def test_page_has_a_strict_csp_without_inline_code(client):
 def test_healthz_reports_models_without_loading_them(client):
     body = client.get("/healthz").get_json()
     assert body["status"] == "ok"
-    assert set(body["models"]) == {"classifier", "cutout"}
+    assert set(body["models"]) == {"classifier", "cutout", "embedding"}
     assert body["models"]["classifier"]["loaded"] is False
 
 
@@ -244,32 +244,60 @@ def test_cutout_refuses_unknown_output(client):
     ("x" * 100, "x" * 100),
     ("../../etc/passwd", "../../etc/passwd"),  # just text: it never becomes a path
 ])
-def test_reports_keep_any_language_exactly(client, report_dir, label, stored):
+def test_reports_keep_any_language_exactly(app, client, report_dir, label, stored):
     face = encode(np.full((30, 30, 3), 200, np.uint8))
     response = client.post("/api/reports", data={"face": upload(face), "label": label, "predicted": "lucy"})
     assert response.status_code == 201, response.data
     report_id = response.get_json()["id"]
-    record = json.loads((report_dir / f"{report_id}.json").read_text("utf-8"))
-    assert record["label"] == stored and record["predicted"] == "lucy"
-    assert read_image(report_dir / f"{report_id}.png").size == (30, 30)
-    assert sorted(p.name for p in report_dir.iterdir()) == [f"{report_id}.json", f"{report_id}.png"]
+    with db.session(app) as s:
+        row = reports.get(s, report_id)
+    assert (row.label, row.predicted, row.status) == (stored, "lucy", "pending")
+    path = images.image_path(report_dir, row.image_sha256)
+    assert read_image(path).size == (30, 30)
+    # The picture is the only file besides the database; no path is built from the label.
+    files = {p.relative_to(report_dir) for p in report_dir.rglob("*") if p.is_file()}
+    assert {f for f in files if not f.name.startswith(db.SQLITE_NAME)} == {path.relative_to(report_dir)}
 
 
 @pytest.mark.parametrize("label", [None, "", "   ", "x" * 101, "bad\x00byte", "two\nlines", "tab\there",
                                    "\u202eevil", "zero\u200bwidth"])
-def test_reports_refuse_bad_labels(client, report_dir, label):
+def test_reports_refuse_bad_labels(app, client, report_dir, label):
     face = encode(np.zeros((30, 30, 3), np.uint8))
     form = {"face": upload(face)}
     if label is not None:
         form["label"] = label
     assert_error(client.post("/api/reports", data=form), 400, "bad_label")
-    assert not report_dir.exists() or not any(report_dir.iterdir())  # nothing half-written
+    assert not (report_dir / "images").exists()  # nothing half-written
+    with db.session(app) as s:
+        assert reports.count(s) == 0
 
 
-def test_reports_reencode_the_crop(client, report_dir):
+def test_reports_reencode_the_crop(app, client, report_dir):
     face = encode(np.full((16, 16, 3), 90, np.uint8), "JPEG")
     report_id = client.post("/api/reports", data={"face": upload(face), "label": "lucy"}).get_json()["id"]
-    assert (report_dir / f"{report_id}.png").read_bytes().startswith(b"\x89PNG")
+    with db.session(app) as s:
+        sha256 = reports.get(s, report_id).image_sha256
+    assert images.image_path(report_dir, sha256).read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_same_picture_reported_again_keeps_the_first_report(client):
+    face = encode(np.full((20, 20, 3), 60, np.uint8))
+    first = client.post("/api/reports", data={"face": upload(face), "label": "lucy"})
+    again = client.post("/api/reports", data={"face": upload(face), "label": "eileen"})
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.get_json() == {"id": first.get_json()["id"], "label": "lucy", "duplicate": True}
+
+
+def test_a_full_review_queue_answers_507(report_dir):
+    from app import create_app
+    app = create_app({"TESTING": True, "REPORT_DIR": str(report_dir), "REPORT_QUOTA_BYTES": 300})
+    client = app.test_client()
+    noise = np.random.default_rng(0).integers(0, 256, (12, 12, 3), dtype=np.uint8)  # ~450 bytes as PNG
+    response = client.post("/api/reports", data={"face": upload(encode(noise)), "label": "lucy"})
+    assert_error(response, 507, "storage_full")
+    assert "review" in response.get_json()["error"]["message"]
+    small = encode(np.zeros((4, 4, 3), np.uint8))
+    assert client.post("/api/reports", data={"face": upload(small), "label": "lucy"}).status_code == 201
 
 
 # ---------- proxy ----------

@@ -9,6 +9,9 @@ from conftest import encode, needs_models
 from PIL import Image
 from servers import gunicorn
 
+from app import create_app
+from app.storage import db, reports
+
 
 @pytest.fixture(scope="module")
 def gunicorn_url(tmp_path_factory):
@@ -49,7 +52,10 @@ def test_api_over_gunicorn(gunicorn_url, demo_picture):
                                                            "label": "シルヴィ", "predicted": "lucy"})
     assert r.status == 201
     report_id = json.loads(r.data)["id"]
-    assert json.loads((report_dir / f"{report_id}.json").read_text("utf-8"))["label"] == "シルヴィ"
+    reader = create_app({"REPORT_DIR": str(report_dir)})  # the same database, read from here
+    with db.session(reader) as s:
+        assert reports.get(s, report_id).label == "シルヴィ"
+    db.dispose(reader)
 
 
 def test_errors_over_gunicorn(gunicorn_url):

@@ -40,6 +40,18 @@ def assert_error(response, status, code):
     return body["error"]["message"]
 
 
+def stored_pictures(report_dir):
+    """How many report pictures are on disk (named by sha256 under images/)."""
+    return len(list((report_dir / "images").rglob("*.png")))
+
+
+def distinct_face(i):
+    """A small face picture different from every other i (reports of one picture are merged)."""
+    pixels = np.full((30, 30, 3), 200, np.uint8)
+    pixels[0, 0] = (i % 256, i // 256 % 256, 7)
+    return encode(pixels)
+
+
 def make_app(tmp_path, **config):
     # demo-cutout: the fast model (the default, IS-Net, is served in test_cutout_models.py).
     settings = {"TESTING": True, "TORCH_THREADS": 1, "REPORT_DIR": str(tmp_path / "reports"),
@@ -126,9 +138,9 @@ def test_stored_reports_are_scaled_down(tmp_path):
     face = encode(np.random.default_rng(0).integers(0, 255, (1000, 2000, 3), np.uint8))
     response = client.post("/api/reports", data={"face": upload(face), "label": "lucy"})
     assert response.status_code == 201
-    stored = read_image(tmp_path / "reports" / f"{response.get_json()['id']}.png")
-    assert stored.size == (724, 362)  # 512 x 512 pixels at most, aspect kept
-    assert (tmp_path / "reports" / f"{response.get_json()['id']}.png").stat().st_size < 1_000_000
+    [path] = (tmp_path / "reports" / "images").rglob("*.png")
+    assert read_image(path).size == (724, 362)  # 512 x 512 pixels at most, aspect kept
+    assert path.stat().st_size < 1_000_000
 
 
 @needs_cutout
@@ -208,41 +220,38 @@ def test_browser_posts_only_from_this_origin(tmp_path, headers, status):
     assert response.status_code == status, response.data
     if status == 403:
         assert response.get_json()["error"]["code"] == "cross_origin"
-        assert not (tmp_path / "reports").exists() or not list((tmp_path / "reports").glob("*.png"))
+        assert stored_pictures(tmp_path / "reports") == 0
 
 
 def test_trusted_origins_may_post(tmp_path):
     client = make_app(tmp_path, TRUSTED_ORIGINS="https://faces.example.org, https://x.example").test_client()
-    face = encode(np.full((30, 30, 3), 200, np.uint8))
-    for origin, status in [("https://faces.example.org", 201), ("https://FACES.example.org:443", 201),
-                           ("https://other.example", 403)]:
-        response = client.post("/api/reports", data={"face": upload(face), "label": "lucy"},
+    for i, (origin, status) in enumerate([("https://faces.example.org", 201), ("https://FACES.example.org:443", 201),
+                                          ("https://other.example", 403)]):
+        response = client.post("/api/reports", data={"face": upload(distinct_face(i)), "label": "lucy"},
                                headers={"Sec-Fetch-Site": "cross-site", "Origin": origin})
         assert response.status_code == status, origin
 
 
 def test_reports_per_client_are_limited_with_a_clear_429(tmp_path):
     client = make_app(tmp_path).test_client()  # the default REPORT_RATE_LIMIT: 20 per minute
-    face = encode(np.full((30, 30, 3), 200, np.uint8))
-    statuses = [client.post("/api/reports", data={"face": upload(face), "label": "lucy"},
-                            environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code for _ in range(30)]
+    statuses = [client.post("/api/reports", data={"face": upload(distinct_face(i)), "label": "lucy"},
+                            environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code for i in range(30)]
     print(f"\none client, 30 reports in a row: {statuses.count(201)} stored, {statuses.count(429)} refused")
     assert statuses == [201] * 20 + [429] * 10
-    assert len(list((tmp_path / "reports").glob("*.json"))) == 20
-    refused = client.post("/api/reports", data={"face": upload(face), "label": "lucy"},
+    assert stored_pictures(tmp_path / "reports") == 20
+    refused = client.post("/api/reports", data={"face": upload(distinct_face(30)), "label": "lucy"},
                           environ_base={"REMOTE_ADDR": "192.0.2.7"})
     message = assert_error(refused, 429, "too_many_requests")
     assert 1 <= int(refused.headers["Retry-After"]) <= 60 and "20 per 1 minute" in message
     # Another client is not affected; IPv6 clients count per /64.
-    other = client.post("/api/reports", data={"face": upload(face), "label": "lucy"},
+    other = client.post("/api/reports", data={"face": upload(distinct_face(31)), "label": "lucy"},
                         environ_base={"REMOTE_ADDR": "192.0.2.8"})
     assert other.status_code == 201
 
 
 def test_ipv6_clients_count_per_slash_64(tmp_path):
     client = make_app(tmp_path, REPORT_RATE_LIMIT="2 per minute").test_client()
-    face = encode(np.full((30, 30, 3), 200, np.uint8))
-    statuses = [client.post("/api/reports", data={"face": upload(face), "label": "lucy"},
+    statuses = [client.post("/api/reports", data={"face": upload(distinct_face(i)), "label": "lucy"},
                             environ_base={"REMOTE_ADDR": f"2001:db8:1:2::{i}"}).status_code for i in range(1, 4)]
     assert statuses == [201, 201, 429]
 
@@ -250,15 +259,14 @@ def test_ipv6_clients_count_per_slash_64(tmp_path):
 def test_rate_limit_counters_are_shared_between_processes(tmp_path):
     """Two gunicorn servers on one report folder count one client together, as two workers do."""
     env = {"FLASK_REPORT_DIR": str(tmp_path / "reports"), "FLASK_REPORT_RATE_LIMIT": "5 per minute"}
-    face = encode(np.full((30, 30, 3), 200, np.uint8))
     with gunicorn(tmp_path, env) as (url_a, _), gunicorn(tmp_path, env) as (url_b, _):
         http = urllib3.PoolManager(retries=False, timeout=60)
         statuses = [http.request("POST", url + "/api/reports",
-                                 fields={"face": ("f.png", face, "image/png"), "label": "lucy"}).status
-                    for url in [url_a, url_b] * 6]
+                                 fields={"face": ("f.png", distinct_face(i), "image/png"), "label": "lucy"}).status
+                    for i, url in enumerate([url_a, url_b] * 6)]
         http.clear()
     assert sorted(statuses) == [201] * 5 + [429] * 7
-    assert len(list((tmp_path / "reports").glob("*.json"))) == 5
+    assert stored_pictures(tmp_path / "reports") == 5
 
 
 # ---------- 5. a 413 closes the connection ----------
@@ -338,10 +346,11 @@ def test_413_closes_the_connection_under_the_dev_server(tmp_path):
 
 # ---------- 6. honest health ----------
 def _damaged_copy(tmp_path):
-    """A model folder whose cutout weights lost a byte (and a good classifier beside it)."""
+    """A model folder whose cutout weights lost a byte (and a good classifier and embedding beside it)."""
     models = tmp_path / "models"
     shutil.copytree(MODELS / "demo-cutout", models / "demo-cutout")
     shutil.copytree(MODELS / "demo-classifier", models / "demo-classifier")
+    shutil.copytree(MODELS / "demo-embedding", models / "demo-embedding")
     weights = models / "demo-cutout" / "weights.pt"
     weights.write_bytes(weights.read_bytes()[:-1])
     return models

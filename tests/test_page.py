@@ -1,9 +1,7 @@
 """The page in a real headless Debian Chromium: detect, draw, identify, report, cut out;
 a server without models; pictures dropped and pasted. Helpers and fixtures: page_support.py.
 """
-import json
-
-from conftest import needs_models
+from conftest import needs_models, read_image
 from page_support import (
     Server,
     console_problems,
@@ -18,6 +16,8 @@ from page_support import (
     wait_for,
 )
 from PIL import Image
+
+from app.storage import db, images, reports
 
 pytestmark = needs_chromium
 
@@ -77,10 +77,11 @@ def test_whole_flow_in_chromium(server, browser, demo_picture):
     field.send_keys("平沢唯")
     first.find_element(By.CSS_SELECTOR, "form.report button[type=submit]").click()
     wait_for(browser, "document.querySelector('#crops li .report-status[data-state=saved]') !== null")
-    records = [json.loads(p.read_text("utf-8")) for p in server.report_dir.glob("*.json")]
-    assert [r["label"] for r in records] == ["平沢唯"]
-    with Image.open(server.report_dir / f"{records[0]['id']}.png") as crop:
-        assert crop.size[0] > 20
+    # Read through the server's own database (the app's session), as the review page does.
+    with db.session(server.app) as s:
+        stored = reports.list_reports(s)
+    assert [r.label for r in stored] == ["平沢唯"]
+    assert read_image(images.image_path(server.report_dir, stored[0].image_sha256)).size[0] > 20
     screenshot(browser, "page-3-reported.png")
 
     # Remove the background: the result has the picture's size and real transparency.

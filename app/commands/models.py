@@ -125,3 +125,31 @@ def list_command(models_dir):
     click.echo(f"official weights in {OFFICIAL_DIR}:")
     for name, path, status in official_status():
         click.echo(f"  {name}: {status} ({path.name})")
+
+
+@command.command("rollback")
+def rollback_command():
+    """Go back one classifier version: the live retrained head is retired and the one before it
+    (or the configured FLASK_CLASSIFIER_MODEL) serves again, in every worker within a request."""
+    from app.storage import db, model_versions
+    app = current_app._get_current_object()
+    with db.session(app, write=True) as s:
+        try:
+            old, now = model_versions.rollback(s)
+        except model_versions.NothingToRollBack as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"rolled back version {old.id} ({old.path})")
+        click.echo(f"live now: version {now.id} ({now.path})" if now else
+                   f"live now: the configured model ({app.config['CLASSIFIER_MODEL']})")
+
+
+@command.command("versions")
+def versions_command():
+    """List the classifier versions trained here, newest first."""
+    from app.storage import db, model_versions
+    with db.session(current_app._get_current_object()) as s:
+        rows = model_versions.history(s)
+    if not rows:
+        click.echo("no retrained versions: the configured model serves")
+    for v in rows:
+        click.echo(f"{v.id:>4}  {v.status:<12} {v.created:%Y-%m-%d %H:%M}  {v.path}  {v.note}")

@@ -6,32 +6,40 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from app.config import resolve_path
-from app.storage import reports
+from app.storage import db, reports
 
 command = AppGroup("reports", help="List and export wrong-label reports.")
 
+STATUS = click.Choice(["all", *reports.STATUSES])
 
-def _report_dir():
-    return resolve_path(current_app.config["REPORT_DIR"])
+
+def _rows(status):
+    with db.session(current_app._get_current_object()) as s:
+        return reports.list_reports(s, None if status == "all" else status)
 
 
 @command.command("list")
-def list_command():
+@click.option("--status", type=STATUS, default="all", show_default=True)
+def list_command(status):
     """List the wrong-label reports, oldest first, with a count per label."""
-    records = reports.list_reports(_report_dir())
-    for r in records:
-        click.echo(f"{r['id']}  {r['label']}  (model said: {r.get('predicted') or '-'})")
-    counts = Counter(r["label"] for r in records)
-    click.echo(f"{len(records)} report(s) in {_report_dir()}"
+    rows = _rows(status)
+    for r in rows:
+        decided = f" -> {r.decided_label}" if r.decided_label else ""
+        click.echo(f"{r.id}  {r.status:<8} {r.label}{decided}  (model said: {r.predicted or '-'})")
+    counts = Counter(r.decided_label or r.label for r in rows)
+    click.echo(f"{len(rows)} report(s)"
                + ("; " + ", ".join(f"{k}: {v}" for k, v in counts.most_common()) if counts else ""))
 
 
 @command.command("export")
 @click.argument("out_dir", type=click.Path(file_okay=False))
-def export_command(out_dir):
+@click.option("--status", type=STATUS, default="all", show_default=True,
+              help="Which reports (accepted ones go under their decided label).")
+def export_command(out_dir, status):
     """Copy report images to OUT_DIR/<label>/<id>.png, one folder per right label."""
-    records = reports.list_reports(_report_dir())
-    with click.progressbar(length=len(records), label="Exporting reports") as bar:
-        for _ in reports.export_reports(_report_dir(), out_dir, records):
+    rows = _rows(status)
+    root = resolve_path(current_app.config["REPORT_DIR"])
+    with click.progressbar(length=len(rows), label="Exporting reports") as bar:
+        for _ in reports.export_reports(root, out_dir, rows):
             bar.update(1)
-    click.echo(f"Exported {len(records)} report(s) to {out_dir}")
+    click.echo(f"Exported {len(rows)} report(s) to {out_dir}")

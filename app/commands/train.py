@@ -12,7 +12,7 @@ command = AppGroup("train", help="Train the classifier head or the cutout networ
 
 
 @command.command("classifier")
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False), required=False)
 @recipe_option
 @click.option("--backbone", default=None, type=click.Choice(nets.names("backbone")),
               help="Frozen backbone [default: efficientnet_lite0].")
@@ -30,9 +30,19 @@ command = AppGroup("train", help="Train the classifier head or the cutout networ
 @click.option("--cache", "cache_root", default=None, type=click.Path(file_okay=False),
               help="Feature cache folder (default .cache/features).")
 @click.option("--loco", is_flag=True, help="Also measure leave-one-character-out rejection on DATA/test.")
-def classifier_command(data_dir, config_file, out_dir, name, loco, **options):
+@click.option("--from-gallery", is_flag=True,
+              help="Retrain the live head on the gallery plus DATA_DIR (default: the live head's data) and "
+                   "make it live only if its figures on DATA_DIR/test are not worse.")
+@click.option("--tolerance", default=None, type=click.FloatRange(0, 1),
+              help="--from-gallery: how much worse a held-out figure may be [default: 0.01].")
+@click.option("--job", "job_id", default=None, type=int, hidden=True, help="Report progress to this job row.")
+def classifier_command(data_dir, config_file, out_dir, name, loco, from_gallery, tolerance, job_id, **options):
     """Train a softmax head on frozen BACKBONE features of DATA_DIR/<label>/* (or train/ val/ test/)."""
     from app.training.classifier_train import TrainConfig, train_model_dir
+    if from_gallery:
+        return _from_gallery(data_dir, out_dir, tolerance, job_id, options)
+    if data_dir is None:
+        raise click.UsageError("Missing argument 'DATA_DIR' (or use --from-gallery).")
     config = build_config(TrainConfig, config_file, options)
     out_dir = Path(out_dir or Path("models") / name)
     try:
@@ -46,6 +56,28 @@ def classifier_command(data_dir, config_file, out_dir, name, loco, **options):
     if m:
         click.echo(f"held-out: top-1 {m['top1']}, false unknown {m['false_unknown_rate']}, "
                    f"outsiders flagged unknown {m['unknown_rejection_rate']}")
+
+
+def _from_gallery(data_dir, out_dir, tolerance, job_id, options):
+    from flask import current_app
+
+    from app.commands import retrain
+    app = current_app._get_current_object()
+    try:
+        result = retrain.run(app, data_dir, job_id, out_dir, tolerance, options, command_line(),
+                             log=lambda m: click.echo(m, err=True))
+    except (*ERRORS, KeyError) as exc:
+        retrain.fail_job(app, job_id, exc)
+        fail(exc)
+    except BaseException as exc:
+        retrain.fail_job(app, job_id, type(exc).__name__)
+        raise
+    click.echo(result["reason"])
+    click.echo(f"candidate: {result['candidate']}\nlive:      {result['live']}")
+    if result["accepted"]:
+        click.echo(f"version {result['version']} ({result['model_dir']}) is live")
+    else:
+        raise SystemExit(3)  # refused: the live model stays
 
 
 def _data_arg(ctx, param, value):

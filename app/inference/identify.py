@@ -90,20 +90,34 @@ class Identifier:
                              f"(expected weight {labels}x{dim} and bias {labels})")
         return cls(card, backbone, weight, bias)
 
-    def probabilities(self, images):
-        """A list of face crops -> N x L softmax probabilities (float32 array)."""
-        chunks = []
-        for start in range(0, len(images), BATCH_SIZE):
-            features = self.backbone.face_features(images[start:start + BATCH_SIZE])
-            logits = features @ self.weight.T + self.bias
-            logits -= logits.max(axis=1, keepdims=True)
-            exp = np.exp(logits)
-            chunks.append(exp / exp.sum(axis=1, keepdims=True))
-        return np.concatenate(chunks) if chunks else np.empty((0, len(self.labels)), np.float32)
+    def features(self, images):
+        """A list of face crops -> N x D backbone features (float32 array)."""
+        chunks = [self.backbone.face_features(images[start:start + BATCH_SIZE])
+                  for start in range(0, len(images), BATCH_SIZE)]
+        return np.concatenate(chunks) if chunks else np.empty((0, self.backbone.feature_dim), np.float32)
 
-    def identify(self, images):
-        """Per face: up to 5 {"label", "score"} best first, and `unknown` when the best is under threshold."""
-        probs = self.probabilities(list(images))
+    def probabilities(self, images, features=None):
+        """A list of face crops (or their features) -> N x L softmax probabilities (float32 array)."""
+        features = self.features(list(images)) if features is None else features
+        logits = features @ self.weight.T + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def identify(self, images, gallery=None):
+        """Per face: up to 5 {"label", "score"} best first, and `unknown` when the best is under threshold.
+
+        With a gallery (app/inference/gallery.py) its enrolled characters compete too, under the
+        same threshold.
+        """
+        images = list(images)
+        features = self.features(images)
+        probs = self.probabilities(images, features)
+        if gallery is not None and len(gallery):
+            embedder = gallery.embedder
+            embeddings = (embedder.from_features(features) if embedder.shares_backbone(self.backbone)
+                          else embedder.from_images(images))
+            return gallery.answer(probs, self.labels, self.threshold, embeddings)
         k = min(TOP_K, len(self.labels))
         results = []
         for row in probs:

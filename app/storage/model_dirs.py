@@ -38,7 +38,11 @@ def load_card(model_dir):
         raise ModelError(f"{path} is not valid JSON ({exc}); {_remedy(None)}") from None
     if not isinstance(card, dict):
         raise ModelError(f"{path} must hold a JSON object")
-    missing = [k for k in REQUIRED_KEYS if k not in card]
+    required = REQUIRED_KEYS
+    if card.get("kind") == "embedding":
+        # Raw-feature embeddings have no weights of their own ("weights": null, no sha256).
+        required = ("name", "kind", "backbone") + (("sha256",) if card.get("weights") else ())
+    missing = [k for k in required if k not in card]
     if card.get("kind") == "classifier":
         missing += [k for k in CLASSIFIER_KEYS if k not in card]
     if missing:

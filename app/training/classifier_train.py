@@ -323,8 +323,11 @@ def _silent_bar(length, label):
 
 
 def train_model_dir(data_dir, out_dir, config, name=None, command=None, loco=False,
-                    progress_factory=None, log=print):
-    """Train a head on DATA, write models/<name>/ with its card; figures from DATA/test when it exists."""
+                    progress_factory=None, log=print, extra=None):
+    """Train a head on DATA, write models/<name>/ with its card; figures from DATA/test when it exists.
+
+    extra: {"train": [(image, label)], "val": [...]} added to DATA's splits (gallery faces).
+    """
     from app.inference.backbones import load_backbone
     from app.inference.identify import classifier_card
     from app.storage.model_dirs import write_model_dir
@@ -334,6 +337,7 @@ def train_model_dir(data_dir, out_dir, config, name=None, command=None, loco=Fal
     progress_factory = progress_factory or _silent_bar
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     train, val = split_data(data_dir, config.val_fraction, config.seed)
+    train, val = train + list((extra or {}).get("train", ())), val + list((extra or {}).get("val", ()))
     labels = sorted({lab for _, lab in train if lab != UNKNOWN_LABEL})
     if len(labels) < 2:
         raise ValueError(f"{data_dir} needs face folders of at least two labels, found {labels or 'none'}")

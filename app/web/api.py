@@ -12,9 +12,10 @@ from app.errors import APIError
 from app.inference import faces, imaging
 from app.inference.cutout import ALPHAS
 from app.inference.decontaminate import decontaminate
-from app.storage import reports
-from app.web import registry
+from app.storage import db, reports
+from app.web import live, registry
 from app.web.admission import limited
+from app.web.characters import gallery_names
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 # The description of the whole HTTP API, kept beside the code (tests check it against the routes).
@@ -36,9 +37,10 @@ def openapi():
 
 @bp.get("/characters")
 def characters():
-    """The labels the classifier knows and its card summary."""
-    identifier = registry.get_identifier()
-    return jsonify({"characters": list(identifier.labels), "model": _model_summary(identifier.card)})
+    """Every name the server can answer (head labels and gallery), with details and the card summary."""
+    identifier = live.get_identifier()
+    names, details = gallery_names(identifier)
+    return jsonify({"characters": names, "details": details, "model": _model_summary(identifier.card)})
 
 
 @bp.get("/models")
@@ -84,8 +86,8 @@ def identify():
     # Decode everything before touching the model, so a bad file costs no inference.
     images = [imaging.flatten(image) for image in imaging.decode_uploads(
         uploads, current_app.config, max_pixels=int(current_app.config["MAX_FACE_PIXELS"]))]
-    identifier = registry.get_identifier()
-    results = identifier.identify(images)
+    identifier = live.get_identifier()  # the live version: a retrained head, or the configured one
+    results = identifier.identify(images, gallery=live.get_gallery())
     return jsonify({"faces": results, "model": _model_summary(identifier.card)})
 
 
@@ -174,10 +176,16 @@ def create_report():
                                   max_pixels=int(current_app.config["MAX_REPORT_PIXELS"]))
     if "label" not in request.form:
         raise APIError("Send the right name under the field 'label'.", 400, "bad_label")
+    config = current_app.config
     try:
-        record = reports.save_report(resolve_path(current_app.config["REPORT_DIR"]),
-                                     imaging.png_bytes(image),  # re-encoded: no foreign bytes kept
-                                     request.form["label"], request.form.get("predicted", ""))
+        with db.session(current_app._get_current_object(), write=True) as s:
+            report, created = reports.submit(s, resolve_path(config["REPORT_DIR"]),
+                                             imaging.png_bytes(image),  # re-encoded: no foreign bytes kept
+                                             request.form["label"], request.form.get("predicted", ""),
+                                             config.get("REPORT_QUOTA_BYTES"))
     except reports.ReportError as exc:
         raise APIError(str(exc), 400, "bad_label") from None
-    return jsonify({"id": record["id"], "label": record["label"]}), 201
+    except reports.QuotaExceeded as exc:
+        raise APIError(str(exc), 507, "storage_full") from None
+    # The same picture again: the first report stands (200, not a new 201).
+    return jsonify({"id": report.id, "label": report.label, "duplicate": not created}), 201 if created else 200

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from flask import current_app
 
@@ -26,6 +27,7 @@ KINDS = {
                    "`flask --app wsgi train classifier`"),
     "cutout": ("CUTOUT_MODEL", "scripts/setup.sh (builds isnet-general from npm and exports "
                "demo-cutout) or `flask --app wsgi train cutout`"),
+    "embedding": ("EMBEDDING_MODEL", "git (models/demo-embedding) or `python scripts/gallery_figures.py`"),
 }
 
 _lock = threading.Lock()
@@ -62,7 +64,7 @@ def _state(app):
     if state["pid"] != os.getpid():
         state.clear()
         state["pid"] = os.getpid()
-    for key in ("models", "failures", "verified"):
+    for key in ("models", "dirs", "failures", "verified"):
         state.setdefault(key, {})
     return state
 
@@ -86,6 +88,9 @@ def _load(kind, directory):
         from app.inference.identify import Identifier
         # build=False: serving never exports; a missing export is a 503 naming the command.
         return Identifier.load(directory, resolve_path(current_app.config["ONNX_DIR"]), threads, build=False)
+    if kind == "embedding":
+        from app.inference.gallery import Embedder
+        return Embedder.load(directory, resolve_path(current_app.config["ONNX_DIR"]), threads, build=False)
     from app.inference.cutout import Cutter
     return Cutter.load(directory, threads=threads)  # ONNX Runtime: no torch in the worker
 
@@ -98,7 +103,8 @@ def _verify(kind, directory):
     card = load_card(directory)
     if card.get("kind") != kind:
         raise ValueError(f"card.json says kind {card.get('kind')!r}, not {kind!r}")
-    verify_weights(directory, card)
+    if card.get("weights"):  # raw-feature embeddings have none (load_card allows that for them only)
+        verify_weights(directory, card)
 
 
 def _shown(directory):
@@ -112,7 +118,7 @@ def _shown(directory):
 def _attempt(app, state, kind, action, directory=None, slot=None):
     """Run `action(kind, directory)` unless a remembered failure says wait; remember a new failure.
 
-    directory: the configured model of `kind` unless given (a request's choice, kept as `slot`)."""
+    directory: the configured model of `kind` unless given; slot: where its state is kept."""
     key, how = KINDS[kind]
     directory = directory or model_path(app.config, key)
     slot = slot or kind
@@ -142,20 +148,27 @@ def _attempt(app, state, kind, action, directory=None, slot=None):
     return result, signature
 
 
-def get_model(kind, directory=None):
-    """The loaded model of `kind` ("classifier" or "cutout"): the configured one, or the model
-    directory `directory` (a request's choice); ModelUnavailable (503) if it cannot be loaded."""
+def get_model(kind, directory=None, slot=None):
+    """The loaded model of `kind` ("classifier", "cutout", "embedding"); ModelUnavailable (503)
+    if it cannot be loaded.
+
+    directory: instead of the configured one (a retrained classifier made live, a request's
+    cutout choice). slot: where it is kept, `kind` unless given; a slot holding another
+    directory's model loads this one and drops the old (a newly live classifier replaces the last).
+    """
     app = current_app._get_current_object()
     state = _state(app)
-    slot = f"{kind}:{directory.name}" if directory is not None else kind
+    directory = Path(directory) if directory else model_path(app.config, KINDS[kind][0])
+    slot = slot or kind
     model = state["models"].get(slot)
-    if model is not None:
+    if model is not None and state["dirs"].get(slot) == directory:
         return model
     with _lock:
         model = state["models"].get(slot)
-        if model is None:
+        if model is None or state["dirs"].get(slot) != directory:
             model, _ = _attempt(app, state, kind, _load, directory, slot)
             state["models"][slot] = model
+            state["dirs"][slot] = directory
     return model
 
 
@@ -193,7 +206,7 @@ def get_cutter(name=None):
     if name not in choices:
         raise APIError(f"Unknown cutout model {name!r}; choose one of: {', '.join(sorted(choices))}.",
                        400, "unknown_model")
-    return get_model("cutout", resolve_path(app.config["MODEL_DIR"]) / name)
+    return get_model("cutout", resolve_path(app.config["MODEL_DIR"]) / name, slot=f"cutout:{name}")
 
 
 def readiness(app, kind):

@@ -1,0 +1,156 @@
+"""Few-shot characters: embeddings of enrolled faces, and one decision that combines them with the head.
+
+An Embedder turns backbone features into unit vectors (the raw features, or a small trained
+projection when its card names one). A Gallery holds the embeddings of every enrolled face; a
+face is scored against each character by cosine similarity to that character's nearest
+enrolled face. The similarity is mapped onto the head's probability scale so that ONE
+threshold, the head's calibrated `unknown_threshold`, decides "unknown" for both:
+
+    gallery score = sigmoid(logit(head threshold) + slope * (similarity - similarity threshold))
+
+which equals the head's threshold exactly at the gallery's calibrated similarity threshold
+(from the embedding card: held-out poses of enrolled characters against characters never
+enrolled). A label the head and the gallery both know takes the higher of its two scores.
+"""
+import math
+
+import numpy as np
+
+from app.inference.backbone_onnx import load_onnx_backbone
+from app.inference.preprocess import PREPROCESSING_VERSION
+from app.storage.model_dirs import ModelError, load_card, load_weights
+
+TOP_K = 5
+BATCH_SIZE = 16
+
+
+def make_projection(feature_dim, dim, hidden=None):
+    """The metric-learning projection (torch, for training): features -> (hidden ->) dim;
+    outputs are L2-normalised by the caller. Serving runs its weights in numpy (Embedder)."""
+    from torch import nn
+    if hidden:
+        return nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+    return nn.Sequential(nn.Linear(feature_dim, dim))
+
+
+def normalise(x):
+    """Rows scaled to unit length (float32 numpy)."""
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _numpy_layers(state, feature_dim, dim, hidden):
+    """The projection's state dict -> [(W, b), ...] (ReLU between), checked against its spec."""
+    names = ["0", "2"] if hidden else ["0"]
+    shapes = [(hidden, feature_dim), (dim, hidden)] if hidden else [(dim, feature_dim)]
+    if set(state) != {f"{n}.{p}" for n in names for p in ("weight", "bias")}:
+        raise ModelError(f"projection weights hold {sorted(state)}, expected layers {names}")
+    layers = []
+    for name, shape in zip(names, shapes):
+        weight = state[f"{name}.weight"].float().numpy()
+        bias = state[f"{name}.bias"].float().numpy()
+        if weight.shape != shape or bias.shape != (shape[0],):
+            raise ModelError(f"projection layer {name} is {weight.shape}, expected {shape}")
+        layers.append((np.ascontiguousarray(weight), np.ascontiguousarray(bias)))
+    return layers
+
+
+class Embedder:
+    """Backbone features (ONNX Runtime) -> unit embeddings, with the similarity calibration from its card."""
+
+    def __init__(self, card, backbone, layers=None):
+        self.card = card
+        self.backbone = backbone  # app.inference.backbone_onnx.OnnxBackbone
+        self.layers = layers or []
+        calibration = card.get("calibration") or {}
+        self.similarity_threshold = float(calibration.get("similarity_threshold", 0.8))
+        self.slope = float(calibration.get("slope", 20.0))
+        # The key under which embeddings are stored: a new backbone, projection or
+        # preprocessing never reuses old vectors.
+        self.key = ":".join([backbone.name, backbone.weights_sha256[:16], f"p{PREPROCESSING_VERSION}",
+                             (card.get("sha256") or "raw")[:16]])
+
+    @classmethod
+    def load(cls, model_dir, onnx_dir=None, threads=1, build=True):
+        """An embedding model directory: card.json (kind "embedding") and, for a projection, its
+        weights; the backbone through its ONNX export (build=False in serving, as for Identifier)."""
+        card = load_card(model_dir)
+        if card["kind"] != "embedding":
+            raise ModelError(f"{model_dir} holds a {card['kind']!r} model, not an embedding")
+        backbone = load_onnx_backbone(card["backbone"], onnx_dir, threads, build=build)
+        expected = card.get("backbone_sha256")
+        if expected and expected != backbone.weights_sha256:
+            raise ModelError(f"{model_dir} was calibrated on other {card['backbone']} weights")
+        layers = None
+        if card.get("weights"):
+            spec = card.get("projection") or {}
+            layers = _numpy_layers(load_weights(model_dir, card), backbone.feature_dim,
+                                   int(spec.get("dim", 128)), spec.get("hidden"))
+        return cls(card, backbone, layers)
+
+    def shares_backbone(self, backbone):
+        """True when features of `backbone` are exactly this embedder's input."""
+        return backbone.name == self.backbone.name and backbone.weights_sha256 == self.backbone.weights_sha256
+
+    def from_features(self, features):
+        """N x D backbone features -> N x d unit vectors (numpy float32)."""
+        # The projection was trained on unit-length features: scale first, project, scale again.
+        x = normalise(features)
+        for i, (weight, bias) in enumerate(self.layers):
+            x = x @ weight.T + bias
+            if i < len(self.layers) - 1:
+                x = np.maximum(x, 0.0)
+        return normalise(x)
+
+    def from_images(self, images):
+        """Face crops (PIL) -> N x d unit vectors."""
+        chunks = [self.backbone.face_features(images[start:start + BATCH_SIZE])
+                  for start in range(0, len(images), BATCH_SIZE)]
+        features = np.concatenate(chunks) if chunks else np.empty((0, self.backbone.feature_dim), np.float32)
+        return self.from_features(features)
+
+
+class Gallery:
+    """The embeddings of every enrolled face, grouped by character name."""
+
+    def __init__(self, embedder, names, vectors):
+        self.embedder = embedder
+        self.names = sorted(set(names))
+        index = {n: i for i, n in enumerate(self.names)}
+        self.owner = np.array([index[n] for n in names], np.int64)
+        self.vectors = normalise(vectors) if len(names) else np.zeros((0, 1), np.float32)
+        self.counts = {n: int((self.owner == i).sum()) for i, n in enumerate(self.names)}
+
+    def __len__(self):
+        return len(self.names)
+
+    def similarities(self, embeddings):
+        """M x d unit embeddings -> M x C cosine similarity to each character's nearest enrolled face."""
+        sims = np.asarray(embeddings, np.float32) @ self.vectors.T  # M x faces
+        out = np.full((len(sims), len(self.names)), -1.0, np.float32)
+        for c in range(len(self.names)):
+            out[:, c] = sims[:, self.owner == c].max(axis=1)
+        return out
+
+    def scores(self, similarities, head_threshold):
+        """Similarities mapped onto the head's probability scale (equal to head_threshold at the calibrated point)."""
+        t = min(max(float(head_threshold), 1e-4), 1 - 1e-4)
+        z = math.log(t / (1 - t)) + self.embedder.slope * (similarities - self.embedder.similarity_threshold)
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def answer(self, head_probs, head_labels, head_threshold, embeddings):
+        """Per face: up to 5 {"label", "score", "source"} best first, and one `unknown` decision."""
+        gallery_scores = self.scores(self.similarities(embeddings), head_threshold)
+        results = []
+        for row, grow in zip(np.asarray(head_probs, np.float32), gallery_scores):
+            best = {}
+            for label, score in zip(head_labels, row.tolist()):
+                best[label] = (score, "head")
+            for label, score in zip(self.names, grow.tolist()):
+                if label not in best or score > best[label][0]:
+                    best[label] = (score, "gallery")
+            ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:TOP_K]
+            predictions = [{"label": label, "score": float(score), "source": source}
+                           for label, (score, source) in ranked]
+            results.append({"predictions": predictions, "unknown": predictions[0]["score"] < head_threshold})
+        return results

@@ -1,0 +1,126 @@
+"""Classifier versions trained here, which one is live, and background jobs with their progress.
+
+Retrained model directories live under `<REPORT_DIR>/models/` (rows store the path relative to
+the report folder). Making a version live, or rolling back, is one transaction that also
+bumps the "classifier" counter: every worker sees the change on its next request. With no live
+row the configured CLASSIFIER_MODEL serves.
+"""
+import json
+from pathlib import Path
+
+from sqlalchemy import select
+
+from app.storage import db
+from app.storage.models import Job, ModelVersion, iso, utcnow
+
+COUNTER = "classifier"
+TRAINED_DIR = "models"  # under the report folder
+
+
+class NothingToRollBack(Exception):
+    """No retrained version is live."""
+
+
+def as_dict(version):
+    """The JSON form of a model version row."""
+    return {"id": version.id, "path": version.path, "status": version.status,
+            "created": iso(version.created),
+            "metrics": json.loads(version.metrics or "{}"), "note": version.note}
+
+
+def resolve(root, version):
+    """The model directory of a version row (its path is relative to the report folder)."""
+    path = Path(version.path)
+    return path if path.is_absolute() else Path(root) / path
+
+
+def live(session):
+    """The live retrained version, or None (the configured model serves)."""
+    return session.scalar(select(ModelVersion).where(ModelVersion.status == "live")
+                          .order_by(ModelVersion.id.desc()))
+
+
+def history(session):
+    """Every version, newest first."""
+    return list(session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())))
+
+
+def record(session, path, status, metrics=None, note=""):
+    """Add a version row (status "live" makes it live at once, superseding the current one)."""
+    version = ModelVersion(path=str(path), status="refused" if status == "refused" else "candidate",
+                           metrics=json.dumps(metrics or {}), note=note)
+    session.add(version)
+    session.flush()
+    if status == "live":
+        make_live(session, version)
+    return version
+
+
+def make_live(session, version):
+    """Make `version` the live classifier (the current live one becomes superseded)."""
+    current = live(session)
+    if current is not None and current.id != version.id:
+        current.status = "superseded"
+    version.status = "live"
+    db.bump(session, COUNTER)
+
+
+def rollback(session):
+    """Go back one version: the live one is marked rolled back and the one before it (or the
+    configured model) serves again. Returns (rolled back row, now-live row or None)."""
+    current = live(session)
+    if current is None:
+        raise NothingToRollBack("No retrained classifier is live: the configured model "
+                                "(FLASK_CLASSIFIER_MODEL) is already serving.")
+    current.status = "rolled_back"
+    previous = session.scalar(select(ModelVersion)
+                              .where(ModelVersion.status == "superseded", ModelVersion.id < current.id)
+                              .order_by(ModelVersion.id.desc()))
+    if previous is not None:
+        previous.status = "live"
+    db.bump(session, COUNTER)
+    return current, previous
+
+
+# --- background jobs -----------------------------------------------------------------------------
+
+def job_dict(job):
+    """The JSON form of a job row."""
+    return {"id": job.id, "kind": job.kind, "status": job.status, "progress": round(job.progress, 4),
+            "message": job.message, "result": json.loads(job.result or "{}"),
+            "created": iso(job.created),
+            "updated": iso(job.updated)}
+
+
+def active_job(session, kind, stale_after_s=900):
+    """A queued or running job of `kind` that reported progress recently, or None."""
+    job = session.scalar(select(Job).where(Job.kind == kind, Job.status.in_(("queued", "running")))
+                         .order_by(Job.id.desc()))
+    if job is None:
+        return None
+    updated = job.updated if job.updated.tzinfo else job.updated.replace(tzinfo=utcnow().tzinfo)
+    if (utcnow() - updated).total_seconds() > stale_after_s:
+        job.status, job.message = "failed", "The job stopped reporting progress (its process died)."
+        return None
+    return job
+
+
+def create_job(session, kind):
+    """A new queued job row."""
+    job = Job(kind=kind, status="queued", message="Waiting to start.")
+    session.add(job)
+    session.flush()
+    return job
+
+
+def update_job(session, job_id, **fields):
+    """Set fields of a job (status, progress, message, result as a dict) and its update time."""
+    job = session.get(Job, job_id)
+    if job is None:
+        return None
+    if "result" in fields:
+        fields["result"] = json.dumps(fields["result"], ensure_ascii=False)
+    for key, value in fields.items():
+        setattr(job, key, value)
+    job.updated = utcnow()
+    return job

@@ -1,0 +1,117 @@
+"""Database tables (SQLAlchemy 2 ORM): characters and their enrolled faces, reports and their
+review, model versions, background jobs, and the version counters every worker polls.
+
+Images are never stored in the database: rows hold the sha256 of a PNG file under
+`<REPORT_DIR>/images/` (app/storage/images.py). The schema is created and changed only by the
+Alembic migrations in app/storage/migrations/; keep the two in step.
+"""
+import datetime
+
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAME_LENGTH = 100  # labels: 1-100 characters (app/storage/labels.py)
+
+
+def utcnow():
+    """Timezone-aware UTC now (stored as UTC by both SQLite and PostgreSQL)."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+def iso(moment):
+    """ISO 8601 in UTC with its offset (SQLite hands datetimes back without one), or None."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC).isoformat(timespec="seconds")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Character(Base):
+    """A name the gallery can answer, with its enrolled faces."""
+    __tablename__ = "characters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    created: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    faces: Mapped[list["Face"]] = relationship(back_populates="character", cascade="all, delete-orphan",
+                                               passive_deletes=True)
+
+
+class Face(Base):
+    """One enrolled face picture of a character (from an operator's upload or an accepted report)."""
+    __tablename__ = "faces"
+    __table_args__ = (UniqueConstraint("character_id", "image_sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    character_id: Mapped[int] = mapped_column(ForeignKey("characters.id", ondelete="CASCADE"), index=True)
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))  # "upload" or "report"
+    report_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    character: Mapped[Character] = relationship(back_populates="faces")
+
+
+class Embedding(Base):
+    """A face's embedding under one embedder (backbone weights + projection), computed once."""
+    __tablename__ = "embeddings"
+
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
+    embedder: Mapped[str] = mapped_column(String(200), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian, L2-normalised
+
+
+class Report(Base):
+    """A wrong-label report: pending until an operator accepts (it joins the gallery) or rejects it."""
+    __tablename__ = "reports"
+    __table_args__ = (Index("ix_reports_status_created", "status", "created"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # 20261122T010203Z-<12 hex>
+    label: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    predicted: Mapped[str] = mapped_column(String(NAME_LENGTH), default="")
+    created: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    image_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    image_bytes: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending/accepted/rejected
+    decided: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decided_label: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    source: Mapped[str] = mapped_column(String(10), default="api")  # "api" or "file" (imported)
+
+
+class ModelVersion(Base):
+    """A classifier trained here (retraining): live, superseded, rolled back or refused by the gate."""
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), default="classifier")
+    path: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12))  # live/superseded/rolled_back/refused
+    created: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    metrics: Mapped[str] = mapped_column(Text, default="{}")  # JSON: candidate vs live figures
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class Job(Base):
+    """A background job (retraining) and its progress, written by the job's own process."""
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued/running/done/refused/failed
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[str] = mapped_column(Text, default="{}")
+    created: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Counter(Base):
+    """Version counters: a worker re-reads the gallery or the live model only when one moves."""
+    __tablename__ = "counters"
+
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,72 @@
+"""Characters the server can answer: the head's labels and the gallery's enrolled characters.
+
+GET /api/characters (in api.py) lists them for anyone; POST (enrol faces, appending to an existing name) and DELETE are
+for operators. An enrolment stores the pictures, their embeddings and the new gallery
+version in one transaction, so every worker answers the new name on its next request.
+"""
+import hashlib
+
+from flask import Blueprint, current_app, jsonify, request
+
+from app.config import resolve_path
+from app.errors import APIError
+from app.inference import imaging
+from app.storage import db, gallery
+from app.storage.reports import ReportError
+from app.web import live
+from app.web.auth import operator_required
+
+bp = Blueprint("characters", __name__, url_prefix="/api")
+
+
+def gallery_names(identifier):
+    """(every name the server can answer, [{"name", "source": head|gallery|both, "faces"}])."""
+    with db.session(current_app._get_current_object()) as s:
+        counts = gallery.face_counts(s)
+    head = set(identifier.labels)
+    names = sorted(head | set(counts))
+    details = [{"name": n, "source": "both" if n in head and n in counts else "head" if n in head else "gallery",
+                "faces": counts.get(n, 0)} for n in names]
+    return names, details
+
+
+@bp.post("/characters")
+@operator_required
+def enrol():
+    """Enrol one or more face pictures under `name` -> 201 {"name", "faces"} (faces: enrolled in all)."""
+    app = current_app._get_current_object()
+    uploads = request.files.getlist("faces")
+    if not uploads:
+        raise APIError("Send one or more face pictures under the field 'faces'.", 400, "missing_file")
+    limit = int(app.config["MAX_FACES"])
+    if len(uploads) > limit:
+        raise APIError(f"At most {limit} faces per request; {len(uploads)} were sent.", 400, "too_many_faces")
+    try:
+        name = gallery.clean_label(request.form.get("name", ""), field="name")
+    except ReportError as exc:
+        raise APIError(str(exc), 400, "bad_name") from None
+    pictures = [imaging.flatten(imaging.decode_upload(u, app.config)) for u in uploads]
+    embedder = live.get_embedder()  # 503 before anything is stored when the gallery cannot work
+    vectors = embedder.from_images(pictures)
+    pngs = [imaging.png_bytes(p) for p in pictures]  # re-encoded: no foreign bytes kept
+    with db.session(app, write=True) as s:
+        character, added = gallery.enrol(s, resolve_path(app.config["REPORT_DIR"]), name, pngs)
+        by_sha = {hashlib.sha256(png).hexdigest(): vector for png, vector in zip(pngs, vectors)}
+        gallery.put_embeddings(s, embedder.key, {f.id: by_sha[f.image_sha256].astype("<f4").tobytes()
+                                                 for f in added})
+        total = gallery.face_count(s, character)
+    return jsonify({"name": character.name, "faces": total, "added": len(added)}), 201
+
+
+@bp.delete("/characters/<path:name>")
+@operator_required
+def remove(name):
+    """Remove a name (and its enrolled faces) from the gallery; the head's labels stay."""
+    try:
+        with db.session(current_app._get_current_object(), write=True) as s:
+            removed = gallery.remove(s, name)
+    except ReportError as exc:
+        raise APIError(str(exc), 400, "bad_name") from None
+    if not removed:
+        raise APIError(f"No character {name!r} in the gallery.", 404, "not_found")
+    return jsonify({"name": name, "removed": True})

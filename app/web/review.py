@@ -1,0 +1,209 @@
+"""The operator's side: the review queue of reports, retraining with progress, model versions.
+
+Everything here needs an operator (app/web/auth.py). Accepting a report puts its face in the
+gallery under its label (or a corrected one), so the name is answered at once; retraining runs
+as a separate process that writes its progress to the database and makes the new head live
+only when its held-out figures are not worse than the live one's.
+"""
+import io
+import os
+import subprocess
+import sys
+
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, send_file, url_for
+
+from app.config import ROOT, model_path, resolve_path
+from app.errors import APIError
+from app.storage import db, images, model_versions
+from app.storage import reports as report_store
+from app.storage.models import Job
+from app.web import auth, live
+from app.web.auth import operator_required
+
+bp = Blueprint("review", __name__)
+
+PAGE_SIZE = 50
+MAX_PAGE = 500
+
+
+def _app():
+    return current_app._get_current_object()
+
+
+def _root():
+    return resolve_path(current_app.config["REPORT_DIR"])
+
+
+@bp.get("/review")
+def page():
+    """The review page (operators; others are sent to sign in, which says how when it is turned off)."""
+    if not auth.is_signed_in():
+        return redirect(url_for("auth.signin", next=request.full_path.rstrip("?")), code=303)
+    return auth.operator_page(render_template("review.html"))
+
+
+def _int_arg(name, default, lo, hi):
+    try:
+        value = int(request.args.get(name, default))
+    except ValueError:
+        raise APIError(f"{name} must be a whole number.", 400, "bad_option") from None
+    return min(max(value, lo), hi)
+
+
+@bp.get("/api/reports")
+@operator_required
+def list_reports():
+    """Reports, oldest first: ?status=pending|accepted|rejected, ?limit, ?offset; with counts per status."""
+    status = request.args.get("status") or None
+    if status is not None and status not in report_store.STATUSES:
+        raise APIError(f"status must be one of: {', '.join(report_store.STATUSES)}.", 400, "bad_option")
+    limit = _int_arg("limit", PAGE_SIZE, 1, MAX_PAGE)
+    offset = _int_arg("offset", 0, 0, 10**9)
+    with db.session(_app()) as s:
+        rows = report_store.list_reports(s, status, limit, offset)
+        counts = {st: report_store.count(s, st) for st in report_store.STATUSES}
+        used = report_store.pending_bytes(s)
+    return jsonify({"reports": [report_store.as_dict(r) for r in rows], "counts": counts,
+                    "pending_bytes": used, "quota_bytes": current_app.config.get("REPORT_QUOTA_BYTES")})
+
+
+@bp.get("/api/reports/<report_id>/image")
+@operator_required
+def report_image(report_id):
+    """The report's face crop (PNG)."""
+    with db.session(_app()) as s:
+        try:
+            sha256 = report_store.get(s, report_id).image_sha256
+        except report_store.NotFound as exc:
+            raise APIError(str(exc), 404, "not_found") from None
+    try:
+        data = images.read(_root(), sha256)  # crops are small: read whole, no file left open
+    except FileNotFoundError:
+        raise APIError("The picture of this report is missing on the server.", 404, "not_found") from None
+    return send_file(io.BytesIO(data), mimetype="image/png", max_age=3600)
+
+
+def _decide(report_id, accept):
+    label = request.form.get("label") or (request.get_json(silent=True) or {}).get("label") or None
+    app = _app()
+    try:
+        with db.session(app, write=True) as s:
+            report = report_store.decide(s, _root(), report_id, accept, label)
+            body = report_store.as_dict(report)
+    except report_store.NotFound as exc:
+        raise APIError(str(exc), 404, "not_found") from None
+    except report_store.ReportError as exc:
+        code = "already_decided" if "already" in str(exc) else "bad_label"
+        raise APIError(str(exc), 409 if code == "already_decided" else 400, code) from None
+    if accept:
+        live.get_gallery()  # embed the new face now, in this worker, not in the next identify
+    return jsonify(body)
+
+
+@bp.post("/api/reports/<report_id>/accept")
+@operator_required
+def accept(report_id):
+    """Accept a report (optional `label` corrects it): its face joins the gallery under that name."""
+    return _decide(report_id, True)
+
+
+@bp.post("/api/reports/<report_id>/reject")
+@operator_required
+def reject(report_id):
+    """Reject a report: it leaves the queue and is never used."""
+    return _decide(report_id, False)
+
+
+# --- models and retraining ---------------------------------------------------------------------
+
+@bp.get("/api/classifiers")
+@operator_required
+def models():
+    """Classifier versions trained here, newest first, and which directory serves now."""
+    app = _app()
+    with db.session(app) as s:
+        versions = [model_versions.as_dict(v) for v in model_versions.history(s)]
+        job = model_versions.active_job(s, "retrain")
+        job = model_versions.job_dict(job) if job else None
+    live_dir = live.classifier_dir()
+    return jsonify({"versions": versions, "active_job": job,
+                    "serving": "retrained version" if live_dir else "configured model (FLASK_CLASSIFIER_MODEL)"})
+
+
+@bp.post("/api/classifiers/rollback")
+@operator_required
+def rollback():
+    """Go back one version (to the previous retrained one, or the configured model)."""
+    with db.session(_app(), write=True) as s:
+        try:
+            old, now = model_versions.rollback(s)
+        except model_versions.NothingToRollBack as exc:
+            raise APIError(str(exc), 409, "nothing_to_roll_back") from None
+        body = {"rolled_back": model_versions.as_dict(old),
+                "live": model_versions.as_dict(now) if now else None}
+    return jsonify(body)
+
+
+def job_env(app):
+    """The settings a job process needs, as FLASK_* variables (the app may have been configured in code)."""
+    config = app.config
+    env = dict(os.environ)
+    env.update({
+        "FLASK_REPORT_DIR": str(resolve_path(config["REPORT_DIR"])),
+        "FLASK_DATABASE_URL": db.database_url(config),
+        "FLASK_MODEL_DIR": str(resolve_path(config["MODEL_DIR"])),
+        "FLASK_CLASSIFIER_MODEL": str(model_path(config, "CLASSIFIER_MODEL")),
+        "FLASK_EMBEDDING_MODEL": str(model_path(config, "EMBEDDING_MODEL")),
+    })
+    for key in ("RETRAIN_DATA_DIR", "TORCH_THREADS"):
+        if config.get(key) is not None:
+            env[f"FLASK_{key}"] = str(config[key])
+    return env
+
+
+def start_job_process(args, env, log_path):
+    """Start `flask --app wsgi ARGS` detached (its own session, reparented to init: no zombie)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", *args]
+    launcher = ("import subprocess, sys\n"
+                "with open(sys.argv[1], 'ab') as log:\n"
+                "    subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, "
+                "stderr=subprocess.STDOUT, start_new_session=True)\n")
+    subprocess.run([sys.executable, "-c", launcher, str(log_path), *command], cwd=ROOT, env=env,
+                   check=True, timeout=60)
+
+
+@bp.post("/api/classifiers/retrain")
+@operator_required
+def retrain():
+    """Start retraining the head on the gallery plus the existing data -> 202 {"job"}; one at a time."""
+    app = _app()
+    with db.session(app, write=True) as s:
+        running = model_versions.active_job(s, "retrain")
+        if running is not None:
+            raise APIError(f"A retraining job is already running (job {running.id}).", 409, "job_running")
+        job = model_versions.create_job(s, "retrain")
+        job_id = job.id
+    log_path = _root() / "jobs" / f"retrain-{job_id}.log"
+    try:
+        start_job_process(["train", "classifier", "--from-gallery", "--job", str(job_id)], job_env(app),
+                          log_path)
+    except (OSError, subprocess.SubprocessError) as exc:
+        with db.session(app, write=True) as s:
+            model_versions.update_job(s, job_id, status="failed", message=f"Could not start: {exc}")
+        raise APIError("The retraining job could not be started.", 500, "job_failed") from None
+    with db.session(app) as s:
+        body = model_versions.job_dict(s.get(Job, job_id))
+    return jsonify({"job": body}), 202
+
+
+@bp.get("/api/jobs/<int:job_id>")
+@operator_required
+def job(job_id):
+    """A job's status and progress (0-1)."""
+    with db.session(_app()) as s:
+        row = s.get(Job, job_id)
+        if row is None:
+            raise APIError(f"No job {job_id}.", 404, "not_found")
+        return jsonify({"job": model_versions.job_dict(row)})
+

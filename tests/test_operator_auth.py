@@ -1,0 +1,139 @@
+"""Operators only: every endpoint that changes characters, reviews or models refuses a missing or
+wrong token and a cross-site form post, answers 403 with how to enable it when no token is set,
+and works with the Bearer token or a signed-in session plus its CSRF token."""
+import re
+
+import pytest
+
+from app import create_app
+from app.storage import db
+
+TOKEN = "correct horse battery staple 42"
+RID = "20261120T100000Z-aaaaaaaaaaaa"
+
+# Every operator endpoint: (method, path).
+OPERATOR_ROUTES = [
+    ("post", "/api/characters"), ("delete", "/api/characters/someone"),
+    ("get", "/api/reports?status=pending"), ("get", f"/api/reports/{RID}/image"),
+    ("post", f"/api/reports/{RID}/accept"), ("post", f"/api/reports/{RID}/reject"),
+    ("get", "/api/classifiers"), ("post", "/api/classifiers/rollback"), ("post", "/api/classifiers/retrain"),
+    ("get", "/api/jobs/1"),
+]
+CHANGING = [(m, p) for m, p in OPERATOR_ROUTES if m != "get"]
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    apps = []
+
+    def make(**config):
+        app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "reports"), "TORCH_THREADS": 1, **config})
+        apps.append(app)
+        return app
+    yield make
+    for app in apps:
+        db.dispose(app)
+
+
+def csrf_of(html):
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def sign_in(client, token=TOKEN):
+    page = client.get("/signin")
+    assert page.status_code == 200
+    return client.post("/signin", data={"token": token, "csrf_token": csrf_of(page.text), "next": "/review"})
+
+
+@pytest.mark.parametrize("method, path", OPERATOR_ROUTES)
+def test_without_a_configured_token_operator_endpoints_say_how_to_enable_them(make_app, method, path):
+    response = getattr(make_app().test_client(), method)(path, headers={"Authorization": "Bearer anything"})
+    assert response.status_code == 403
+    error = response.get_json()["error"]
+    assert error["code"] == "operator_disabled" and "FLASK_ADMIN_TOKEN" in error["message"]
+
+
+@pytest.mark.parametrize("method, path", OPERATOR_ROUTES)
+@pytest.mark.parametrize("header, code", [(None, "operator_required"), ("Bearer wrong", "bad_token"),
+                                          (f"Bearer {TOKEN}x", "bad_token"), (f"Basic {TOKEN}", "bad_token"),
+                                          ("Bearer ", "bad_token")])
+def test_missing_or_wrong_tokens_are_refused(make_app, method, path, header, code):
+    client = make_app(ADMIN_TOKEN=TOKEN).test_client()
+    response = getattr(client, method)(path, headers={"Authorization": header} if header else {})
+    assert response.status_code == 401 and response.get_json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize("method, path", CHANGING)
+def test_a_cross_site_form_post_with_the_session_cookie_is_refused(make_app, method, path):
+    client = make_app(ADMIN_TOKEN=TOKEN).test_client()
+    assert sign_in(client).status_code == 303
+    # What another site's auto-submitting form sends: the cookie (were SameSite not Strict), no CSRF token.
+    response = getattr(client, method)(path, data={"label": "x", "name": "x"},
+                                       headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    # The origin check (app/web/origin.py) refuses it before the CSRF check is reached.
+    assert response.status_code == 403 and response.get_json()["error"]["code"] == "cross_origin"
+    # Without the Origin header (an old browser, a tool): the missing CSRF token refuses it.
+    response = getattr(client, method)(path, data={"label": "x", "name": "x"})
+    assert response.status_code == 403 and response.get_json()["error"]["code"] == "csrf_failed"
+    # A forged token is no better.
+    response = getattr(client, method)(path, data={"csrf_token": "forged"}, headers={"X-CSRFToken": "forged"})
+    assert response.status_code == 403
+
+
+def test_the_token_works_as_bearer_and_the_session_with_its_csrf_token(make_app):
+    client = make_app(ADMIN_TOKEN=TOKEN).test_client()
+    assert client.get("/api/classifiers", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert client.get("/api/classifiers").status_code == 401
+    response = sign_in(client)
+    assert response.status_code == 303 and response.headers["Location"].endswith("/review")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    page = client.get("/review")
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+    assert client.get("/api/classifiers").status_code == 200  # reading needs no CSRF token
+    response = client.post("/api/classifiers/rollback", headers={"X-CSRFToken": token})
+    assert response.status_code == 409 and response.get_json()["error"]["code"] == "nothing_to_roll_back"
+    # Signing out ends it.
+    assert client.post("/signout", data={"csrf_token": token}).status_code == 303
+    assert client.get("/api/classifiers").status_code == 401
+
+
+def test_sign_in_refuses_a_wrong_token_and_a_cross_site_post(make_app):
+    client = make_app(ADMIN_TOKEN=TOKEN).test_client()
+    assert sign_in(client, "nope").status_code == 401
+    assert client.get("/api/classifiers").status_code == 401
+    # Login CSRF: another site posting the form (even with the right token) gets nothing.
+    response = client.post("/signin", data={"token": TOKEN})
+    assert response.status_code == 403
+    assert client.get("/api/classifiers").status_code == 401
+
+
+def test_a_new_token_signs_every_browser_out(make_app, tmp_path):
+    app = make_app(ADMIN_TOKEN=TOKEN)
+    client = app.test_client()
+    sign_in(client)
+    assert client.get("/api/classifiers").status_code == 200
+    app.config["ADMIN_TOKEN"] = "a different token"
+    assert client.get("/api/classifiers").status_code == 401
+
+
+def test_review_page_sends_strangers_to_sign_in(make_app):
+    client = make_app(ADMIN_TOKEN=TOKEN).test_client()
+    response = client.get("/review")
+    assert response.status_code == 303 and "/signin?next=/review" in response.headers["Location"]
+    # Only paths on this site are followed after signing in.
+    page = client.get("/signin?next=//evil.example/x")
+    assert 'value="//evil.example/x"' not in page.text
+    disabled = make_app(ADMIN_TOKEN=None).test_client().get("/signin")
+    assert disabled.status_code == 403 and "FLASK_ADMIN_TOKEN" in disabled.text
+
+
+def test_anonymous_users_keep_identify_and_reports(make_app):
+    client = make_app(ADMIN_TOKEN=TOKEN).test_client()
+    from conftest import encode
+    from PIL import Image
+    face = encode(Image.new("RGB", (32, 32), (10, 200, 30)))
+    import io
+    response = client.post("/api/reports", data={"face": (io.BytesIO(face), "f.png"), "label": "lucy"})
+    assert response.status_code == 201
