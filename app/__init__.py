@@ -33,6 +33,9 @@ def create_app(config=None):
     memory.init_app(app)
     origin.init_app(app)  # before the rate limiter: a refused cross-site post costs no quota
     auth.init_app(app)
+    # A name may begin with "/" (the label policy allows it): /api/characters/%2Fx must reach the
+    # route, not be redirected to /api/characters/x.
+    app.url_map.merge_slashes = False
     app.register_blueprint(pages.bp)
     app.register_blueprint(static_files.bp)
     app.register_blueprint(api.bp)

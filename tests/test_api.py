@@ -147,7 +147,7 @@ def test_identify_answers_in_the_order_sent(app, client, demo_picture):
     assert registry.model_status(app)["classifier"]["loaded"] is True
     # The backbone runs in ONNX Runtime with TORCH_THREADS (from the config) intra-op threads.
     with app.app_context():
-        session = registry.get_identifier().backbone.session
+        session = registry.get_model("classifier").backbone.session
     assert session.get_session_options().intra_op_num_threads == 1
 
 

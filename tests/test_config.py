@@ -20,7 +20,7 @@ def test_loading_the_classifier_gives_its_onnx_session_the_thread_setting(tmp_pa
     for threads in (1, 2):
         app = create_app({"TESTING": True, "TORCH_THREADS": threads, "REPORT_DIR": str(tmp_path)})
         with app.app_context():
-            session = registry.get_identifier().backbone.session
+            session = registry.get_model("classifier").backbone.session
         assert session.get_session_options().intra_op_num_threads == threads
 
 

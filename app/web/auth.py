@@ -111,6 +111,8 @@ def signin():
 @bp.post("/signout")
 def signout():
     """Forget this browser's operator session."""
+    if _token() is None:  # operators turned off: no session to forget, and no key to check CSRF with
+        return redirect(url_for("auth.signin"), code=303)
     csrf.protect()
     session.clear()
     return redirect(url_for("auth.signin"), code=303)

@@ -172,11 +172,6 @@ def get_model(kind, directory=None, slot=None):
     return model
 
 
-def get_identifier():
-    """The process's classifier (app.inference.identify.Identifier)."""
-    return get_model("classifier")
-
-
 def cutout_models(app):
     """{name: card} of the cutout model directories under MODEL_DIR that a request may choose."""
     from app.storage.model_dirs import ModelError, list_model_dirs, load_card

@@ -84,7 +84,10 @@ def report_image(report_id):
 
 
 def _decide(report_id, accept):
-    label = request.form.get("label") or (request.get_json(silent=True) or {}).get("label") or None
+    body = request.get_json(silent=True)
+    label = request.form.get("label") or (body.get("label") if isinstance(body, dict) else None) or None
+    if label is not None and not isinstance(label, str):
+        raise APIError("The corrected name must be text.", 400, "bad_label")
     app = _app()
     try:
         with db.session(app, write=True) as s:
@@ -202,7 +205,7 @@ def retrain():
 def job(job_id):
     """A job's status and progress (0-1)."""
     with db.session(_app()) as s:
-        row = s.get(Job, job_id)
+        row = s.get(Job, job_id) if job_id < 2**31 else None  # ids are 32-bit in the schema
         if row is None:
             raise APIError(f"No job {job_id}.", 404, "not_found")
         return jsonify({"job": model_versions.job_dict(row)})
