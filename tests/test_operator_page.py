@@ -4,70 +4,37 @@ pictures, have the main page name it, and accept a report in the review queue wi
 Screenshots land in test-artifacts/ (git-ignored) for a person to look at.
 """
 import io
-import threading
-from pathlib import Path
 
 import pytest
 import urllib3
-from conftest import ROOT, needs_classifier
+from conftest import needs_classifier
+from page_support import (
+    Server,
+    console_problems,
+    desktop,
+    faces_found,
+    needs_chromium,
+    open_page,
+    phone,
+    pick,
+    screenshot,
+    wait_for,
+)
 from PIL import Image
 from test_gallery import TOKEN, face_crops, needs_art
-from werkzeug.serving import make_server
 
-from app import create_app
 from app.storage import db, gallery, reports
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-ARTIFACTS = ROOT / "test-artifacts"
-
-pytestmark = [
-    pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-                       reason="Debian chromium and chromium-driver are not installed (scripts/setup.sh --dev)"),
-    pytest.mark.skipif(not (ROOT / "static" / "vendor" / "opencv.js").exists(),
-                       reason="static/vendor/opencv.js missing: run scripts/setup.sh"),
-    needs_art, needs_classifier,
-]
+pytestmark = [*needs_chromium, needs_art, needs_classifier]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The real app with an operator token on a real HTTP server in a thread; yields (base URL, app)."""
-    report_dir = tmp_path_factory.mktemp("operator") / "reports"
-    app = create_app({"REPORT_DIR": str(report_dir), "TORCH_THREADS": 1, "ADMIN_TOKEN": TOKEN})
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", app
-    httpd.shutdown()
-    db.dispose(app)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 "--window-size=1280,1000", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    yield driver
-    driver.quit()
-
-
-def wait_for(driver, script, timeout=60):
-    """Wait until the JavaScript expression `script` is truthy; return its value."""
-    from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: d.execute_script("return " + script))
-
-
-def screenshot(driver, name):
-    ARTIFACTS.mkdir(exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / name))
+    """The real app with an operator token served over HTTP; yields (base URL, app)."""
+    s = Server({"REPORT_DIR": str(tmp_path_factory.mktemp("operator") / "reports"), "ADMIN_TOKEN": TOKEN})
+    yield s.base, s.app
+    s.close()
+    db.dispose(s.app)
 
 
 def square(png, side=160):
@@ -118,14 +85,14 @@ def test_sign_in_enrol_identify_and_review(server, browser, tmp_path):
     picture.paste(tom[2], (160, 160))
     picture_path = tmp_path / "tom-picture.png"
     picture.save(picture_path)
-    browser.get(base + "/")
-    wait_for(browser, "document.body.dataset.detector === 'ready'", timeout=90)
-    browser.find_element(By.ID, "file-input").send_keys(str(picture_path))
-    wait_for(browser, "document.body.dataset.detected !== undefined")
+    open_page(browser, base)
+    pick(browser, picture_path)
+    faces_found(browser)
     browser.find_element(By.ID, "add-box").click()
     browser.find_element(By.ID, "identify").click()
-    wait_for(browser, "document.body.dataset.identified === 'yes'")
-    headlines = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#crops li .result .headline")]
+    wait_for(browser, "document.querySelectorAll('#crops > li').length > 0 && document.querySelectorAll("
+                      "'#crops .headline').length === document.querySelectorAll('#crops > li').length")
+    headlines = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#crops .headline")]
     assert any("Tom" in h for h in headlines), headlines
     screenshot(browser, "operator-2-identified.png")
 
@@ -151,7 +118,7 @@ def test_sign_in_enrol_identify_and_review(server, browser, tmp_path):
         assert gallery.face_counts(s) == {"Sasha": 1, "Tom": 2}
 
     # At phone width the review page stays one column.
-    browser.set_window_size(390, 844)
+    phone(browser)
     try:
         report(base, face_crops("ed", 1, seed=53)[0])
         browser.get(base + "/review")
@@ -159,8 +126,6 @@ def test_sign_in_enrol_identify_and_review(server, browser, tmp_path):
         assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
         screenshot(browser, "operator-5-phone.png")
     finally:
-        browser.set_window_size(1280, 1000)
+        desktop(browser)
 
-    problems = [e["message"] for e in browser.get_log("browser")
-                if e["level"] == "SEVERE" or "Content Security Policy" in e["message"]]
-    assert not problems, problems
+    assert not console_problems(browser)

@@ -10,6 +10,8 @@ from conftest import needs_models
 from page_support import console_problems, deliver, faces_found, needs_chromium, open_page, pick, screenshot, wait_for
 from PIL import Image, ImageOps
 
+from app.storage import db, reports
+
 pytestmark = needs_chromium
 
 QUEUE = "Array.from(document.querySelectorAll('#queue > li')).map((li) => li.dataset.batch)"
@@ -87,9 +89,10 @@ def test_known_characters_listed_and_suggested(server, browser, demo_picture):
     pick(browser, path)
     faces_found(browser)
     known = wait_for(browser, "document.getElementById('characters').textContent")
-    assert known == "Characters this server knows: Eileen, Lucy, Sylvie."
+    assert known == ("Characters this server knows: Chitose, Eileen, Haru, Haruto, Hibiki, Koharu, Lucy, "
+                     "Shizuku, Sylvie.")
     options = browser.execute_script("return Array.from(document.querySelectorAll('#known-names option')).map((o) => o.value)")
-    assert options == ["Eileen", "Lucy", "Sylvie"]
+    assert options == ["Chitose", "Eileen", "Haru", "Haruto", "Hibiki", "Koharu", "Lucy", "Shizuku", "Sylvie"]
     browser.find_element(By.ID, "identify").click()
     wait_for(browser, "document.querySelectorAll('#crops .headline').length === document.querySelectorAll('#crops > li').length")
     headlines = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#crops .headline")]
@@ -103,6 +106,6 @@ def test_known_characters_listed_and_suggested(server, browser, demo_picture):
     field.send_keys(" EILEEN ")
     first.find_element(By.CSS_SELECTOR, "form.report button[type=submit]").click()
     wait_for(browser, "document.querySelector('#crops .report-status[data-state=saved]') !== null")
-    records = [json.loads(p.read_text("utf-8")) for p in server.report_dir.glob("*.json")]
-    assert [r["label"] for r in records] == ["eileen"]
+    with db.session(server.app) as s:
+        assert [r.label for r in reports.list_reports(s)] == ["eileen"]
     assert not console_problems(browser)
