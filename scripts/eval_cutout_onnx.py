@@ -2,7 +2,8 @@
 
     python scripts/eval_cutout_onnx.py MODEL_DIR DATA [--size N] [--threads 2] [--time-reps 5]
 
-DATA as in `flask evaluate cutout`: demo-cast (its test split), portraits-dev or a folder. Runs
+DATA as in `flask evaluate cutout`: demo-cast (its test split), portraits-dev, live2d-characters,
+live2d-poses or a folder. Runs
 the same evaluator (IoU, MAE of the served alpha and of the raw map, max F-beta, overlay sheets)
 on app/inference/onnx_runner.py's OnnxCutout instead of the torch Cutter, then times
 `probability` on a 1920 x 1080 picture (`--torch`: the torch Cutter too, for torch-format
@@ -22,6 +23,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.demo_data.stream import heldout  # noqa: E402
 from app.inference.onnx_runner import OnnxCutout  # noqa: E402
 from app.training import cutout_eval  # noqa: E402
 
@@ -74,10 +76,10 @@ def main():
     runner = runner_for(args.model_dir, args.size, args.threads, args.npm_file)
     result = {"model": runner.name, "size": runner.input_size, "threads": args.threads}
     if args.data:
-        pairs = cutout_eval.heldout_pairs(args.data, args.count)
+        description, pairs = heldout(args.data, args.count)
         out = args.out or ROOT / "runs" / "eval-onnx" / f"{result['model']}-{runner.input_size}-{args.data}"
         report = cutout_eval.evaluate(runner, pairs, out)
-        result.update(data=args.data, out=str(out),
+        result.update(data=args.data, heldout=description, out=str(out),
                       **{k: round(v, 4) if isinstance(v, float) else v
                          for k, v in report.items() if k != "groups"})
     if args.time_reps:

@@ -55,6 +55,29 @@ def test_extra_art_joins_the_training_sprites_with_exact_masks_and_no_faces():
     assert x.shape == (4, 3, 64, 64) and y.shape == (4, 1, 64, 64)
 
 
+def test_the_mask_is_what_the_picture_shows_where_figures_overlap_and_spill_past_the_edge():
+    """Two wide, half-transparent figures (wider than their slots: the left one starts left of the
+    picture, the two overlap): composed over black and over white with the same draws, the pictures'
+    difference is the coverage, and the mask must be it (the second figure over the first)."""
+    from app.demo_data.figures import Figure
+    yy, xx = np.mgrid[0:30, 0:90]
+    figures = []
+    for colour in ((220, 40, 40), (40, 40, 220)):
+        rgba = np.zeros((30, 90, 4), np.uint8)
+        rgba[..., :3] = colour
+        rgba[..., 3] = np.clip(60 + 2 * xx + yy, 0, 255)  # soft all over, opaque on the right
+        figures.append(Figure(str(colour), "block", "block", "block", rgba, None))
+    spilled = 0
+    for seed in range(20):
+        pictures = [compose.compose(np.random.default_rng(seed), figures, np.full((60, 80, 3), v, np.uint8),
+                                    (80, 60)) for v in (0, 255)]
+        covered = 255 - (pictures[1].image.astype(int) - pictures[0].image.astype(int)).mean(axis=2)
+        assert np.array_equal(pictures[0].mask, pictures[1].mask)
+        assert np.abs(covered - pictures[0].mask).max() <= 2
+        spilled += int(pictures[0].mask[:, 0].any())
+    assert spilled > 5  # the case in question did happen
+
+
 def _figure_png(path, colour, radius):
     rgba = np.zeros((120, 100, 4), np.uint8)
     yy, xx = np.mgrid[0:120, 0:100]

@@ -242,7 +242,7 @@ def test_load_gives_cropped_figures_with_face_boxes(rendered):
 
 
 def test_load_names_the_render_command_when_nothing_is_rendered(tmp_path):
-    with pytest.raises(FileNotFoundError, match="flask demo render"):
+    with pytest.raises(FileNotFoundError, match="flask --app wsgi demo render"):
         live2d.load(tmp_path, "train")
 
 

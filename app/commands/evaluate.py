@@ -44,19 +44,16 @@ def classifier_command(model_dir, data_dir, out_dir):
 def cutout_command(model, data, count, out):
     """IoU, MAE and max F-beta of MODEL on held-out DATA, plus overlay sheets.
 
-    DATA: a folder of images/ + masks/, demo-cast (its test split: final figures) or portraits-dev
-    (held-out Wesnoth portraits: for choosing between training recipes).
+    DATA: a folder of images/ + masks/, demo-cast (its test split: final figures), portraits-dev
+    (held-out Wesnoth portraits: for choosing between training recipes), live2d-characters (Haruto,
+    held out whole) or live2d-poses (the other Live2D figures' test poses; `demo render` first).
     """
+    from app.demo_data.stream import heldout
     from app.inference.cutout import Cutter
     from app.training import cutout_eval
     try:
         cutter = Cutter.load(model)
-        if Path(data, "images").is_dir():
-            from app.training.cutout_data import heldout_items
-            items = heldout_items(data, count)
-        else:
-            from app.demo_data.stream import heldout_items
-            items = heldout_items(data, count)
+        _, items = heldout(data, count)
         out = out or model / "eval"
         with bar(len(items), "evaluating") as progress:
             def counted(rows):

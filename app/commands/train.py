@@ -99,14 +99,9 @@ def cutout_inputs(cfg):
 
 
 def heldout_set(name):
-    """(description, items) of a held-out set: a folder of pairs or a demo set (demo-cast, portraits-dev)."""
-    if Path(name, "images").is_dir():
-        from app.training.cutout_data import heldout_items
-        items = heldout_items(name)
-        return f"{len(items)} held-out pairs from {name}", items
+    """(description, items) of a held-out set: a folder of pairs or a demo set (stream.HELDOUT_SETS)."""
     from app.demo_data import stream
-    items = stream.heldout_items(name)
-    return stream.describe_heldout(name, len(items)), items
+    return stream.heldout(name)
 
 
 @command.command("cutout")
@@ -127,14 +122,16 @@ def heldout_set(name):
 @click.option("--mix", "mix_json", default=None,
               help="demo-cast: JSON of app.demo_data.stream.MixConfig, e.g. "
                    "'{\"portraits\": 0.25, \"backdrops\": true}' (warp, extra_art, portraits, "
-                   "clipart, backdrops, distractors; fetch their art with `flask demo fetch`).")
+                   "clipart, backdrops, distractors, live2d; fetch their art with `flask demo fetch`, "
+                   "the Live2D renders with `flask demo render`).")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/cutout"),
               show_default=True, help="Checkpoints; an interrupted run resumes from here.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write the best checkpoint as a model directory, e.g. models/my-cutout.")
 @click.option("--heldout", default=None,
-              help="Held-out pairs for the card's metrics: a folder of images/ + masks/, demo-cast "
-                   "or portraits-dev (default: demo-cast when DATA is demo-cast).")
+              help="Held-out pairs for the card's metrics: a folder of images/ + masks/, demo-cast, "
+                   "portraits-dev, live2d-characters or live2d-poses (default: demo-cast when DATA "
+                   "is demo-cast).")
 def cutout_command(data, config_file, mix_json, run_dir, out, heldout, **options):
     """Train U2-Net/U2-NetP on DATA (a folder of images/ + masks/, or demo-cast).
 

@@ -64,13 +64,18 @@ def compose(rng, figures, background, size):
         x = round(i * slot_w + rng.uniform(0, max(0.0, slot_w - nw))) if nw < slot_w else \
             round(i * slot_w + (slot_w - nw) / 2)
         y = round(rng.uniform(0.0, 0.35) * h)
-        canvas.alpha_composite(img, (x, y)) if x >= 0 else canvas.paste(img, (x, y), img)
+        # Over the picture, the part left of its edge cut off: the canvas stays opaque, so a
+        # second figure composes over the first exactly as the mask below says.
+        canvas.alpha_composite(img, (max(x, 0), y), (max(-x, 0), 0))
         alpha = np.zeros((h, w), np.uint8)
         src = np.asarray(img)[..., 3]
         x0, y0 = max(0, x), max(0, y)
         x1, y1 = min(w, x + nw), min(h, y + nh)
         alpha[y0:y1, x0:x1] = src[y0 - y:y1 - y, x0 - x:x1 - x]
-        mask = np.maximum(mask, alpha)
+        # What the picture shows: this figure over those before it (where two soft edges overlap,
+        # more than either alpha alone; for one figure, or an opaque one, the figure's own alpha).
+        mask = 255 - ((255 - mask.astype(np.uint16)) * (255 - alpha) + 127) // 255
+        mask = mask.astype(np.uint8)
         box = (x + fx * scale, y + fy * scale, fw * scale, fh * scale)
         bx, by, bw, bh = (int(round(v)) for v in box)
         if sprite.face_box and bx >= 0 and by >= 0 and bx + bw <= w and by + bh <= h:

@@ -5,6 +5,7 @@ sources by a MixConfig, the one place where the demo recipe's data options live.
 """
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -12,7 +13,10 @@ from app.demo_data import compose, renpy_cast
 from app.training.cutout_data import augment, to_tensors
 
 EVAL_SIZE = (448, 336)  # validation and held-out composites
-HELDOUT_SETS = ("demo-cast", "portraits-dev")
+HELDOUT_SETS = ("demo-cast", "portraits-dev", "live2d-characters", "live2d-poses")
+# The Live2D sets: the renders' own splits (app/demo_data/live2d), which hold Haruto out whole
+# and, of the other figures, the poses numbered 9 mod 10 for testing.
+LIVE2D_HELDOUT = {"live2d-characters": "test_character", "live2d-poses": "test_pose"}
 
 
 @dataclass
@@ -24,6 +28,7 @@ class MixConfig:
     clipart: float = 0.0  # share of figures drawn from clip-art people
     backdrops: bool = False  # wallpapers and painted landscapes as extra training backgrounds
     distractors: float = 0.0  # share of pictures with objects pasted behind the figures
+    live2d: float = 0.0  # share of figures drawn from the Live2D renders' training split (`demo render`)
 
 
 class CompositeStream:
@@ -95,6 +100,10 @@ def demo_stream(mix, size, seed=0):
     if mix.clipart:
         from app.demo_data import clipart
         others.append((mix.clipart, clipart.load()))
+    if mix.live2d:
+        # Poses 0-7 mod 10 of every figure but Haruto: never a validation or held-out picture's.
+        from app.demo_data import live2d
+        others.append((mix.live2d, live2d.require(live2d.DEFAULT_CACHE, "train")))
     if mix.backdrops:
         from app.demo_data import backdrops as backdrop_art
         backdrops = backdrop_art.load()
@@ -111,25 +120,70 @@ def validation_pairs(count, seed=0, size=EVAL_SIZE):
     return [(c.image, c.mask) for c in renpy_cast.composites("val", count, seed=seed, size=size)]
 
 
-def heldout_items(name, count=60, seed=0):
-    """(image, mask, groups) items of a held-out set: "demo-cast" (the test split: final figures)
-    or "portraits-dev" (held-out portraits: for choosing recipes), grouped by figure and background."""
+def heldout_composites(name, count=60, seed=0):
+    """The Composites of a held-out set (one of HELDOUT_SETS), reproducible from `seed`."""
     if name == "demo-cast":
-        comps = renpy_cast.composites("test", count, seed=seed, size=EVAL_SIZE)
-    elif name == "portraits-dev":
+        return list(renpy_cast.composites("test", count, seed=seed, size=EVAL_SIZE))
+    if name == "portraits-dev":
         from app.demo_data import portraits
-        comps = portraits.dev_composites(count, seed=seed, size=EVAL_SIZE)
-    else:
-        raise ValueError(f"unknown held-out set {name!r}; choose one of {', '.join(HELDOUT_SETS)}")
-    return [(c.image, c.mask, tuple(f"sprite {k}" for k in sorted(set(c.figures)))
-             + (f"background {c.background}",)) for c in comps]
+        return list(portraits.dev_composites(count, seed=seed, size=EVAL_SIZE))
+    if name in LIVE2D_HELDOUT:
+        from app.demo_data import live2d
+        return list(live2d.composites(LIVE2D_HELDOUT[name], count, seed=seed, size=EVAL_SIZE,
+                                      cache_dir=live2d.DEFAULT_CACHE))
+    raise ValueError(f"unknown held-out set {name!r}; choose one of {', '.join(HELDOUT_SETS)}")
+
+
+def heldout_items(name, count=60, seed=0):
+    """(image, mask, groups) items of a held-out set: "demo-cast" (the test split: final figures),
+    "portraits-dev" (held-out portraits: for choosing recipes), "live2d-characters" (Haruto, a
+    character never trained on) or "live2d-poses" (known Live2D figures in poses never trained on),
+    grouped by figure (a Live2D figure's poses together) and background."""
+    return [(c.image, c.mask, tuple(sorted({_group(name, k) for k in c.figures}))
+             + (f"background {c.background}",)) for c in heldout_composites(name, count, seed)]
+
+
+def _group(name, key):
+    """The per-figure group of a figure key: a sprite, or a Live2D figure with all its poses."""
+    if name in LIVE2D_HELDOUT:
+        from app.demo_data.live2d import figure_of
+        return f"figure {figure_of(key)}"
+    return f"sprite {key}"
+
+
+def heldout(data, count=60):
+    """(description, items) of held-out pairs: a folder of images/ + masks/ or one of HELDOUT_SETS
+    (what `evaluate cutout`, `train cutout --heldout` and scripts/eval_cutout_onnx.py score on)."""
+    if Path(data, "images").is_dir():
+        from app.training.cutout_data import heldout_items as folder_items
+        items = folder_items(data, count)
+        return f"{len(items)} held-out pairs from {data}", items
+    items = heldout_items(data, count)
+    return describe_heldout(data, len(items)), items
 
 
 def describe_heldout(name, count):
     """One sentence saying what a held-out set holds, for model cards."""
+    test = renpy_cast.SPLITS["test"]
+    test_photos = (f"the demo cast's test photos ({', '.join(test['backgrounds'])}) or synthetic "
+                   f"backgrounds, from a seed of its own")
     if name == "demo-cast":
-        test = renpy_cast.SPLITS["test"]
         return (f"demo-cast test split: {count} composites of sprites never trained on "
                 f"({', '.join(test['sprites'])}) over backgrounds never trained on "
                 f"({', '.join(test['backgrounds'])} and synthetic ones from another seed)")
-    return f"{name}: {count} composites of held-out figures"
+    if name == "portraits-dev":
+        from app.demo_data import portraits
+        return (f"portraits-dev: {count} composites of held-out Wesnoth portraits of people (every "
+                f"{portraits.DEV_EVERY}th by name, never trained on) over the demo cast's validation "
+                f"photo ({', '.join(portraits.DEV_BACKGROUNDS)}) or synthetic backgrounds")
+    if name == "live2d-characters":
+        from app.demo_data import live2d
+        return (f"live2d-characters: {count} composites of 1-2 renders of "
+                f"{' and '.join(live2d.HELD_OUT_CHARACTERS)} (Live2D; every rendered pose eligible), a "
+                f"character held out whole from cutout training, over {test_photos}")
+    if name == "live2d-poses":
+        from app.demo_data import live2d
+        return (f"live2d-poses: {count} composites of 1-2 renders of the Live2D figures other than "
+                f"{' and '.join(live2d.HELD_OUT_CHARACTERS)} in their test poses (pose number % "
+                f"{live2d.POSE_FOLDS} == 9, never trained on; training draws 0-7) over {test_photos}")
+    raise ValueError(f"unknown held-out set {name!r}; choose one of {', '.join(HELDOUT_SETS)}")

@@ -14,9 +14,22 @@ Splits (fixed before any model was trained or evaluated on them):
   from (seed, figure, pose_id), so test_pose holds poses the networks never saw of characters
   they know.
 - all: everything, for callers that make their own split.
+The cutout networks follow these splits: training may draw the train split (`--mix` live2d),
+and `composites()` makes the held-out sets live2d-characters (test_character) and live2d-poses
+(test_pose) over the demo cast's test photos (app.demo_data.stream.heldout_items).
 """
 from app.demo_data.live2d.cast import CHARACTERS, FIGURES, SETUP_COMMAND, ModelsMissing
-from app.demo_data.live2d.dataset import HELD_OUT_CHARACTERS, SPLITS, load, split_of
+from app.demo_data.live2d.dataset import (
+    HELD_OUT_CHARACTERS,
+    POSE_FOLDS,
+    RENDER_COMMAND,
+    SPLITS,
+    composites,
+    figure_of,
+    load,
+    require,
+    split_of,
+)
 from app.demo_data.live2d.renderer import DEFAULT_CACHE, render
 
 
@@ -32,5 +45,6 @@ def fetch(cache_dir=DEFAULT_CACHE, log=print):
                   log(f"[{done}/{total}] {figure} #{pose_id:04d}") if done % 50 == 0 or done == total else None)
 
 
-__all__ = ["CHARACTERS", "DEFAULT_CACHE", "FIGURES", "HELD_OUT_CHARACTERS", "SETUP_COMMAND", "SPLITS",
+__all__ = ["CHARACTERS", "DEFAULT_CACHE", "FIGURES", "HELD_OUT_CHARACTERS", "POSE_FOLDS", "RENDER_COMMAND",
+           "SETUP_COMMAND", "SPLITS", "composites", "figure_of", "require",
            "ModelsMissing", "fetch", "is_fetched", "load", "render", "split_of"]

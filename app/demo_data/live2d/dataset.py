@@ -1,13 +1,17 @@
-"""Load rendered Live2D figures from the cache, by split (the rule is in the package docstring)."""
+"""Load rendered Live2D figures from the cache, by split (the rule is in the package docstring),
+and compose the cutout networks' held-out pictures of them."""
 import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from app.demo_data import compose, renpy_cast
 from app.demo_data.figures import Figure
 from app.demo_data.live2d import cast
 from app.demo_data.live2d.renderer import DEFAULT_CACHE, figure_name
+
+RENDER_COMMAND = "flask --app wsgi demo render"
 
 HELD_OUT_CHARACTERS = ("haruto",)
 POSE_FOLDS = 10  # pose_id % 10: 0-7 train, 8 val, 9 test_pose
@@ -54,6 +58,41 @@ def load(cache_dir=DEFAULT_CACHE, split="train", crop=True):
                                   meta["character"], meta["outfit"], meta["expression"], rgba, face_box,
                                   meta))
     if not figures and not any(Path(cache_dir).glob("*/[0-9]*.json")):
-        raise FileNotFoundError(f"no Live2D renders in {cache_dir}: run `flask demo render` "
+        raise FileNotFoundError(f"no Live2D renders in {cache_dir}: run `{RENDER_COMMAND}` "
                                 f"(after `{cast.SETUP_COMMAND}`)")
     return figures
+
+
+def figure_of(key):
+    """The figure (character-outfit) a render's key names: "haru-01 #0042" -> "haru-01"."""
+    return key.rsplit(" #", 1)[0]
+
+
+def require(cache_dir=DEFAULT_CACHE, split="train"):
+    """load(), but a split with no render at all (a cache rendered in part, or not at all) is a
+    FileNotFoundError naming the render command, never an empty list that would silently leave
+    the figures out."""
+    figures = load(cache_dir, split)
+    if not figures:
+        raise FileNotFoundError(f"no Live2D renders of the {split} split in {cache_dir}: run "
+                                f"`{RENDER_COMMAND}` (after `{cast.SETUP_COMMAND}`)")
+    return figures
+
+
+# The cutout networks' held-out pictures: a split's figures over the demo cast's test photos
+# (lecturehall, uni: no cutout training picture shows them) or synthetic backgrounds, from a
+# seed of their own, so neither set shares a background draw with the demo cast's test split.
+CUTOUT_HELDOUT_SALT = {"test_character": 4_000_037, "test_pose": 5_000_011}
+
+
+def composites(split, count, seed=0, size=(448, 336), cache_dir=DEFAULT_CACHE,
+               cast_cache=renpy_cast.DEFAULT_CACHE):
+    """Yield `count` held-out composites (1-2 figures each) of `split` ("test_character": Haruto,
+    every pose; "test_pose": the other figures' poses ending in 9), reproducible from `seed`."""
+    if split not in CUTOUT_HELDOUT_SALT:
+        raise ValueError(f"Live2D held-out composites are of {' or '.join(CUTOUT_HELDOUT_SALT)}, "
+                         f"not {split!r}")
+    figures = require(cache_dir, split)
+    photos = renpy_cast.load_backgrounds(cast_cache, renpy_cast.SPLITS["test"]["backgrounds"])
+    rng = np.random.default_rng(seed + CUTOUT_HELDOUT_SALT[split])
+    yield from compose.composites(rng, figures, photos, count, size)
