@@ -116,11 +116,16 @@ def test_metrics_count_outsiders_and_unknowns():
                {"predictions": [{"label": "b", "score": 0.5}, {"label": "a", "score": 0.5}], "unknown": True},
                {"predictions": [{"label": "a", "score": 0.6}, {"label": "b", "score": 0.4}], "unknown": True},
                {"predictions": [{"label": "a", "score": 0.99}, {"label": "b", "score": 0.01}], "unknown": False}]
-    m = metrics_from_results(results, ["a", "a", "_unknown", "zed"], ["a", "b"])
+    m = metrics_from_results(results, ["a", "a", "_unknown", "zed"], ["a", "b"], threshold=0.55)
     assert m["cast_faces"] == 2 and m["outside_faces"] == 2
     assert m["top1"] == 0.5 and m["top5"] == 1.0 and m["false_unknown_rate"] == 0.5
     assert m["unknown_rejection_rate"] == 0.5
-    assert m["per_class"]["a"] == {"support": 2, "precision": 1.0, "recall": 0.5}
+    assert m["per_class"]["a"] == {"support": 2, "precision": 1.0, "recall": 0.5, "flagged_unknown": 0.5}
+    # Best scores: cast 0.9 and 0.5, outsiders 0.6 and 0.99.
+    tradeoff = {row["threshold"]: (row["known_called_unknown"], row["outsiders_rejected"])
+                for row in m["unknown_tradeoff"]}
+    assert tradeoff[0.5] == (0.0, 0.0) and tradeoff[0.55] == (0.5, 0.0) and tradeoff[0.7] == (0.5, 0.5)
+    assert tradeoff[0.95] == (1.0, 0.5)
     assert m["confusion"]["counts"] == [[1, 0, 1], [0, 0, 0], [1, 0, 1]]
 
 

@@ -31,7 +31,12 @@ def classifier_command(model_dir, data_dir, out_dir):
                f"{report['outside_faces']} faces outside the cast: flagged unknown "
                f"{report['unknown_rejection_rate']}")
     for label, pc in report["per_class"].items():
-        click.echo(f"  {label}: precision {pc['precision']}, recall {pc['recall']} ({pc['support']} faces)")
+        click.echo(f"  {label}: precision {pc['precision']}, recall {pc['recall']}, flagged unknown "
+                   f"{pc['flagged_unknown']} ({pc['support']} faces)")
+    click.echo("unknown trade-off (threshold: known faces called unknown / outsiders rejected):")
+    for row in report["unknown_tradeoff"]:
+        mark = "  <- the model's" if row["threshold"] == round(report["unknown_threshold"], 4) else ""
+        click.echo(f"  {row['threshold']}: {row['known_called_unknown']} / {row['outsiders_rejected']}{mark}")
     click.echo(f"report: {out_dir}/report.json, {out_dir}/confusion.png, {out_dir}/training_curve.png")
 
 

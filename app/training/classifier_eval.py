@@ -14,6 +14,8 @@ from app.training.classifier_train import load_folder
 
 OUTSIDE = "(outside cast)"
 UNKNOWN_COLUMN = "unknown"
+# Thresholds at which the report shows the unknown trade-off (the model's own is added).
+TRADEOFF_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def test_folder(data_dir):
@@ -22,8 +24,11 @@ def test_folder(data_dir):
     return data_dir / "test" if (data_dir / "test").is_dir() else data_dir
 
 
-def metrics_from_results(results, true_labels, labels):
-    """Held-out figures from Identifier.identify results and the true folder labels."""
+def metrics_from_results(results, true_labels, labels, threshold=None):
+    """Held-out figures from Identifier.identify results and the true folder labels.
+
+    threshold: the model's unknown threshold, added to the trade-off table (known faces called
+    unknown vs outsiders rejected, by the best score) beside TRADEOFF_THRESHOLDS."""
     index = {lab: i for i, lab in enumerate(labels)}
     rows = labels + [OUTSIDE]
     cols = labels + [UNKNOWN_COLUMN]
@@ -32,6 +37,8 @@ def metrics_from_results(results, true_labels, labels):
     per_pred = np.zeros(len(labels), np.int64)  # argmax predictions over cast faces, per label
     per_right = np.zeros(len(labels), np.int64)
     per_true = np.zeros(len(labels), np.int64)
+    per_unknown = np.zeros(len(labels), np.int64)
+    cast_best, outside_best = [], []
     for result, truth in zip(results, true_labels):
         names = [p["label"] for p in result["predictions"]]
         col = len(labels) if result["unknown"] else index[names[0]]
@@ -45,9 +52,12 @@ def metrics_from_results(results, true_labels, labels):
             per_right[t] += right
             top5 += truth in names[:5]
             false_unknown += result["unknown"]
+            per_unknown[t] += result["unknown"]
             accepted_right += right and not result["unknown"]
             confusion[t, col] += 1
+            cast_best.append(result["predictions"][0]["score"])
         else:
+            outside_best.append(result["predictions"][0]["score"])
             n_out += 1
             rejected += result["unknown"]
             confusion[len(labels), col] += 1
@@ -55,10 +65,16 @@ def metrics_from_results(results, true_labels, labels):
     for i, lab in enumerate(labels):
         per_class[lab] = {"support": int(per_true[i]),
                           "precision": round(per_right[i] / per_pred[i], 4) if per_pred[i] else None,
-                          "recall": round(per_right[i] / per_true[i], 4) if per_true[i] else None}
+                          "recall": round(per_right[i] / per_true[i], 4) if per_true[i] else None,
+                          "flagged_unknown": round(per_unknown[i] / per_true[i], 4) if per_true[i] else None}
 
     def rate(a, b):
         return round(a / b, 4) if b else None
+
+    thresholds = sorted(set(TRADEOFF_THRESHOLDS) | ({float(threshold)} if threshold is not None else set()))
+    tradeoff = [{"threshold": round(t, 4),
+                 "known_called_unknown": rate(sum(b < t for b in cast_best), n_cast),
+                 "outsiders_rejected": rate(sum(b < t for b in outside_best), n_out)} for t in thresholds]
 
     return {
         "cast_faces": n_cast,
@@ -69,6 +85,7 @@ def metrics_from_results(results, true_labels, labels):
         "false_unknown_rate": rate(false_unknown, n_cast),
         "unknown_rejection_rate": rate(rejected, n_out),
         "per_class": per_class,
+        "unknown_tradeoff": tradeoff,
         "confusion": {"rows": rows, "columns": cols, "counts": confusion.tolist()},
     }
 
@@ -156,7 +173,7 @@ def evaluate_items(identifier, items, progress=None, batch=32):
         results += identifier.identify([im for im, _ in chunk])
         if progress:
             progress(len(chunk))
-    return metrics_from_results(results, [lab for _, lab in items], identifier.labels)
+    return metrics_from_results(results, [lab for _, lab in items], identifier.labels, identifier.threshold)
 
 
 def evaluate_model_dir(model_dir, data_dir, out_dir, progress=None):
