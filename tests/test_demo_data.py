@@ -297,3 +297,20 @@ def test_live2d_faces_split_by_pose_for_the_classifier(tmp_path):
                      "test": [("haruto", 9), ("shizuku", 9)]}
     figure = demo_faces.live2d_figures("train", tmp_path)[0]
     assert figure.rgba.shape == (40, 30, 4) and figure.face_box == (5, 2, 20, 20)  # cropped to its alpha
+
+
+def test_non_face_crops_lie_away_from_every_face():
+    """The _unknown crops of no face (app/demo_data/faces.py) never cover a face, and a picture
+    filled with faces gives none rather than one on a face."""
+    from app.demo_data import faces as demo_faces
+    from app.demo_data.figures import Composite
+    rng = np.random.default_rng(0)
+    image = np.zeros((200, 300, 3), np.uint8)
+    faces = [("a", (20, 30, 40, 40)), ("b", (200, 100, 50, 50))]
+    comp = Composite(image, np.zeros((200, 300), np.uint8), faces)
+    for _ in range(200):
+        x, y, w, h = demo_faces.non_face_box(rng, comp)
+        assert 0 <= x and x + w <= 300 and 0 <= y and y + h <= 200 and w == h
+        assert all(demo_faces._overlap((x, y, w, h), box) <= 0.15 for _, box in faces)
+    crowded = Composite(image, image[..., 0], [("c", (0, 0, 300, 200))])
+    assert demo_faces.non_face_box(rng, crowded) is None

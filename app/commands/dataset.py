@@ -56,7 +56,10 @@ def faces_command(out_dir, sources, reports, unlabelled, every, margin, dedupe_b
               help="Move one training expression per character into validation only.")
 @click.option("--live2d", "live2d_share", default=0.5, show_default=True, type=click.FloatRange(0, 0.75),
               help="Share of composites showing the Live2D characters (`flask demo render` first); 0 leaves them out.")
-def demo_faces_command(out_dir, n_train, n_val, n_test, seed, hold_out_val, live2d_share):
+@click.option("--non-face", "non_face_share", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of cast composites that also give a face-sized crop of no face (background, "
+                   "hair, clothes) as _unknown.")
+def demo_faces_command(out_dir, n_train, n_val, n_test, seed, hold_out_val, live2d_share, non_face_share):
     """Face crops of the demo cast (and of amoebax outsiders as _unknown) in OUT_DIR/{train,val,test}/."""
     from app.demo_data import faces as demo_faces
     from app.demo_data import outsiders, renpy_cast
@@ -69,6 +72,7 @@ def demo_faces_command(out_dir, n_train, n_val, n_test, seed, hold_out_val, live
         with bar(expected, "composing faces") as progress:
             stats = demo_faces.build_demo_faces(
                 out_dir, counts, seed, hold_out_val=hold_out_val, live2d_share=live2d_share,
+                non_face_share=non_face_share,
                 command=command_line(),
                 on_crop=lambda c: progress.update(1) if progress.pos < expected - 1 else None)
     except (*ERRORS, subprocess.CalledProcessError) as exc:

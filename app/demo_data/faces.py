@@ -12,6 +12,9 @@ The cast is nine characters: the three of the Ren'Py games and the six Live2D ch
   whom the renders' own rule holds out whole for the cutout networks, is split by pose here too.
 - Whole characters never seen: the amoebax outsiders of the test split (never in training or
   calibration), and leave-one-character-out over the nine (`train classifier --loco`).
+- Not a face at all (`non_face_share`): face-sized crops of the same composites placed away from
+  every face (background, hair, clothes, hands), labelled _unknown, so the head learns that a
+  box on something else is no one; each split's come from its own composites only.
 """
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from app.training.face_dataset import DEFAULT_MARGIN, UNKNOWN_LABEL, FaceCrop, c
 _OUTSIDER_SALT = {"train": 77_001, "val": 77_002, "test": 77_003}
 _CAST_SALT = {"train": 55_001, "val": 55_002}
 _LIVE2D_SALT = {"train": 99_001, "val": 99_002, "test": 99_003}
+_NON_FACE_SALT = {"train": 33_001, "val": 33_002, "test": 33_003}
 LIVE2D_FOLDS = {"train": range(0, 8), "val": (8,), "test": (9,)}  # pose_id % POSE_FOLDS
 
 
@@ -54,17 +58,43 @@ def demo_sprite_plan(split, hold_out_val=True):
     return sprites, tuple(spec["backgrounds"])
 
 
-def _crops(comps, label_of, source, margin):
+def _overlap(a, b):
+    """Intersection of boxes (x, y, w, h) over the smaller one's area."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / max(1, min(a[2] * a[3], b[2] * b[3]))
+
+
+def non_face_box(rng, comp, tries=30, max_overlap=0.15):
+    """A face-sized box of `comp` covering at most `max_overlap` of any face box (of its own
+    area and of the face's), or None when the picture has no such place."""
+    h, w = comp.image.shape[:2]
+    sides = [b[2] for _, b in comp.faces] or [h // 5]
+    for _ in range(tries):
+        side = int(min(min(h, w) - 1, max(16, rng.choice(sides) * rng.uniform(0.7, 1.4))))
+        box = (int(rng.integers(0, w - side)), int(rng.integers(0, h - side)), side, side)
+        if all(_overlap(box, face) <= max_overlap for _, face in comp.faces):
+            return box
+    return None
+
+
+def _crops(comps, label_of, source, margin, rng=None, non_face_share=0.0):
     for comp in comps:
         for character, box in comp.faces:
             yield FaceCrop(crop_face(comp.image, box, margin), label_of(character), source)
+        if non_face_share and rng.random() < non_face_share:
+            box = non_face_box(rng, comp)
+            if box is not None:
+                yield FaceCrop(crop_face(comp.image, box, margin), UNKNOWN_LABEL, f"non-face {source}")
 
 
 def demo_face_crops(split, count, seed=0, margin=DEFAULT_MARGIN, cast_cache=None,
                     outsider_cache=outsiders.DEFAULT_CACHE, outsider_share=0.25, size=(512, 384),
-                    hold_out_val=True, live2d_share=0.0, live2d_cache=None):
+                    hold_out_val=True, live2d_share=0.0, live2d_cache=None, non_face_share=0.0):
     """Yield FaceCrops cut at the known face boxes of demo-cast composites of `split`, plus
-    Live2D characters (`live2d_share` of the composites) and outsiders (`outsider_share`)."""
+    Live2D characters (`live2d_share` of the composites) and outsiders (`outsider_share`), and
+    from `non_face_share` of the cast's composites a crop of no face (_unknown)."""
+    non_face_rng = np.random.default_rng(seed + _NON_FACE_SALT[split])
     cast_cache = cast_cache or demo_cast.DEFAULT_CACHE
     n_outsiders = round(count * outsider_share)
     n_live2d = round(count * live2d_share)
@@ -77,12 +107,12 @@ def demo_face_crops(split, count, seed=0, margin=DEFAULT_MARGIN, cast_cache=None
         rng = np.random.default_rng(seed + _CAST_SALT[split])
         comps = compose.composites(rng, demo_cast.load_sprites(cast_cache, keys),
                                    demo_cast.load_backgrounds(cast_cache, backgrounds), n_cast, size)
-    yield from _crops(comps, lambda c: c, f"demo-cast {split}", margin)
+    yield from _crops(comps, lambda c: c, f"demo-cast {split}", margin, non_face_rng, non_face_share)
     photos = demo_cast.load_backgrounds(cast_cache, demo_cast.SPLITS[split]["backgrounds"])
     if n_live2d > 0:
         rng = np.random.default_rng(seed + _LIVE2D_SALT[split])
         comps = compose.composites(rng, live2d_figures(split, live2d_cache), photos, n_live2d, size)
-        yield from _crops(comps, lambda c: c, f"live2d {split}", margin)
+        yield from _crops(comps, lambda c: c, f"live2d {split}", margin, non_face_rng, non_face_share)
     if n_outsiders <= 0:
         return
     # Outsiders go through the same composer, one at a time, on the split's own backgrounds,
@@ -93,7 +123,7 @@ def demo_face_crops(split, count, seed=0, margin=DEFAULT_MARGIN, cast_cache=None
     yield from _crops(comps, lambda c: UNKNOWN_LABEL, f"outsider {split}", margin)
 
 
-def describe_demo_faces(counts, seed, hold_out_val=True, live2d_share=0.0, command=None):
+def describe_demo_faces(counts, seed, hold_out_val=True, live2d_share=0.0, command=None, non_face_share=0.0):
     """What a demo face data set holds and how to rebuild it (written as OUT/dataset.json)."""
     return {
         "command": command,
@@ -111,7 +141,10 @@ def describe_demo_faces(counts, seed, hold_out_val=True, live2d_share=0.0, comma
                               "not anime cast; face boxes read off by hand",
                     "characters": {k: list(v) for k, v in outsiders.OUTSIDER_SPLITS.items()},
                     "share_of_composites": 0.25,
-                    "backgrounds": "the same split's backgrounds as the cast"},
+                    "backgrounds": "the same split's backgrounds as the cast",
+                    "non_face": {"share_of_cast_composites": non_face_share,
+                                 "what": "a face-sized crop of the composite away from every face "
+                                         "(background, hair, clothes), from the split's own composites"}},
     }
 
 
@@ -130,7 +163,8 @@ def build_demo_faces(out_dir, counts=None, seed=0, on_crop=None, hold_out_val=Tr
             # No near-duplicate removal: composites are distinct by construction (identical
             # crops still collapse, as files are named by their pixels' hash).
             stats[split] = write_crops(crops, staging / split, dedupe_bits=-1)
-        description = describe_demo_faces(counts, seed, hold_out_val, kwargs.get("live2d_share", 0.0), command)
+        description = describe_demo_faces(counts, seed, hold_out_val, kwargs.get("live2d_share", 0.0), command,
+                                          kwargs.get("non_face_share", 0.0))
         description["faces"] = {k: v["labels"] for k, v in stats.items()}
         write_json(staging / "dataset.json", description)
     return stats
