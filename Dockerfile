@@ -76,8 +76,11 @@ COPY . .
 ARG WEIGHTS=demo
 ARG OFFICIAL_MODELS="inception_v3"
 ARG DOWNLOAD_OPTIONS=""
-# Fail the build, not the first request, when an import is broken; then bake weights if asked.
-RUN python -c "import wsgi" \
+# Compile the message catalogs (the API's errors in zh_Hans and ja; the .mo files are build
+# output, never copied in); fail the build, not the first request, when an import is broken;
+# then bake weights if asked.
+RUN pybabel compile -d app/translations \
+ && python -c "import wsgi" \
  && case "$WEIGHTS" in \
       demo) ;; \
       official) for name in $OFFICIAL_MODELS; do \

@@ -26,9 +26,10 @@ def create_app(config=None):
         # Exactly one trusted hop: the reverse proxy in front of us.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
 
-    from app import commands, errors
+    from app import commands, errors, i18n
     from app.web import api, auth, characters, connections, memory, origin, pages, ratelimit, review, static_files
     errors.init_app(app)
+    i18n.init_app(app)  # error messages in the client's language (Accept-Language)
     connections.init_app(app)
     memory.init_app(app)
     origin.init_app(app)  # before the rate limiter: a refused cross-site post costs no quota

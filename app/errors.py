@@ -1,8 +1,14 @@
-"""One JSON error shape for every failure: {"error": {"code", "message"}}."""
+"""One JSON error shape for every failure: {"error": {"code", "message"}}.
+
+`code` is stable and never translated; `message` is in the request's language (Accept-Language,
+app/i18n.py) when it was marked with `_()`.
+"""
 import logging
 
 from flask import current_app, jsonify
 from werkzeug.exceptions import HTTPException
+
+from app.i18n import _, translate
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +25,28 @@ HTTP_CODES = {
     503: "unavailable",
 }
 
+# What clients read for Werkzeug's HTTP errors (its own descriptions are English only).
+HTTP_MESSAGES = {
+    400: _("The request could not be understood."),
+    403: _("This request is not allowed."),
+    404: _("Nothing is at this address."),
+    405: _("This method is not allowed at this address."),
+    415: _("This type of content is not accepted here."),
+    429: _("Too many requests; try again later."),
+    500: _("Internal server error."),
+    503: _("The server is unavailable for now; try again later."),
+}
+
 
 class APIError(Exception):
-    """An error the client should see, with its HTTP status and a stable code."""
+    """An error the client should see, with its HTTP status and a stable code.
+
+    `message` is a Message from `_()` (translated when the response is written) or plain text;
+    str(err) and err.message are English.
+    """
 
     def __init__(self, message, status=400, code="bad_request"):
-        super().__init__(message)
+        super().__init__(str(message))
         self.message = message
         self.status = status
         self.code = code
@@ -32,9 +54,10 @@ class APIError(Exception):
 
 
 def error_response(message, status, code):
-    """A JSON error response."""
-    response = jsonify({"error": {"code": code, "message": message}})
+    """A JSON error response; `message` (a Message) in the request's language."""
+    response = jsonify({"error": {"code": code, "message": translate(message)}})
     response.status_code = status
+    response.vary.add("Accept-Language")
     return response
 
 
@@ -49,9 +72,10 @@ def handle_api_error(err):
 def handle_http_exception(err):
     if err.code == 413:
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
-        message = "The upload is larger than this server accepts" + (f" ({limit} bytes)." if limit else ".")
+        message = (_("The upload is larger than this server accepts (%(limit)d bytes).", limit=int(limit))
+                   if limit else _("The upload is larger than this server accepts."))
     else:
-        message = err.description or err.name
+        message = HTTP_MESSAGES.get(err.code) or err.description or err.name
     response = error_response(message, err.code or 500, HTTP_CODES.get(err.code, "http_error"))
     if err.code == 405 and getattr(err, "valid_methods", None):
         response.headers["Allow"] = ", ".join(err.valid_methods)
@@ -61,7 +85,7 @@ def handle_http_exception(err):
 def handle_unexpected(err):
     # Never leak a traceback to the client; the log keeps it for the operator.
     log.exception("unhandled error")
-    return error_response("Internal server error.", 500, "internal_error")
+    return error_response(_("Internal server error."), 500, "internal_error")
 
 
 def init_app(app):

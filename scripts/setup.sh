@@ -47,12 +47,16 @@ if [ "${SKIP_VENV:-0}" != 1 ]; then
   PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
   if [ "$DEV" = 1 ]; then $PIP install -r requirements-dev.txt; else $PIP install -r requirements.txt; fi
   PYBIN="$VENV/bin/python"
+  PYBABEL=("$VENV/bin/pybabel")
 else
   PYBIN=${PYBIN:-python3}
+  PYBABEL=("$PYBIN" -m babel.messages.frontend)
 fi
 
-# The Docker build runs this script before the app is copied in; it exports after the copy.
+# The Docker build runs this script before the app is copied in; it compiles and exports after the copy.
 if [ -d app ]; then
+  step "Message catalogs (app/translations/*.po) compiled to .mo for Flask-Babel"
+  "${PYBABEL[@]}" compile -d app/translations
   step "ONNX exports of the installed backbones, verified against torch (.cache/onnx)"
   "$PYBIN" -m app.inference.backbone_onnx
 fi

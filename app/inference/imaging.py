@@ -19,6 +19,7 @@ import warnings
 from PIL import Image, ImageFile, ImageOps
 
 from app.errors import APIError
+from app.i18n import _
 
 # A truncated file is an error, not a half-grey picture.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -42,37 +43,39 @@ def sniff_format(data):
 def read_upload(storage, max_bytes=DEFAULT_MAX_BYTES):
     """Bytes of an uploaded file (werkzeug FileStorage), at most max_bytes, else APIError 413."""
     if storage is None:
-        raise APIError("No file was sent.", 400, "missing_file")
+        raise APIError(_("No file was sent."), 400, "missing_file")
     data = storage.stream.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise APIError(f"The file is larger than {max_bytes} bytes.", 413, "file_too_large")
+        raise APIError(_("The file is larger than %(limit)d bytes.", limit=max_bytes), 413, "file_too_large")
     return data
 
 
 def open_image(data, max_bytes=DEFAULT_MAX_BYTES, max_pixels=DEFAULT_MAX_PIXELS):
     """Untrusted bytes -> (format, PIL image opened but not decoded), after the size checks."""
     if not data:
-        raise APIError("The file is empty.", 400, "empty_file")
+        raise APIError(_("The file is empty."), 400, "empty_file")
     if len(data) > max_bytes:
-        raise APIError(f"The file is larger than {max_bytes} bytes.", 413, "file_too_large")
+        raise APIError(_("The file is larger than %(limit)d bytes.", limit=max_bytes), 413, "file_too_large")
     fmt = sniff_format(data)
     if fmt is None:
-        raise APIError("Only PNG, JPEG and WebP images are accepted.", 415, "unsupported_type")
+        raise APIError(_("Only PNG, JPEG and WebP images are accepted."), 415, "unsupported_type")
     try:
         with warnings.catch_warnings():
             # Pillow warns (not raises) between MAX_IMAGE_PIXELS and twice that; we check ourselves.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=[fmt])
     except Image.DecompressionBombError:
-        raise APIError(f"The image has more than {max_pixels} pixels.", 413, "image_too_large") from None
+        raise APIError(_("The image has more than %(limit)d pixels.", limit=max_pixels), 413,
+                       "image_too_large") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as exc:
-        raise APIError(f"The {fmt} image could not be decoded (truncated or corrupt).", 400,
+        raise APIError(_("The %(format)s image could not be decoded (truncated or corrupt).", format=fmt), 400,
                        "bad_image") from exc
     width, height = image.size
     if width < 1 or height < 1:
-        raise APIError("The image has no pixels.", 400, "bad_image")
+        raise APIError(_("The image has no pixels."), 400, "bad_image")
     if width * height > max_pixels:
-        raise APIError(f"The image is {width}x{height}; at most {max_pixels} pixels are accepted.",
+        raise APIError(_("The image is %(width)dx%(height)d; at most %(limit)d pixels are accepted.",
+                         width=width, height=height, limit=max_pixels),
                        413, "image_too_large")
     return fmt, image
 
@@ -113,7 +116,7 @@ def finish_decode(fmt, image, max_pixels=None, max_side=None, header_size=None):
             image.seek(0)  # animated PNG/WebP: the first frame
             image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise APIError(f"The {fmt} image could not be decoded (truncated or corrupt).", 400,
+        raise APIError(_("The %(format)s image could not be decoded (truncated or corrupt).", format=fmt), 400,
                        "bad_image") from exc
     upright = normalise(image)
     if upright.size != drafted:  # EXIF turned it a quarter: the size as sent turns with it
@@ -205,8 +208,8 @@ def decode_uploads(storages, config, max_pixels=None, max_side=None):
         width, height = plan_decode(fmt, image, max_pixels, max_side)
         total += width * height
         if total > budget:
-            raise APIError(f"The pictures in this request add up to more than {budget} pixels; "
-                           "send fewer or smaller pictures.", 413, "request_too_large")
+            raise APIError(_("The pictures in this request add up to more than %(limit)d pixels; "
+                             "send fewer or smaller pictures.", limit=budget), 413, "request_too_large")
         opened.append((fmt, image, header))
     decoded = []
     while opened:  # drop each opened file as soon as it is decoded and scaled down

@@ -22,6 +22,8 @@ import hashlib
 import re
 import unicodedata
 
+from app.i18n import _
+
 MAX_CHARS = 100
 MAX_MARKS = 8
 
@@ -39,7 +41,12 @@ EMOJI_BLOCKS = range(0x1F000, 0x1FB00)
 
 
 class LabelError(ValueError):
-    """A label that cannot be accepted; the message says why."""
+    """A label that cannot be accepted; the message (app/i18n.py Message) says why."""
+
+
+# The fields a label arrives in, as clients read them (the API's own field name in brackets).
+FIELDS = {"label": _("The name (label)"), "name": _("The name (name)"),
+          "predicted label": _("The predicted name (predicted)")}
 
 
 def _category(ch):
@@ -91,10 +98,11 @@ def _refused(ch):
 
 def clean_label(text, field="label", allow_empty=False):
     """The label as stored: NFC, spaces trimmed; LabelError if it breaks the policy above."""
+    what = FIELDS.get(field, field)
     if not isinstance(text, str):
-        raise LabelError(f"The {field} must be text.")
+        raise LabelError(_("%(field)s must be text.", field=what))
     if "\ufffd" in text:
-        raise LabelError(f"The {field} is not valid UTF-8 (or holds U+FFFD).")
+        raise LabelError(_("%(field)s is not valid UTF-8 (or holds U+FFFD).", field=what))
     label = unicodedata.normalize("NFC", text)
     start, end = 0, len(label)
     while start < end and unicodedata.category(label[start]) == "Zs":
@@ -105,20 +113,22 @@ def clean_label(text, field="label", allow_empty=False):
     if not label:
         if allow_empty:
             return ""
-        raise LabelError(f"The {field} is empty.")
+        raise LabelError(_("%(field)s is empty.", field=what))
     if len(label) > MAX_CHARS:
-        raise LabelError(f"The {field} is longer than {MAX_CHARS} characters.")
+        raise LabelError(_("%(field)s is longer than %(limit)d characters.", field=what, limit=MAX_CHARS))
     marks = 0
     for i, ch in enumerate(label):
         if _refused(ch) and not _allowed_invisible(label, i):
             name = unicodedata.name(ch, "")
-            raise LabelError(f"The {field} contains an invisible, control or line-breaking character "
-                             f"(U+{ord(ch):04X}{' ' + name if name else ''}).")
+            raise LabelError(_("%(field)s contains an invisible, control or line-breaking character "
+                               "(%(character)s).", field=what,
+                               character=f"U+{ord(ch):04X}{' ' + name if name else ''}"))
         marks = marks + 1 if unicodedata.category(ch) in ("Mn", "Me") else 0
         if marks > MAX_MARKS:
-            raise LabelError(f"The {field} stacks more than {MAX_MARKS} combining marks on one character.")
+            raise LabelError(_("%(field)s stacks more than %(limit)d combining marks on one character.",
+                                 field=what, limit=MAX_MARKS))
     if not any(_visible(ch) for ch in label):
-        raise LabelError(f"The {field} has no visible character.")
+        raise LabelError(_("%(field)s has no visible character.", field=what))
     return label
 
 

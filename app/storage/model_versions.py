@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from app.i18n import _
 from app.storage import db
 from app.storage.models import Job, ModelVersion, iso, utcnow
 
@@ -70,8 +71,8 @@ def rollback(session):
     configured model) serves again. Returns (rolled back row, now-live row or None)."""
     current = live(session)
     if current is None:
-        raise NothingToRollBack("No retrained classifier is live: the configured model "
-                                "(FLASK_CLASSIFIER_MODEL) is already serving.")
+        raise NothingToRollBack(_("No retrained classifier is live: the configured model "
+                                  "(FLASK_CLASSIFIER_MODEL) is already serving."))
     current.status = "rolled_back"
     previous = session.scalar(select(ModelVersion)
                               .where(ModelVersion.status == "superseded", ModelVersion.id < current.id)

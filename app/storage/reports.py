@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from app.i18n import _, message_of
 from app.storage import images, labels
 from app.storage.models import Report, iso, utcnow
 
@@ -38,7 +39,7 @@ def clean_label(text, field="label", allow_empty=False):
     try:
         return labels.clean_label(text, field, allow_empty)
     except labels.LabelError as exc:
-        raise ReportError(str(exc)) from None
+        raise ReportError(message_of(exc)) from None
 
 
 def new_id(now=None):
@@ -83,8 +84,8 @@ def submit(session, root, png, label, predicted="", quota_bytes=None):
     if existing is not None:
         return existing, False
     if quota_bytes is not None and pending_bytes(session) + len(png) > quota_bytes:
-        raise QuotaExceeded(f"The review queue is full ({quota_bytes} bytes of pending reports): "
-                            "new reports are accepted again once an operator reviews it.")
+        raise QuotaExceeded(_("The review queue is full (%(limit)d bytes of pending reports): "
+                              "new reports are accepted again once an operator reviews it.", limit=quota_bytes))
     images.store(root, png)  # the file first: a row always names a complete picture
     now = utcnow()
     report = Report(id=new_id(now), label=label, predicted=predicted, created=now,
@@ -98,7 +99,7 @@ def get(session, report_id):
     """The report with this id; NotFound otherwise."""
     report = session.get(Report, report_id) if isinstance(report_id, str) else None
     if report is None:
-        raise NotFound(f"No report {report_id!r}.")
+        raise NotFound(_("No report %(id)s.", id=repr(report_id)))
     return report
 
 
@@ -125,7 +126,8 @@ def decide(session, root, report_id, accept, label=None):
     from app.storage import gallery
     report = get(session, report_id)
     if report.status != "pending":
-        raise ReportError(f"Report {report_id} was already {report.status}.")
+        raise ReportError(_("Report %(id)s was already accepted.", id=report_id) if report.status == "accepted"
+                          else _("Report %(id)s was already rejected.", id=report_id))
     report.status = "accepted" if accept else "rejected"
     report.decided = utcnow()
     if accept:

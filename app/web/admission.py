@@ -21,14 +21,21 @@ from functools import wraps
 from flask import current_app, request
 
 from app.errors import APIError
+from app.i18n import _
 
 
 class Busy(APIError):
     """503: every slot of an endpoint is taken and its queue is full (or the wait ran out)."""
 
-    def __init__(self, name, retry_after, why):
-        super().__init__(f"The server is busy with other {name} requests ({why}); "
-                         f"try again in {retry_after} s.", 503, "busy")
+    def __init__(self, name, retry_after, running=None, waiting=None, waited=None):
+        if waited is None:
+            message = _("The server is busy with other %(name)s requests (%(running)d running, %(waiting)d "
+                        "waiting); try again in %(seconds)d s.", name=name, running=running, waiting=waiting,
+                        seconds=retry_after)
+        else:
+            message = _("The server is busy with other %(name)s requests (waited %(waited)s s for a slot); "
+                        "try again in %(seconds)d s.", name=name, waited=f"{waited:g}", seconds=retry_after)
+        super().__init__(message, 503, "busy")
         self.headers = {"Retry-After": str(retry_after)}
 
 
@@ -55,15 +62,14 @@ class Gate:
         with self._cond:
             if self.running >= self.slots:
                 if self.waiting >= self.queue:
-                    raise Busy(self.name, self.retry_after(),
-                               f"{self.running} running, {self.waiting} waiting")
+                    raise Busy(self.name, self.retry_after(), running=self.running, waiting=self.waiting)
                 self.waiting += 1
                 deadline = time.monotonic() + self.wait
                 try:
                     while self.running >= self.slots:
                         left = deadline - time.monotonic()
                         if left <= 0:
-                            raise Busy(self.name, self.retry_after(), f"waited {self.wait:g} s for a slot")
+                            raise Busy(self.name, self.retry_after(), waited=self.wait)
                         self._cond.wait(left)
                 finally:
                     self.waiting -= 1

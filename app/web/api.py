@@ -9,6 +9,7 @@ from PIL import Image
 
 from app.config import resolve_path
 from app.errors import APIError
+from app.i18n import _, message_of
 from app.inference import faces, imaging
 from app.inference.cutout import ALPHAS
 from app.inference.decontaminate import decontaminate
@@ -64,7 +65,7 @@ def detect():
         boxes = faces.detect_faces(np.asarray(imaging.flatten(image)))
     except faces.CascadeMissing as exc:
         current_app.logger.error("face detection unavailable: %s", exc)
-        raise APIError("Face detection is not installed on this server.", 503,
+        raise APIError(_("Face detection is not installed on this server."), 503,
                        "detector_unavailable") from None
     sx, sy = width / image.width, height / image.height
     return jsonify({"faces": [{"x": round(x * sx), "y": round(y * sy), "w": round(w * sx), "h": round(h * sy)}
@@ -79,10 +80,10 @@ def identify():
     uploads = request.files.getlist("faces")
     limit = int(current_app.config["MAX_FACES"])
     if not uploads:
-        raise APIError("Send one or more face images under the field 'faces'.", 400, "missing_file")
+        raise APIError(_("Send one or more face images under the field 'faces'."), 400, "missing_file")
     if len(uploads) > limit:
-        raise APIError(f"At most {limit} faces per request; {len(uploads)} were sent.", 400,
-                       "too_many_faces")
+        raise APIError(_("At most %(limit)d faces per request; %(sent)d were sent.", limit=limit,
+                         sent=len(uploads)), 400, "too_many_faces")
     # Decode everything before touching the model, so a bad file costs no inference.
     images = [imaging.flatten(image) for image in imaging.decode_uploads(
         uploads, current_app.config, max_pixels=int(current_app.config["MAX_FACE_PIXELS"]))]
@@ -98,9 +99,10 @@ def _parse_box(text, width, height):
         # inf and 1e400 overflow int(); nan is a ValueError: both are simply not a box.
         x, y, w, h = (int(round(float(v))) for v in text.split(","))
     except (ValueError, OverflowError):
-        raise APIError("box must be four numbers: x,y,w,h.", 400, "bad_box") from None
+        raise APIError(_("box must be four numbers: x,y,w,h."), 400, "bad_box") from None
     if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
-        raise APIError(f"box {x},{y},{w},{h} is not inside the {width}x{height} image.", 400, "bad_box")
+        raise APIError(_("box %(box)s is not inside the %(width)dx%(height)d image.", box=f"{x},{y},{w},{h}",
+                         width=width, height=height), 400, "bad_box")
     return (x, y, w, h)
 
 
@@ -119,13 +121,13 @@ def _cutout_options(args):
     """Post-processing switches from the query: alpha=soft|hard|raw, threshold=0..1, largest=1, clean=1."""
     alpha = args.get("alpha", "soft")
     if alpha not in ALPHAS:
-        raise APIError(f"alpha must be one of: {', '.join(ALPHAS)}.", 400, "bad_option")
+        raise APIError(_("alpha must be one of: %(choices)s.", choices=", ".join(ALPHAS)), 400, "bad_option")
     try:
         threshold = float(args.get("threshold", "0.5"))
     except ValueError:
         threshold = -1.0
     if not 0.0 < threshold < 1.0:
-        raise APIError("threshold must be a number between 0 and 1.", 400, "bad_option")
+        raise APIError(_("threshold must be a number between 0 and 1."), 400, "bad_option")
     flags = {key: _switch(args, name, "0") for name, key in (("largest", "largest_component"), ("clean", "clean"))}
     return {"alpha": alpha, "threshold": threshold, **flags}
 
@@ -134,7 +136,7 @@ def _switch(args, name, default):
     """A 0/1 query switch."""
     value = args.get(name, default)
     if value not in ("0", "1"):
-        raise APIError(f"{name} must be 0 or 1.", 400, "bad_option")
+        raise APIError(_("%(name)s must be 0 or 1.", name=name), 400, "bad_option")
     return value == "1"
 
 
@@ -144,7 +146,7 @@ def cutout():
     """The uploaded image with its background made transparent (PNG), or `?output=mask`."""
     output = request.args.get("output", "image")
     if output not in ("image", "mask"):
-        raise APIError("output must be 'image' or 'mask'.", 400, "bad_output")
+        raise APIError(_("output must be 'image' or 'mask'."), 400, "bad_output")
     options = _cutout_options(request.args)
     # Edge colours freed of the old background: the default for the transparent picture.
     clean_edges = _switch(request.args, "decontaminate", "1")
@@ -175,7 +177,7 @@ def create_report():
     image = imaging.decode_upload(request.files.get("face"), current_app.config,
                                   max_pixels=int(current_app.config["MAX_REPORT_PIXELS"]))
     if "label" not in request.form:
-        raise APIError("Send the right name under the field 'label'.", 400, "bad_label")
+        raise APIError(_("Send the right name under the field 'label'."), 400, "bad_label")
     config = current_app.config
     try:
         with db.session(current_app._get_current_object(), write=True) as s:
@@ -184,8 +186,8 @@ def create_report():
                                              request.form["label"], request.form.get("predicted", ""),
                                              config.get("REPORT_QUOTA_BYTES"))
     except reports.ReportError as exc:
-        raise APIError(str(exc), 400, "bad_label") from None
+        raise APIError(message_of(exc), 400, "bad_label") from None
     except reports.QuotaExceeded as exc:
-        raise APIError(str(exc), 507, "storage_full") from None
+        raise APIError(message_of(exc), 507, "storage_full") from None
     # The same picture again: the first report stands (200, not a new 201).
     return jsonify({"id": report.id, "label": report.label, "duplicate": not created}), 201 if created else 200

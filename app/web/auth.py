@@ -15,14 +15,26 @@ from flask import Blueprint, current_app, make_response, redirect, render_templa
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from app.errors import APIError, error_response
+from app.i18n import _
 
 bp = Blueprint("auth", __name__)
 csrf = CSRFProtect()
 
-HOW_TO_ENABLE = ("Operator actions are turned off on this server: set FLASK_ADMIN_TOKEN to a long "
-                 "random secret (for example `python -c 'import secrets; print(secrets.token_urlsafe(32))'`) "
-                 "in its environment and restart it; then send `Authorization: Bearer <token>` "
-                 "or sign in at /signin.")
+HOW_TO_ENABLE = _("Operator actions are turned off on this server: set FLASK_ADMIN_TOKEN to a long "
+                  "random secret (for example `python -c 'import secrets; print(secrets.token_urlsafe(32))'`) "
+                  "in its environment and restart it; then send `Authorization: Bearer <token>` "
+                  "or sign in at /signin.")
+
+# Flask-WTF's reasons for refusing a request (CSRFError.description), as clients read them.
+CSRF_REASONS = {
+    "The CSRF token is missing.": _("The CSRF token is missing."),
+    "The CSRF session token is missing.": _("The CSRF session token is missing."),
+    "The CSRF token has expired.": _("The CSRF token has expired."),
+    "The CSRF token is invalid.": _("The CSRF token is invalid."),
+    "The CSRF tokens do not match.": _("The CSRF tokens do not match."),
+    "The referrer header is missing.": _("The referrer header is missing."),
+    "The referrer does not match the host.": _("The referrer does not match the host."),
+}
 
 
 def _token():
@@ -52,14 +64,14 @@ def check_operator():
         raise APIError(HOW_TO_ENABLE, 403, "operator_disabled")
     header = request.headers.get("Authorization", "")
     if header:
-        scheme, _, given = header.partition(" ")
+        scheme, _sep, given = header.partition(" ")
         if scheme.lower() != "bearer" or not _matches(given.strip(), token):
-            raise APIError("The operator token is wrong.", 401, "bad_token")
+            raise APIError(_("The operator token is wrong."), 401, "bad_token")
         return  # a header is never sent by another site's form: no CSRF token needed
     if is_signed_in():
         csrf.protect()  # CSRFError (403) when the request lacks this session's CSRF token
         return
-    raise APIError("This needs an operator: send `Authorization: Bearer <token>` or sign in at /signin.",
+    raise APIError(_("This needs an operator: send `Authorization: Bearer <token>` or sign in at /signin."),
                    401, "operator_required")
 
 
@@ -120,7 +132,9 @@ def signout():
 
 def _csrf_error(err):
     if request.path.startswith("/api/"):
-        return error_response(f"Refused: {err.description} Reload the page and try again.", 403, "csrf_failed")
+        reason = CSRF_REASONS.get(err.description, err.description)
+        return error_response(_("Refused: %(reason)s Reload the page and try again.", reason=reason), 403,
+                              "csrf_failed")
     return operator_page(render_template("signin.html", next="",
                                          error=f"Refused: {err.description} Reload the page."), 403)
 

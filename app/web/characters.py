@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from app.config import resolve_path
 from app.errors import APIError
+from app.i18n import _, message_of
 from app.inference import imaging
 from app.storage import db, gallery
 from app.storage.reports import ReportError
@@ -37,14 +38,15 @@ def enrol():
     app = current_app._get_current_object()
     uploads = request.files.getlist("faces")
     if not uploads:
-        raise APIError("Send one or more face pictures under the field 'faces'.", 400, "missing_file")
+        raise APIError(_("Send one or more face pictures under the field 'faces'."), 400, "missing_file")
     limit = int(app.config["MAX_FACES"])
     if len(uploads) > limit:
-        raise APIError(f"At most {limit} faces per request; {len(uploads)} were sent.", 400, "too_many_faces")
+        raise APIError(_("At most %(limit)d faces per request; %(sent)d were sent.", limit=limit, sent=len(uploads)),
+                       400, "too_many_faces")
     try:
         name = gallery.clean_label(request.form.get("name", ""), field="name")
     except ReportError as exc:
-        raise APIError(str(exc), 400, "bad_name") from None
+        raise APIError(message_of(exc), 400, "bad_name") from None
     pictures = [imaging.flatten(imaging.decode_upload(u, app.config)) for u in uploads]
     embedder = live.get_embedder()  # 503 before anything is stored when the gallery cannot work
     vectors = embedder.from_images(pictures)
@@ -66,7 +68,7 @@ def remove(name):
         with db.session(current_app._get_current_object(), write=True) as s:
             removed = gallery.remove(s, name)
     except ReportError as exc:
-        raise APIError(str(exc), 400, "bad_name") from None
+        raise APIError(message_of(exc), 400, "bad_name") from None
     if not removed:
-        raise APIError(f"No character {name!r} in the gallery.", 404, "not_found")
+        raise APIError(_("No character %(name)s in the gallery.", name=repr(name)), 404, "not_found")
     return jsonify({"name": name, "removed": True})

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from flask import current_app, request
 
 from app.errors import error_response
+from app.i18n import _
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -60,8 +61,8 @@ def check_origin():
         allowed = normalise_origin(origin) in trusted - {None}
     if allowed:
         return None
-    return error_response("This server accepts posts only from its own pages; a page on another "
-                          "site cannot post here.", 403, "cross_origin")
+    return error_response(_("This server accepts posts only from its own pages; a page on another "
+                            "site cannot post here."), 403, "cross_origin")
 
 
 def init_app(app):

@@ -23,4 +23,6 @@ def healthz():
     detection = faces.cascade_available()
     ready = detection and all(m["ready"] for m in models.values())
     body = {"status": "ok" if ready else "not_ready", "models": models, "face_detection": detection}
-    return jsonify(body), 200 if ready else 503
+    response = jsonify(body)
+    response.vary.add("Accept-Language")  # a model's "error" is in the request's language
+    return response, 200 if ready else 503

@@ -22,6 +22,7 @@ from flask_limiter import Limiter, RateLimitExceeded
 
 from app.config import resolve_path
 from app.errors import error_response
+from app.i18n import _
 from app.storage import counters  # noqa: F401  (registers the sqlite:// storage scheme)
 
 # endpoint -> the setting with its limit, in the `limits` syntax ("20 per minute; 200 per hour").
@@ -48,9 +49,12 @@ def too_many_requests(err):
     current = limiter.current_limit
     # The window's own end: RequestLimit.reset_at adds a second, which could exceed the window.
     retry = max(1, math.ceil(current.window[0] - time.time())) if current else 60
-    allowed = str(current.limit) if current else "the allowed rate"
-    response = error_response(f"Too many requests from your address (at most {allowed}). "
-                              f"Try again in {retry} s.", 429, "too_many_requests")
+    if current:  # the limit as the limits library writes it, "20 per 1 minute"
+        message = _("Too many requests from your address (at most %(limit)s). Try again in %(seconds)d s.",
+                    limit=str(current.limit), seconds=retry)
+    else:
+        message = _("Too many requests from your address. Try again in %(seconds)d s.", seconds=retry)
+    response = error_response(message, 429, "too_many_requests")
     response.headers["Retry-After"] = str(retry)
     return response
 

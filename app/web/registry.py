@@ -20,6 +20,7 @@ from flask import current_app
 
 from app.config import ROOT, model_path, resolve_path, torch_threads
 from app.errors import APIError
+from app.i18n import _, translate
 
 KINDS = {
     # kind: (config key, how an operator gets one)
@@ -28,6 +29,18 @@ KINDS = {
     "cutout": ("CUTOUT_MODEL", "scripts/setup.sh (builds isnet-general from npm and exports "
                "demo-cutout) or `flask --app wsgi train cutout`"),
     "embedding": ("EMBEDDING_MODEL", "git (models/demo-embedding) or `python scripts/gallery_figures.py`"),
+}
+
+# What clients are told when a model cannot be used (the operator's log has the path and the fix).
+NOT_INSTALLED = {
+    "classifier": _("No classifier model is installed on this server. The operator's log says why."),
+    "cutout": _("No cutout model is installed on this server. The operator's log says why."),
+    "embedding": _("No embedding model is installed on this server. The operator's log says why."),
+}
+CANNOT_LOAD = {
+    "classifier": _("The classifier model on this server cannot be loaded. The operator's log says why."),
+    "cutout": _("The cutout model on this server cannot be loaded. The operator's log says why."),
+    "embedding": _("The embedding model on this server cannot be loaded. The operator's log says why."),
 }
 
 _lock = threading.Lock()
@@ -49,7 +62,7 @@ class NotInstalled(Exception):
 @dataclass
 class Failure:
     """A failed load, remembered so that requests do not retry it until `retry_at`."""
-    public: str          # what clients are told
+    public: object       # what clients are told (an app/i18n.py Message)
     action: str          # "load" or "verify"
     attempts: int
     retry_at: float      # clock()
@@ -133,14 +146,14 @@ def _attempt(app, state, kind, action, directory=None, slot=None):
         delay = min(float(app.config["MODEL_RETRY_MAX_SECONDS"]),
                     float(app.config["MODEL_RETRY_SECONDS"]) * 2 ** (attempts - 1))
         if isinstance(exc, NotInstalled):
-            public = f"No {kind} model is installed on this server."
+            public = NOT_INSTALLED[kind]
             app.logger.error("no %s model at %s (card.json missing): install one with %s, or set "
                              "FLASK_%s; next try in %.0f s", kind, directory, how, key, delay)
         else:
-            public = f"The {kind} model on this server cannot be loaded."
+            public = CANNOT_LOAD[kind]
             app.logger.error("cannot load the %s model from %s: %s; next try in %.0f s",
                              kind, directory, exc, delay)
-        failure = Failure(public + " The operator's log says why.", action.__name__.strip("_"), attempts,
+        failure = Failure(public, action.__name__.strip("_"), attempts,
                           clock() + delay, signature)
         state["failures"][slot] = failure
         raise failure.error() from None
@@ -166,7 +179,7 @@ def get_model(kind, directory=None, slot=None):
     with _lock:
         model = state["models"].get(slot)
         if model is None or state["dirs"].get(slot) != directory:
-            model, _ = _attempt(app, state, kind, _load, directory, slot)
+            model, _signature_now = _attempt(app, state, kind, _load, directory, slot)
             state["models"][slot] = model
             state["dirs"][slot] = directory
     return model
@@ -199,7 +212,8 @@ def get_cutter(name=None):
         return get_model("cutout")
     choices = cutout_models(app)
     if name not in choices:
-        raise APIError(f"Unknown cutout model {name!r}; choose one of: {', '.join(sorted(choices))}.",
+        raise APIError(_("Unknown cutout model %(name)s; choose one of: %(choices)s.", name=repr(name),
+                         choices=", ".join(sorted(choices))),
                        400, "unknown_model")
     return get_model("cutout", resolve_path(app.config["MODEL_DIR"]) / name, slot=f"cutout:{name}")
 
@@ -221,7 +235,7 @@ def readiness(app, kind):
         if state["verified"].get(kind) == signature and not failure:
             return True, None
         try:
-            _, signature = _attempt(app, state, kind, _verify)
+            _result, signature = _attempt(app, state, kind, _verify)
         except ModelUnavailable as exc:
             return False, exc.message
         state["verified"][kind] = signature
@@ -232,10 +246,10 @@ def model_status(app):
     """{kind: {"ready", "available", "loaded", "path"[, "error"]}} without loading anything."""
     state = _state(app)
     status = {}
-    for kind, (key, _) in KINDS.items():
+    for kind, (key, _how) in KINDS.items():
         ready, reason = readiness(app, kind)
         status[kind] = {"ready": ready, "available": ready, "loaded": kind in state["models"],
                         "path": _shown(model_path(app.config, key))}
         if reason:
-            status[kind]["error"] = reason
+            status[kind]["error"] = translate(reason)  # in the request's language
     return status

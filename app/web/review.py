@@ -14,6 +14,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 
 from app.config import ROOT, model_path, resolve_path
 from app.errors import APIError
+from app.i18n import _, message_of
 from app.storage import db, images, model_versions
 from app.storage import reports as report_store
 from app.storage.models import Job
@@ -46,7 +47,7 @@ def _int_arg(name, default, lo, hi):
     try:
         value = int(request.args.get(name, default))
     except ValueError:
-        raise APIError(f"{name} must be a whole number.", 400, "bad_option") from None
+        raise APIError(_("%(name)s must be a whole number.", name=name), 400, "bad_option") from None
     return min(max(value, lo), hi)
 
 
@@ -56,7 +57,8 @@ def list_reports():
     """Reports, oldest first: ?status=pending|accepted|rejected, ?limit, ?offset; with counts per status."""
     status = request.args.get("status") or None
     if status is not None and status not in report_store.STATUSES:
-        raise APIError(f"status must be one of: {', '.join(report_store.STATUSES)}.", 400, "bad_option")
+        raise APIError(_("status must be one of: %(choices)s.", choices=", ".join(report_store.STATUSES)),
+                       400, "bad_option")
     limit = _int_arg("limit", PAGE_SIZE, 1, MAX_PAGE)
     offset = _int_arg("offset", 0, 0, 10**9)
     with db.session(_app()) as s:
@@ -75,11 +77,11 @@ def report_image(report_id):
         try:
             sha256 = report_store.get(s, report_id).image_sha256
         except report_store.NotFound as exc:
-            raise APIError(str(exc), 404, "not_found") from None
+            raise APIError(message_of(exc), 404, "not_found") from None
     try:
         data = images.read(_root(), sha256)  # crops are small: read whole, no file left open
     except FileNotFoundError:
-        raise APIError("The picture of this report is missing on the server.", 404, "not_found") from None
+        raise APIError(_("The picture of this report is missing on the server."), 404, "not_found") from None
     return send_file(io.BytesIO(data), mimetype="image/png", max_age=3600)
 
 
@@ -87,17 +89,17 @@ def _decide(report_id, accept):
     body = request.get_json(silent=True)
     label = request.form.get("label") or (body.get("label") if isinstance(body, dict) else None) or None
     if label is not None and not isinstance(label, str):
-        raise APIError("The corrected name must be text.", 400, "bad_label")
+        raise APIError(_("The corrected name must be text."), 400, "bad_label")
     app = _app()
     try:
         with db.session(app, write=True) as s:
             report = report_store.decide(s, _root(), report_id, accept, label)
             body = report_store.as_dict(report)
     except report_store.NotFound as exc:
-        raise APIError(str(exc), 404, "not_found") from None
+        raise APIError(message_of(exc), 404, "not_found") from None
     except report_store.ReportError as exc:
         code = "already_decided" if "already" in str(exc) else "bad_label"
-        raise APIError(str(exc), 409 if code == "already_decided" else 400, code) from None
+        raise APIError(message_of(exc), 409 if code == "already_decided" else 400, code) from None
     if accept:
         live.get_gallery()  # embed the new face now, in this worker, not in the next identify
     return jsonify(body)
@@ -141,7 +143,7 @@ def rollback():
         try:
             old, now = model_versions.rollback(s)
         except model_versions.NothingToRollBack as exc:
-            raise APIError(str(exc), 409, "nothing_to_roll_back") from None
+            raise APIError(message_of(exc), 409, "nothing_to_roll_back") from None
         body = {"rolled_back": model_versions.as_dict(old),
                 "live": model_versions.as_dict(now) if now else None}
     return jsonify(body)
@@ -184,7 +186,7 @@ def retrain():
     with db.session(app, write=True) as s:
         running = model_versions.active_job(s, "retrain")
         if running is not None:
-            raise APIError(f"A retraining job is already running (job {running.id}).", 409, "job_running")
+            raise APIError(_("A retraining job is already running (job %(job)d).", job=running.id), 409, "job_running")
         job = model_versions.create_job(s, "retrain")
         job_id = job.id
     log_path = _root() / "jobs" / f"retrain-{job_id}.log"
@@ -194,7 +196,7 @@ def retrain():
     except (OSError, subprocess.SubprocessError) as exc:
         with db.session(app, write=True) as s:
             model_versions.update_job(s, job_id, status="failed", message=f"Could not start: {exc}")
-        raise APIError("The retraining job could not be started.", 500, "job_failed") from None
+        raise APIError(_("The retraining job could not be started."), 500, "job_failed") from None
     with db.session(app) as s:
         body = model_versions.job_dict(s.get(Job, job_id))
     return jsonify({"job": body}), 202
@@ -207,6 +209,6 @@ def job(job_id):
     with db.session(_app()) as s:
         row = s.get(Job, job_id) if job_id < 2**31 else None  # ids are 32-bit in the schema
         if row is None:
-            raise APIError(f"No job {job_id}.", 404, "not_found")
+            raise APIError(_("No job %(job)d.", job=job_id), 404, "not_found")
         return jsonify({"job": model_versions.job_dict(row)})
 
