@@ -8,6 +8,7 @@ import io
 
 import pytest
 from conftest import needs_classifier
+from page_support import console_problems, faces_found, needs_chromium, open_page, pick, screenshot, wait_for
 from PIL import Image
 
 from app import create_app
@@ -61,3 +62,26 @@ def test_boxes_on_no_face_are_answered_unknown(tmp_path):
              for n, a in zip(names, answers) if not a["unknown"]]
     print(f"\n{len(names) - len(named)} of {len(names)} non-face crops answered unknown; named: {named}")
     assert len(names) == 42 and len(named) <= (1 - AT_LEAST) * len(names), named
+
+
+@needs_art
+@needs_classifier
+@needs_chromium[0]
+@needs_chromium[1]
+def test_a_box_drawn_on_a_photo_without_characters_says_unknown_on_the_page(server, browser, tmp_path):
+    """The page, end to end: a test-split photo with no one in it, a box added by hand, Identify."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    photos = renpy_cast.load_backgrounds(names=renpy_cast.SPLITS["test"]["backgrounds"])
+    path = tmp_path / "no-one.png"
+    Image.fromarray(photos["uni"]).resize((640, 480)).save(path)
+    open_page(browser, server.base)
+    pick(browser, path)
+    assert faces_found(browser) == 0
+    browser.find_element(By.ID, "add-box").send_keys(Keys.ENTER)
+    browser.find_element(By.ID, "identify").click()
+    wait_for(browser, "document.querySelectorAll('#crops .headline').length === 1")
+    headline = browser.find_element(By.CSS_SELECTOR, "#crops .headline")
+    assert "unknown" in headline.get_attribute("class").split() and headline.text == "Unknown character"
+    screenshot(browser, "page-non-face-unknown.png")
+    assert not console_problems(browser)
