@@ -20,3 +20,7 @@ recipes=recipes/demo-cutout
 "${flask[@]}" train cutout demo-cast --config $recipes/4-stamps-128.json --run-dir runs/cutout-128-stamps "$@"
 "${flask[@]}" train cutout demo-cast --config $recipes/5-stamps-192.json --run-dir runs/cutout-192-stamps \
   --out models/demo-cutout "$@"
+# 6. 300 steps at 192 px with half the figures drawn from the Live2D renders' training poses
+#    (`flask demo render` first; Haruto never), about 45 min at 1 thread; the shipped model.
+"${flask[@]}" train cutout demo-cast --config $recipes/6-live2d-192.json --run-dir runs/cutout-192-live2d \
+  --out models/demo-cutout "$@"
