@@ -35,8 +35,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from drawn_picture import drawn_picture  # noqa: E402  (scripts/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -150,22 +149,7 @@ def bench_identify(threads, runs, tmp):
 
 def picture(width, height, seed=0):
     """A test picture: a demo-cast backdrop when fetched, else a gradient; figures drawn on it."""
-    backdrops = sorted((ROOT / ".cache" / "demo_cast" / "backgrounds").glob("*.jpg"))
-    if backdrops:
-        with Image.open(backdrops[0]) as im:
-            base = im.convert("RGB").resize((width, height), Image.BICUBIC)
-    else:
-        y, x = np.mgrid[0:height, 0:width]
-        base = Image.fromarray(np.stack([x * 255 // width, y * 255 // height, np.full_like(x, 90)],
-                                        -1).astype(np.uint8))
-    rng = np.random.default_rng(seed)
-    draw = ImageDraw.Draw(base)
-    for _ in range(3):
-        cx, cy = int(rng.integers(width // 4, 3 * width // 4)), int(rng.integers(height // 3, height))
-        r = min(width, height) // 6
-        draw.ellipse((cx - r, cy - 2 * r, cx + r, cy), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-        draw.rectangle((cx - r, cy - r // 2, cx + r, height), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-    return base.filter(ImageFilter.GaussianBlur(1))
+    return drawn_picture(width, height, seed)
 
 
 def rembg_cutter(card, model_dir, onnx_path, home, threads):

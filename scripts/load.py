@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import urllib3
-from PIL import Image, ImageDraw, ImageFilter
+from drawn_picture import drawn_picture
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_DURATION = 1800  # seconds: the script never runs unbounded
@@ -45,22 +45,7 @@ def free_port():
 
 def test_picture(width=720, height=1024, seed=0):
     """A picture with figures on a demo-cast backdrop (or a gradient), and a face-sized crop of it."""
-    backdrops = sorted((ROOT / ".cache" / "demo_cast" / "backgrounds").glob("*.jpg"))
-    if backdrops:
-        with Image.open(backdrops[0]) as im:
-            base = im.convert("RGB").resize((width, height), Image.BICUBIC)
-    else:
-        y, x = np.mgrid[0:height, 0:width]
-        base = Image.fromarray(np.stack([x * 255 // width, y * 255 // height, np.full_like(x, 90)],
-                                        -1).astype(np.uint8))
-    rng = np.random.default_rng(seed)
-    draw = ImageDraw.Draw(base)
-    r = min(width, height) // 6
-    for _ in range(2):
-        cx, cy = int(rng.integers(width // 4, 3 * width // 4)), int(rng.integers(height // 2, height))
-        draw.ellipse((cx - r, cy - 2 * r, cx + r, cy), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-        draw.rectangle((cx - r, cy - r // 2, cx + r, height), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-    base = base.filter(ImageFilter.GaussianBlur(1))
+    base = drawn_picture(width, height, seed, figures=2, top=2)
     face = base.crop((width // 3, height // 3, width // 3 + 140, height // 3 + 160))
     return png(base), png(face)
 
