@@ -96,6 +96,7 @@ RUN pybabel compile -d app/translations \
 # package (node_modules mounted for this step only), the ONNX export of the committed demo cutout.
 RUN --mount=type=bind,from=frontend,source=/src/node_modules,target=/app/node_modules \
     python -m app.inference.isnet_general \
+ && python -m app.inference.isnet_tuned \
  && python -m app.inference.onnx_export models/demo-cutout
 
 # Code and models stay root-owned and read-only to the app; only user_report/ is writable.

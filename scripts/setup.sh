@@ -70,6 +70,8 @@ if [ -d app ]; then
   step "IS-Net general weights (npm @imgly/background-removal-data) into models/isnet-general"
   [ -f node_modules/@imgly/background-removal-data/package.json ] || npm ci --no-audit --no-fund
   "$PYBIN" -m app.inference.isnet_general
+  step "Fine-tuned IS-Nets (models/*/tuned.pt on isnet-general) for ONNX Runtime"
+  "$PYBIN" -m app.inference.isnet_tuned
   step "ONNX exports of the committed cutout models (verified against torch)"
   "$PYBIN" -m app.inference.onnx_export models/demo-cutout
 fi

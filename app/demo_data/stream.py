@@ -40,8 +40,9 @@ class CompositeStream:
     """
 
     def __init__(self, size, figures, photos, *, others=(), backdrops=(), objects=(),
-                 object_share=0.0, warp=0.0, seed=0):
+                 object_share=0.0, warp=0.0, seed=0, arch="u2netp"):
         self.size = size
+        self.arch = arch  # the network's input normalisation (app.inference.cutout.normalise)
         self.rng = np.random.default_rng(seed)
         self.figures = list(figures)
         self.others = [(share, list(group)) for share, group in others if share and group]
@@ -83,10 +84,10 @@ class CompositeStream:
         """n augmented pictures as (N x 3 x S x S normalised, N x 1 x S x S masks in [0, 1])."""
         items = [self.composite() for _ in range(n)]
         pairs = [augment(self.rng, c.image, c.mask, self.size) for c in items]
-        return to_tensors(*zip(*pairs))
+        return to_tensors(*zip(*pairs), self.arch)
 
 
-def demo_stream(mix, size, seed=0):
+def demo_stream(mix, size, seed=0, arch="u2netp"):
     """A CompositeStream of the demo cast's training split plus what `mix` (a MixConfig) adds."""
     spec = renpy_cast.SPLITS["train"]
     figures = renpy_cast.load_sprites(renpy_cast.DEFAULT_CACHE, spec["sprites"])
@@ -112,12 +113,17 @@ def demo_stream(mix, size, seed=0):
         objects = distractors.load()
     return CompositeStream(size, figures, [photos[k] for k in sorted(photos)], others=others,
                            backdrops=backdrops, objects=objects, object_share=mix.distractors,
-                           warp=mix.warp, seed=seed)
+                           warp=mix.warp, seed=seed, arch=arch)
 
 
-def validation_pairs(count, seed=0, size=EVAL_SIZE):
-    """A fixed list of (image, mask) demo-cast validation composites (the best checkpoint is chosen on them)."""
-    return [(c.image, c.mask) for c in renpy_cast.composites("val", count, seed=seed, size=size)]
+def validation_pairs(count, seed=0, size=EVAL_SIZE, live2d_count=0):
+    """A fixed list of (image, mask) validation composites (the best checkpoint is chosen on them):
+    `count` of the demo cast's val split, then `live2d_count` of the Live2D val poses."""
+    pairs = [(c.image, c.mask) for c in renpy_cast.composites("val", count, seed=seed, size=size)]
+    if live2d_count:
+        from app.demo_data import live2d
+        pairs += [(c.image, c.mask) for c in live2d.composites("val", live2d_count, seed=seed, size=size)]
+    return pairs
 
 
 def heldout_composites(name, count=60, seed=0):

@@ -13,25 +13,29 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
-def normalise(rgb):
-    """H x W x 3 uint8 -> 3 x H x W float: divided by the image's maximum, then ImageNet mean/std.
+def normalise(rgb, arch="u2netp"):
+    """H x W x 3 uint8 -> 3 x H x W float, as the architecture's official weights expect.
 
-    Dividing by the maximum (not 255) is what the official code does; official weights expect it.
+    U-2-Net: divided by the image's maximum (not 255, as the official code does), then ImageNet
+    mean/std. IS-Net: (pixel - 128) / 256, the npm weights' own convention (isnet_general.PREPROCESS).
     """
     x = np.array(rgb[..., :3], dtype=np.float32)
+    if arch == "isnet":
+        return np.ascontiguousarray(((x - 128.0) / 256.0).transpose(2, 0, 1))
     x = x / max(float(x.max()), 1e-6)
     x = (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def predict_maps(net, rgb, size):
-    """Fused map d0 for one picture, min-max normalised as the official test script does; H x W float."""
+def predict_maps(net, rgb, size, arch="u2netp"):
+    """Main map (U-2-Net's fused d0, IS-Net's d1) for one picture, min-max normalised as the
+    official test scripts do; H x W float."""
     import torch  # serving imports torch only once a torch model is used
 
     h, w = rgb.shape[:2]
     small = cv2.resize(np.ascontiguousarray(rgb[..., :3]), (size, size), interpolation=cv2.INTER_AREA)
     with torch.inference_mode():
-        d0 = net(torch.from_numpy(normalise(small)).unsqueeze(0))[0][0, 0].numpy()
+        d0 = net(torch.from_numpy(normalise(small, arch)).unsqueeze(0))[0][0, 0].numpy()
     d0 = (d0 - d0.min()) / max(float(d0.max() - d0.min()), 1e-8)
     return cv2.resize(d0, (w, h), interpolation=cv2.INTER_LINEAR)
 
@@ -86,13 +90,14 @@ class TorchCutout:
     """A torch cutout network behind the runners' one call, `probability(rgb)`: for training and
     for evaluating a checkpoint before it is exported; serving uses onnx_runner.OnnxCutout."""
 
-    def __init__(self, net, input_size):
+    def __init__(self, net, input_size, arch="u2netp"):
         self.net = net.eval()
         self.input_size = int(input_size)
+        self.arch = arch
 
     def probability(self, rgb):
         """H x W map in [0, 1] for an RGB uint8 array."""
-        return predict_maps(self.net, rgb, self.input_size)
+        return predict_maps(self.net, rgb, self.input_size, self.arch)
 
 
 class Cutter:
@@ -114,7 +119,7 @@ class Cutter:
     @classmethod
     def from_net(cls, net, card):
         """A Cutter over a torch network in memory (training, evaluation of a checkpoint)."""
-        return cls(TorchCutout(net, card.get("input_size", 320)), card)
+        return cls(TorchCutout(net, card.get("input_size", 320), card.get("architecture", "u2netp")), card)
 
     @classmethod
     def load_torch(cls, model_dir):

@@ -59,9 +59,9 @@ def shift_hue(img, amount):
     return Image.merge("HSV", (h, sat, v)).convert("RGB")
 
 
-def to_tensors(images, masks):
-    """Lists of HxWx3 / HxW uint8 -> (N x 3 x H x W normalised, N x 1 x H x W in [0, 1])."""
-    x = torch.from_numpy(np.stack([normalise(im) for im in images]))
+def to_tensors(images, masks, arch="u2netp"):
+    """Lists of HxWx3 / HxW uint8 -> (N x 3 x H x W normalised for `arch`, N x 1 x H x W in [0, 1])."""
+    x = torch.from_numpy(np.stack([normalise(im, arch) for im in images]))
     y = torch.from_numpy(np.stack(masks)).float().div(255.0).unsqueeze(1)
     return x, y
 
@@ -69,15 +69,16 @@ def to_tensors(images, masks):
 class FolderStream:
     """Endless augmented batches from a folder of image/mask pairs (loaded once into memory)."""
 
-    def __init__(self, data_dir, size, seed=0):
+    def __init__(self, data_dir, size, seed=0, arch="u2netp"):
         self.size = size
+        self.arch = arch
         self.rng = np.random.default_rng(seed)
         self.pairs = [load_pair(*p) for p in folder_pairs(data_dir)]
 
     def batch(self, n):
         chosen = self.rng.integers(0, len(self.pairs), n)
         pairs = [augment(self.rng, *self.pairs[i], self.size) for i in chosen]
-        return to_tensors(*zip(*pairs))
+        return to_tensors(*zip(*pairs), self.arch)
 
 
 def validation_pairs(data_dir, count, seed=0):

@@ -23,7 +23,7 @@ from app.training import cutout_metrics
 class CutoutTrainConfig:
     data: str = "demo-cast"  # a folder with images/ and masks/, or "demo-cast" (recorded, not read here)
     arch: str = "u2netp"
-    init: str = ""  # weights to start from: an official file or a run's best.pt; "" = from scratch
+    init: str = ""  # weights to start from: an official file, a run's best.pt or "isnet-general"; "" = from scratch
     size: int = 192  # training and serving resolution (the official models use 320)
     batch: int = 8
     steps: int = 2000
@@ -34,6 +34,12 @@ class CutoutTrainConfig:
     seed: int = 0
     threads: int = 0  # torch threads; 0 = torch's default
     mix: dict = field(default_factory=dict)  # demo-cast only: app.demo_data.stream.MixConfig fields
+    train_only: list = field(default_factory=list)  # parameter name prefixes to train; [] = all
+    # Batch norms in eval mode: needed from isnet-general, whose norms were folded into the
+    # convolutions (identity norms would normalise by batch statistics in train mode).
+    frozen_norm: bool = False
+    bf16: bool = False  # forward in bfloat16 autocast (AMX on this CPU: about 30% faster a step)
+    live2d_val: int = 0  # Live2D val composites added to the demo-cast validation pictures
 
 
 def bce_loss(outputs, target):
@@ -48,6 +54,8 @@ def lr_at(cfg, step):
 
 def build_net(cfg):
     """The network of `cfg.arch`, with `cfg.init`'s weights when given (strict)."""
+    if cfg.init == "isnet-general":
+        return _isnet_general(cfg)
     net = nets.build(cfg.arch, "cutout")
     if cfg.init:
         state = torch.load(cfg.init, map_location="cpu", weights_only=True)
@@ -57,16 +65,58 @@ def build_net(cfg):
     return net
 
 
+def _isnet_general(cfg):
+    """IS-Net with the official general-use weights, from the npm file setup installed."""
+    from app.config import ROOT
+    from app.inference import isnet_general
+    from app.nets.isnet_onnx import load_isnet
+
+    if cfg.arch != "isnet":
+        raise ValueError(f"--init isnet-general needs --arch isnet, not {cfg.arch}")
+    model_dir = ROOT / "models" / isnet_general.NAME  # where setup builds it
+    why = isnet_general.status(model_dir)
+    if why:
+        raise FileNotFoundError(f"isnet-general is not usable ({why}): run "
+                                f"`python -m app.inference.isnet_general`")
+    return load_isnet(model_dir / isnet_general.NPM_FILE)
+
+
+def trainable(net, cfg):
+    """The parameters a run trains (all, or those under cfg.train_only); the rest are frozen."""
+    params = []
+    for name, p in net.named_parameters():
+        p.requires_grad = not cfg.train_only or any(name.startswith(t) for t in cfg.train_only)
+        if p.requires_grad:
+            params.append(p)
+    if not params:
+        raise ValueError(f"train_only {cfg.train_only} names no parameter of {cfg.arch}")
+    return params
+
+
+def set_mode(net, cfg):
+    net.train()
+    if cfg.frozen_norm:
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def forward(net, x, cfg):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        outputs = net(x)
+    return [d.float() for d in outputs]
+
+
 def save_checkpoint(path, payload):
     """Atomic, so an interruption never leaves half a checkpoint."""
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
-def evaluate_pairs(net, pairs, size):
+def evaluate_pairs(net, pairs, size, arch="u2netp"):
     """Mean measures (cutout_metrics.scores) of `net` over [(image, mask)]."""
     net.eval()
-    per_picture = [cutout_metrics.scores(predict_maps(net, image, size),
+    per_picture = [cutout_metrics.scores(predict_maps(net, image, size, arch),
                                          mask.astype(np.float32) / 255.0, thresholds=51)
                    for image, mask in pairs]
     return {k: float(np.mean([s[k] for s in per_picture])) for k in per_picture[0]}
@@ -86,7 +136,7 @@ def train(cfg, make_stream, val, run_dir, log=print, stop_after=None):
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     net = build_net(cfg)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+    opt = torch.optim.Adam(trainable(net, cfg), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
     step, best = 0, {"iou": -1.0}
     last = run_dir / "last.pt"
     if last.exists():
@@ -102,11 +152,11 @@ def train(cfg, make_stream, val, run_dir, log=print, stop_after=None):
     ckpt = None
     t0, seen = time.time(), 0
     while step < end:
-        net.train()
+        set_mode(net, cfg)
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step)
         x, y = stream.batch(cfg.batch)
-        loss = bce_loss(net(x), y)
+        loss = bce_loss(forward(net, x, cfg), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -116,7 +166,7 @@ def train(cfg, make_stream, val, run_dir, log=print, stop_after=None):
             log(f"step {step}/{cfg.steps} loss {loss.item():.4f} lr {lr_at(cfg, step):.2e} "
                 f"{(time.time() - t0) / seen:.2f} s/step")
         if step % cfg.eval_every == 0 or step == end:
-            metrics = evaluate_pairs(net, val, cfg.size)
+            metrics = evaluate_pairs(net, val, cfg.size, cfg.arch)
             metrics.update(step=step, loss=float(loss.item()), s_per_step=(time.time() - t0) / seen)
             with open(run_dir / "log.jsonl", "a") as f:
                 f.write(json.dumps(metrics) + "\n")
@@ -159,6 +209,30 @@ def export_model_dir(checkpoint, out, name, command="", heldout=None, eval_dir=N
     # Served through ONNX Runtime: export beside the weights, verified against torch.
     from app.inference.onnx_export import export_cutout
     export_cutout(out)
+    return card
+
+
+def export_tuned_dir(checkpoint, out, name, command="", heldout=None, eval_dir=None):
+    """Write a fine-tune of isnet-general as a tuned model directory (app/inference/isnet_tuned.py:
+    only the trained tensors are kept), build its ONNX file, and put held-out figures in its card."""
+    from app.config import ROOT
+    from app.inference import isnet_tuned
+    from app.inference.cutout import Cutter
+    from app.training import cutout_eval
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = ckpt["config"]
+    if not cfg.get("train_only"):
+        raise ValueError("a tuned IS-Net keeps only the tensors it trained: set train_only")
+    training = {"data": cfg["data"], "steps": ckpt["step"], "config": cfg, "command": command,
+                "validation": ckpt.get("metrics"), "initialised_from": "isnet-general"}
+    isnet_tuned.write_tuned(checkpoint, out, name, cfg["train_only"], training=training)
+    card = isnet_tuned.build(out, ROOT / "models")
+    if heldout:
+        description, items = heldout
+        metrics = {**cutout_eval.evaluate(Cutter.load(out), items, eval_dir), "heldout": description}
+        isnet_tuned.set_metrics(out, metrics)
+        card["metrics"] = metrics
     return card
 
 

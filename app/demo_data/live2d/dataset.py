@@ -83,16 +83,20 @@ def require(cache_dir=DEFAULT_CACHE, split="train"):
 # (lecturehall, uni: no cutout training picture shows them) or synthetic backgrounds, from a
 # seed of their own, so neither set shares a background draw with the demo cast's test split.
 CUTOUT_HELDOUT_SALT = {"test_character": 4_000_037, "test_pose": 5_000_011}
+# Validation (choosing a checkpoint): the val poses (ending in 8) over the demo cast's val photos.
+CUTOUT_VAL_SALT = 6_000_011
 
 
 def composites(split, count, seed=0, size=(448, 336), cache_dir=DEFAULT_CACHE,
                cast_cache=renpy_cast.DEFAULT_CACHE):
     """Yield `count` held-out composites (1-2 figures each) of `split` ("test_character": Haruto,
-    every pose; "test_pose": the other figures' poses ending in 9), reproducible from `seed`."""
-    if split not in CUTOUT_HELDOUT_SALT:
-        raise ValueError(f"Live2D held-out composites are of {' or '.join(CUTOUT_HELDOUT_SALT)}, "
-                         f"not {split!r}")
+    every pose; "test_pose": the other figures' poses ending in 9; "val": poses ending in 8 over
+    the val photos, for choosing checkpoints), reproducible from `seed`."""
+    salts = dict(CUTOUT_HELDOUT_SALT, val=CUTOUT_VAL_SALT)
+    if split not in salts:
+        raise ValueError(f"Live2D cutout composites are of {', '.join(salts)}, not {split!r}")
     figures = require(cache_dir, split)
-    photos = renpy_cast.load_backgrounds(cast_cache, renpy_cast.SPLITS["test"]["backgrounds"])
-    rng = np.random.default_rng(seed + CUTOUT_HELDOUT_SALT[split])
+    photo_split = "val" if split == "val" else "test"
+    photos = renpy_cast.load_backgrounds(cast_cache, renpy_cast.SPLITS[photo_split]["backgrounds"])
+    rng = np.random.default_rng(seed + salts[split])
     yield from compose.composites(rng, figures, photos, count, size)
