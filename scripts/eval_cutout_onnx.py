@@ -69,6 +69,9 @@ def main():
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--npm-file", action="store_true",
                         help="isnet-general: run the original npm file (1024) instead of model.onnx")
+    parser.add_argument("--record", action="store_true",
+                        help="write the figures into the model's card under metrics.sets.DATA "
+                             "(tuned.json too for a tuned IS-Net)")
     parser.add_argument("--torch", action="store_true",
                         help="also time the torch Cutter on the same picture (torch-format models)")
     args = parser.parse_args()
@@ -92,7 +95,28 @@ def main():
             median, best, cpu = time_1080p(Cutter.load(args.model_dir), args.time_reps)
             result.update(torch_ms_1080p_median=round(median), torch_ms_1080p_min=round(best),
                           torch_cpu_ms_1080p=round(cpu))
+    if args.record and args.data:
+        record(args.model_dir, args.data, {k: result[k] for k in
+                                           ("heldout", "size", "count", "iou", "mae", "mae_raw",
+                                            "max_fbeta", "worst_iou")})
     print(json.dumps(result))
+
+
+def record(model_dir, data, figures):
+    """Put one held-out set's figures in the model's card (metrics.sets), where the card is ours to
+    write: a committed card.json, or a tuned IS-Net's tuned.json and its built card."""
+    from app.inference import isnet_tuned
+    from app.storage.model_dirs import load_card, write_card
+
+    tuned = (Path(model_dir) / isnet_tuned.TUNED_CARD).is_file()
+    card = (json.loads((Path(model_dir) / isnet_tuned.TUNED_CARD).read_text()) if tuned
+            else load_card(model_dir))
+    metrics = dict(card.get("metrics", {}))
+    metrics["sets"] = dict(metrics.get("sets", {}), **{data: figures})
+    if tuned:
+        isnet_tuned.set_metrics(model_dir, metrics)
+    else:
+        write_card(model_dir, dict(card, metrics=metrics))
 
 
 if __name__ == "__main__":

@@ -2,20 +2,21 @@
 import io
 
 import numpy as np
-from conftest import encode, needs_cutout, needs_isnet
+from conftest import encode, needs_cutout, needs_isnet, needs_isnet_anime
 from PIL import Image
 
 from app import create_app
 
 
 @needs_isnet
+@needs_isnet_anime
 @needs_cutout
-def test_default_is_isnet_and_a_request_may_choose_another(tmp_path, demo_picture):
+def test_default_is_isnet_anime_and_a_request_may_choose_another(tmp_path, demo_picture):
     app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path), "TORCH_THREADS": 1})
     client = app.test_client()
     listed = client.get("/api/models").get_json()["cutout"]
-    assert [m["name"] for m in listed][:1] == ["isnet-general"] and listed[0]["default"] is True
-    assert {"isnet-general", "demo-cutout"} <= {m["name"] for m in listed}
+    assert [m["name"] for m in listed][:1] == ["isnet-anime"] and listed[0]["default"] is True
+    assert {"isnet-anime", "isnet-general", "demo-cutout"} <= {m["name"] for m in listed}
 
     path, comp = demo_picture
     truth = comp.mask >= 128
@@ -29,12 +30,13 @@ def test_default_is_isnet_and_a_request_may_choose_another(tmp_path, demo_pictur
     def iou(pred):
         return (pred & truth).sum() / (pred | truth).sum()
 
-    default, fast = mask(), mask("&model=demo-cutout")
-    assert iou(default) > 0.8 and iou(fast) > 0.8  # both find the two characters
-    assert not np.array_equal(default, fast)  # and they are different networks
-    assert np.array_equal(mask("&model=isnet-general"), default)
+    default, fast, general = mask(), mask("&model=demo-cutout"), mask("&model=isnet-general")
+    assert iou(default) > 0.8 and iou(fast) > 0.8 and iou(general) > 0.8  # all find the two characters
+    assert not np.array_equal(default, fast) and not np.array_equal(default, general)  # three networks
+    assert np.array_equal(mask("&model=isnet-anime"), default)
     loaded = [slot for slot in app.extensions["models"]["models"] if slot.startswith("cutout")]
-    assert sorted(loaded) == ["cutout", "cutout:demo-cutout"]  # naming the default loads no second copy
+    # naming the default loads no second copy
+    assert sorted(loaded) == ["cutout", "cutout:demo-cutout", "cutout:isnet-general"]
 
 
 def test_an_unknown_model_is_a_clear_400(client):

@@ -63,7 +63,11 @@ def test_held_out_composites_take_only_their_split(tmp_path):
     assert {k for c in poses for k in c.figures} == {"shizuku-default #0009", "shizuku-default #0019"}
     assert {c.background for c in characters + poses} <= {"lecturehall", "uni", "synthetic"}
     assert [k.key for k in live2d.require(tmp_path, "train")] == ["shizuku-default #0003"]
-    with pytest.raises(ValueError, match="test_character or test_pose"):
+    # Validation pictures: the val poses (ending in 8) over the val photo, never a test one.
+    val = list(live2d.composites("val", 10, cache_dir=tmp_path))
+    assert {k for c in val for k in c.figures} == {"shizuku-default #0008"}
+    assert {c.background for c in val} <= {"whitehouse", "synthetic"}
+    with pytest.raises(ValueError, match="test_character, test_pose, val"):
         list(live2d.composites("train", 2, cache_dir=tmp_path))
 
 

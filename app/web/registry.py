@@ -26,7 +26,7 @@ KINDS = {
     # kind: (config key, how an operator gets one)
     "classifier": ("CLASSIFIER_MODEL", "scripts/setup.sh (demo model) or "
                    "`flask --app wsgi train classifier`"),
-    "cutout": ("CUTOUT_MODEL", "scripts/setup.sh (builds isnet-general from npm and exports "
+    "cutout": ("CUTOUT_MODEL", "scripts/setup.sh (builds isnet-general and isnet-anime from npm and exports "
                "demo-cutout) or `flask --app wsgi train cutout`"),
     "embedding": ("EMBEDDING_MODEL", "git (models/demo-embedding) or `python scripts/gallery_figures.py`"),
 }
