@@ -14,8 +14,7 @@ from app.inference.onnx_runner import OnnxCutout
 from app.nets.u2net import U2NETP
 from app.storage.model_dirs import ModelError
 from app.training.cutout_data import to_tensors
-from app.training.cutout_train import (CutoutTrainConfig, bce_loss, build_net, forward, set_mode,
-                                       trainable)
+from app.training.cutout_train import CutoutTrainConfig, bce_loss, build_net, forward, set_mode, trainable
 
 DECODER = ["stage1d.", "side1."]
 NPM_FILE = MODELS / isnet_general.NAME / isnet_general.NPM_FILE

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from app.config import ROOT
 from app.inference import isnet_general
-from app.storage.model_dirs import (CARD_NAME, ModelError, load_card, sha256_file, verify_weights,
-                                    write_model_dir)
+from app.storage.model_dirs import CARD_NAME, ModelError, load_card, sha256_file, verify_weights, write_model_dir
 
 TUNED_WEIGHTS = "tuned.pt"
 TUNED_CARD = "tuned.json"
