@@ -13,13 +13,13 @@ width, verified against torch) and card.json, served like isnet-general.
 """
 import argparse
 import json
-import shutil
 import sys
+from datetime import date
 from pathlib import Path
 
 from app.config import ROOT
 from app.inference import isnet_general
-from app.storage.model_dirs import CARD_NAME, ModelError, load_card, sha256_file, verify_weights, write_model_dir
+from app.storage.model_dirs import CARD_NAME, ModelError, load_card, sha256_file, verify_weights, write_card
 
 TUNED_WEIGHTS = "tuned.pt"
 TUNED_CARD = "tuned.json"
@@ -85,7 +85,7 @@ def status(model_dir, models_dir):
 
 
 def build(model_dir, models_dir, threads=1):
-    """Build model.onnx and card.json in model_dir (replaced whole, tuned.* kept); returns the card."""
+    """Build model.onnx and card.json in model_dir beside the committed tuned.*; returns the card."""
     import torch
 
     from app.inference.onnx_export import OPSET, export_net, verification_pictures
@@ -110,12 +110,15 @@ def build(model_dir, models_dir, threads=1):
                             "verified": {"pictures": described, "size": isnet_general.SIZE,
                                          "max_abs_diff": diff, "min_mask_iou": iou}})
 
-        def move_in(weights_path):
-            scratch.replace(weights_path)
-            for name in (TUNED_WEIGHTS, TUNED_CARD):  # the committed files stay as they are
-                shutil.copy2(model_dir / name, weights_path.parent / name)
-
-        return write_model_dir(model_dir, card, None, weights_name="model.onnx", save=move_in)
+        # File by file, never the folder: it holds the committed tuned.*, and in a Docker build it
+        # comes from a lower image layer, where overlayfs cannot rename a directory. The old card
+        # goes first, so no reader pairs it with the new model.onnx; the new one comes last.
+        (model_dir / CARD_NAME).unlink(missing_ok=True)
+        scratch.replace(model_dir / "model.onnx")
+        card.update(weights="model.onnx", sha256=sha256_file(model_dir / "model.onnx"),
+                    created=date.today().isoformat())
+        write_card(model_dir, card)
+        return card
     finally:
         scratch.unlink(missing_ok=True)
 
@@ -151,7 +154,6 @@ def write_tuned(checkpoint, model_dir, name, train_only, *, training=None, metri
 def set_metrics(model_dir, metrics):
     """Record held-out figures in tuned.json and in the built card alike."""
     from app.storage.files import write_json
-    from app.storage.model_dirs import write_card
 
     model_dir = Path(model_dir)
     tuned = json.loads((model_dir / TUNED_CARD).read_text(encoding="utf-8"))
