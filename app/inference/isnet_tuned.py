@@ -23,13 +23,20 @@ from app.storage.model_dirs import CARD_NAME, ModelError, load_card, sha256_file
 
 TUNED_WEIGHTS = "tuned.pt"
 TUNED_CARD = "tuned.json"
-BUILD_COMMAND = "python -m app.inference.isnet_tuned"
 
 
 def tuned_dirs(models_dir):
     """Model directories under models_dir that hold a tuned.json, sorted by name."""
     root = Path(models_dir)
     return sorted(p.parent for p in root.glob(f"*/{TUNED_CARD}")) if root.is_dir() else []
+
+
+def _tuned_file_problem(model_dir, tuned):
+    """Why tuned.pt is not the file tuned.json names (sha256), or None."""
+    path = Path(model_dir) / TUNED_WEIGHTS
+    if not path.is_file() or sha256_file(path) != tuned.get("tuned", {}).get("sha256"):
+        return f"{path} is missing or is not the file {TUNED_CARD} names (sha256)"
+    return None
 
 
 def read_tuned(model_dir):
@@ -41,10 +48,10 @@ def read_tuned(model_dir):
         tuned = json.loads((model_dir / TUNED_CARD).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"{model_dir / TUNED_CARD}: {exc}") from None
-    path = model_dir / TUNED_WEIGHTS
-    if not path.is_file() or sha256_file(path) != tuned.get("tuned", {}).get("sha256"):
-        raise ModelError(f"{path} is missing or is not the file {TUNED_CARD} names (sha256)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    problem = _tuned_file_problem(model_dir, tuned)
+    if problem:
+        raise ModelError(problem)
+    state = torch.load(model_dir / TUNED_WEIGHTS, map_location="cpu", weights_only=True)
     return tuned, {k: v.float() for k, v in state.items()}
 
 
@@ -73,9 +80,9 @@ def status(model_dir, models_dir):
         tuned = json.loads((model_dir / TUNED_CARD).read_text(encoding="utf-8"))
     except (ModelError, OSError, json.JSONDecodeError) as exc:
         return str(exc)
-    trained = model_dir / TUNED_WEIGHTS
-    if not trained.is_file() or sha256_file(trained) != tuned.get("tuned", {}).get("sha256"):
-        return f"{trained} is missing or is not the file {TUNED_CARD} names (sha256)"
+    problem = _tuned_file_problem(model_dir, tuned)
+    if problem:
+        return problem
     base = isnet_general.status(Path(models_dir) / isnet_general.NAME)
     if base:
         return f"its base isnet-general is not usable: {base}"
