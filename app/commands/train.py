@@ -100,14 +100,51 @@ def cutout_inputs(cfg):
         return (lambda seed: stream.demo_stream(mix, cfg.size, seed, cfg.arch),
                 stream.validation_pairs(cfg.eval_count, cfg.seed, live2d_count=cfg.live2d_val))
     from app.training import cutout_data
-    return (lambda seed: cutout_data.FolderStream(cfg.data, cfg.size, seed, cfg.arch),
-            cutout_data.validation_pairs(cfg.data, cfg.eval_count, cfg.seed))
+    if cfg.val not in ("", "demo-cast"):
+        raise ValueError(f"val must be \"\" (the folder's own pairs) or \"demo-cast\", not {cfg.val!r}")
+    if cfg.val == "demo-cast":
+        from app.demo_data import stream
+        val = stream.validation_pairs(cfg.eval_count, cfg.seed, live2d_count=cfg.live2d_val)
+    else:
+        val = cutout_data.validation_pairs(cfg.data, cfg.eval_count, cfg.seed)
+    return (lambda seed: cutout_data.FolderStream(cfg.data, cfg.size, seed, cfg.arch, cfg.teacher_weight),
+            val)
 
 
 def heldout_set(name):
     """(description, items) of a held-out set: a folder of pairs or a demo set (stream.HELDOUT_SETS)."""
     from app.demo_data import stream
     return stream.heldout(name)
+
+
+@command.command("pool")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@recipe_option
+@click.option("--teacher", default=None, help="Teacher cutout model directory [default: models/isnet-anime].")
+@click.option("--count", type=click.IntRange(1), default=None, help="Pictures [default: 1500].")
+@click.option("--size", type=click.IntRange(32), default=None,
+              help="The student's training size; pictures are drawn at about twice it [default: 256].")
+@click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Teacher threads [default: 2].")
+@click.option("--mix", "mix_json", default=None, help="JSON of app.demo_data.stream.MixConfig (as for train cutout).")
+def pool_command(out, config_file, mix_json, **options):
+    """Draw a distillation pool into OUT: demo-cast training composites, their exact masks and a
+    teacher model's maps, for `train cutout OUT --teacher-weight W --val demo-cast`.
+
+    Running it again resumes an interrupted pool.
+    """
+    from app.training.distil import PoolConfig, build_pool
+    if mix_json:
+        try:
+            options["mix"] = json.loads(mix_json)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(str(exc), param_hint="--mix") from None
+    cfg = build_config(PoolConfig, config_file, options)
+    try:
+        build_pool(cfg, out, log=lambda m: click.echo(m, err=True))
+    except ERRORS as exc:
+        fail(exc)
+    click.echo(f"wrote {cfg.count} pictures to {out}")
 
 
 @command.command("cutout")
@@ -126,6 +163,11 @@ def heldout_set(name):
 @click.option("--eval-count", type=int, default=None,
               help="Fixed validation pictures (best checkpoint is chosen on these) [default: 24].")
 @click.option("--threads", type=int, default=None, help="torch threads (0: torch's default).")
+@click.option("--teacher-weight", type=click.FloatRange(0, 1), default=None,
+              help="For a pool from `train pool`: blend its teacher maps into the targets by this "
+                   "weight [default: 0].")
+@click.option("--val", type=click.Choice(["", "demo-cast"]), default=None,
+              help="Validation pictures of a folder DATA: its own (\"\") or demo-cast's val split.")
 @click.option("--mix", "mix_json", default=None,
               help="demo-cast: JSON of app.demo_data.stream.MixConfig, e.g. "
                    "'{\"portraits\": 0.25, \"backdrops\": true}' (warp, extra_art, portraits, "

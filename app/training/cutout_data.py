@@ -67,13 +67,26 @@ def to_tensors(images, masks, arch="u2netp"):
 
 
 class FolderStream:
-    """Endless augmented batches from a folder of image/mask pairs (loaded once into memory)."""
+    """Endless augmented batches from a folder of image/mask pairs (loaded once into memory).
 
-    def __init__(self, data_dir, size, seed=0, arch="u2netp"):
+    A distillation pool (app/training/distil.py) also holds teacher/ maps: the target is then the
+    mask blended with the teacher's map by `teacher_weight`.
+    """
+
+    def __init__(self, data_dir, size, seed=0, arch="u2netp", teacher_weight=0.0):
         self.size = size
         self.arch = arch
         self.rng = np.random.default_rng(seed)
         self.pairs = [load_pair(*p) for p in folder_pairs(data_dir)]
+        if teacher_weight:
+            from app.training.distil import target
+            maps = [Path(data_dir, "teacher", Path(m).name) for _, m in folder_pairs(data_dir)]
+            missing = [str(p) for p in maps if not p.is_file()]
+            if missing:
+                raise FileNotFoundError(f"teacher_weight {teacher_weight} needs a teacher map for every "
+                                        f"pair; {len(missing)} missing, e.g. {missing[0]}")
+            self.pairs = [(image, target(mask, np.asarray(Image.open(t).convert("L")), teacher_weight))
+                          for (image, mask), t in zip(self.pairs, maps)]
 
     def batch(self, n):
         chosen = self.rng.integers(0, len(self.pairs), n)

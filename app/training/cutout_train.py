@@ -40,6 +40,12 @@ class CutoutTrainConfig:
     frozen_norm: bool = False
     bf16: bool = False  # forward in bfloat16 autocast (AMX on this CPU: about 30% faster a step)
     live2d_val: int = 0  # Live2D val composites added to the demo-cast validation pictures
+    # A distillation pool (app/training/distil.py) as data: the target is the exact mask blended
+    # with the teacher's map by this weight; 0 = the mask alone.
+    teacher_weight: float = 0.0
+    # Validation pictures for a folder: "" = a fifth of its own pairs; "demo-cast" = the demo cast's
+    # val split (plus live2d_val), e.g. for a pool drawn from the demo cast's training split.
+    val: str = ""
 
 
 def bce_loss(outputs, target):
