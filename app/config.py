@@ -12,8 +12,8 @@ DEFAULTS = {
     "MODEL_DIR": "models",
     "CLASSIFIER_MODEL": "demo-classifier",
     # IS-Net fine-tuned on anime (setup builds models/isnet-anime on isnet-general's npm weights;
-    # ahead of isnet-general on every held-out set); isnet-general and demo-cutout (the fast
-    # choice) stay selectable per request (?model=NAME).
+    # ahead of isnet-general on every held-out set); u2netp-anime (isnet-anime distilled into
+    # U2-NetP: the fast choice), isnet-general and demo-cutout stay selectable (?model=NAME).
     "CUTOUT_MODEL": "isnet-anime",
     # The data folder: the SQLite database, pictures of reports and enrolled faces (named by
     # sha256) and retrained models. Report files from before the database are imported from it.

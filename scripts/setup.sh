@@ -73,7 +73,7 @@ if [ -d app ]; then
   step "Fine-tuned IS-Nets (models/*/tuned.pt on isnet-general) for ONNX Runtime"
   "$PYBIN" -m app.inference.isnet_tuned
   step "ONNX exports of the committed cutout models (verified against torch)"
-  "$PYBIN" -m app.inference.onnx_export models/demo-cutout
+  "$PYBIN" -m app.inference.onnx_export models/demo-cutout models/u2netp-anime
 fi
 
 if [ "$DEV" = 1 ]; then

@@ -39,6 +39,7 @@ needs_cutout = _needs("demo-cutout")
 needs_models = _needs("demo-classifier", "demo-cutout")
 needs_isnet = _needs("isnet-general")  # built from npm by scripts/setup.sh
 needs_isnet_anime = _needs("isnet-anime")  # built on isnet-general by scripts/setup.sh
+needs_u2netp_anime = _needs("u2netp-anime")  # committed; its ONNX export is made by scripts/setup.sh
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 import io
 
 import numpy as np
-from conftest import encode, needs_cutout, needs_isnet, needs_isnet_anime
+from conftest import encode, needs_cutout, needs_isnet, needs_isnet_anime, needs_u2netp_anime
 from PIL import Image
 
 from app import create_app
@@ -46,3 +46,23 @@ def test_an_unknown_model_is_a_clear_400(client):
         assert response.status_code == 400, name
         error = response.get_json()["error"]
         assert error["code"] == "unknown_model" and "choose one of" in error["message"]
+
+
+@needs_u2netp_anime
+def test_the_distilled_fast_model_serves_by_name_and_its_card_names_its_teacher(tmp_path, demo_picture):
+    import json
+
+    from conftest import MODELS
+    app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path), "TORCH_THREADS": 1})
+    client = app.test_client()
+    listed = {m["name"]: m for m in client.get("/api/models").get_json()["cutout"]}
+    assert "u2netp-anime" in listed
+    path, comp = demo_picture
+    picture = {"image": (io.BytesIO(path.read_bytes()), "p.png")}
+    response = client.post("/api/cutout?output=mask&model=u2netp-anime", data=picture)
+    assert response.status_code == 200, response.data
+    pred, truth = np.asarray(Image.open(io.BytesIO(response.data))) >= 128, comp.mask >= 128
+    assert (pred & truth).sum() / (pred | truth).sum() > 0.8
+    card = json.loads((MODELS / "u2netp-anime" / "card.json").read_text())
+    assert card["architecture"] == "u2netp" and card["training"]["config"]["teacher_weight"] == 0.5
+    assert set(card["metrics"]["sets"]) == {"live2d-characters", "live2d-poses", "demo-cast", "portraits-dev"}

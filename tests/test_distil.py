@@ -86,7 +86,11 @@ def test_train_command_distils_from_a_pool_and_records_the_weight(pool_folder, t
     result = runner.invoke(args=args)
     assert result.exit_code == 0, result.output
     assert json.loads((run / "config.json").read_text())["teacher_weight"] == 0.5
-    assert (run / "best.pt").is_file()
+    (pool_folder / "pool.json").write_text(json.dumps({"teacher": "models/some-teacher", "count": 6}))
+    result = runner.invoke(args=args + ["--out", str(tmp_path / "student")])  # done: exports only
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "student" / "card.json").read_text())
+    assert card["training"]["distilled_from"]["teacher"] == "models/some-teacher"
 
     (pool_folder / "teacher" / "00000.png").unlink()
     bad = runner.invoke(args=args)

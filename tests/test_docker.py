@@ -369,7 +369,8 @@ def test_dockerignore_keeps_what_the_image_needs(runtime):
               "scripts/vendor_assets.py", "requirements.txt", "package.json", "package-lock.json",
               "templates/index.html", "static/js/main.js", "models/demo-classifier/card.json",
               "models/demo-cutout/card.json", "models/isnet-anime/tuned.pt",
-              "models/isnet-anime/tuned.json"]
+              "models/isnet-anime/tuned.json", "models/u2netp-anime/card.json",
+              "models/u2netp-anime/weights.pt"]
     for folder in ("app", "templates", "static", "models/demo-classifier", "models/demo-cutout"):
         # Not build outputs setup leaves in the tree: vendor files, bytecode, compiled catalogs (the
         # image compiles its own .mo from the .po files).

@@ -203,6 +203,6 @@ def cutout_command(data, config_file, mix_json, run_dir, out, heldout, **options
             card = export(run_dir / "best.pt", out, out.name, command_line(),
                           heldout_set(heldout) if heldout else None, eval_dir=run_dir / "heldout")
             click.echo(json.dumps(card["metrics"], indent=2))
-            click.echo(f"wrote {out}; overlay sheet in {run_dir / 'heldout'}")
+            click.echo(f"wrote {out}" + (f"; overlay sheet in {run_dir / 'heldout'}" if heldout else ""))
     except ERRORS as exc:
         fail(exc)

@@ -204,6 +204,9 @@ def export_model_dir(checkpoint, out, name, command="", heldout=None, eval_dir=N
                 "validation": ckpt.get("metrics")}
     if cfg.get("init"):
         training["initialised_from"] = _init_provenance(cfg["init"])
+    pool = Path(cfg["data"], "pool.json")
+    if cfg.get("teacher_weight") and pool.is_file():
+        training["distilled_from"] = json.loads(pool.read_text(encoding="utf-8"))  # teacher, mix, count
     card = cutout_card(name, cfg["arch"], cfg["size"], training=training)
     if heldout:
         description, items = heldout

@@ -27,7 +27,7 @@ KINDS = {
     "classifier": ("CLASSIFIER_MODEL", "scripts/setup.sh (demo model) or "
                    "`flask --app wsgi train classifier`"),
     "cutout": ("CUTOUT_MODEL", "scripts/setup.sh (builds isnet-general and isnet-anime from npm and exports "
-               "demo-cutout) or `flask --app wsgi train cutout`"),
+               "u2netp-anime and demo-cutout) or `flask --app wsgi train cutout`"),
     "embedding": ("EMBEDDING_MODEL", "git (models/demo-embedding) or `python scripts/gallery_figures.py`"),
 }
 
