@@ -77,10 +77,11 @@ class FolderStream:
         self.size = size
         self.arch = arch
         self.rng = np.random.default_rng(seed)
-        self.pairs = [load_pair(*p) for p in folder_pairs(data_dir)]
+        paths = folder_pairs(data_dir)
+        self.pairs = [load_pair(*p) for p in paths]
         if teacher_weight:
             from app.training.distil import target
-            maps = [Path(data_dir, "teacher", Path(m).name) for _, m in folder_pairs(data_dir)]
+            maps = [Path(data_dir, "teacher", m.name) for _, m in paths]
             missing = [str(p) for p in maps if not p.is_file()]
             if missing:
                 raise FileNotFoundError(f"teacher_weight {teacher_weight} needs a teacher map for every "

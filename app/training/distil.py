@@ -56,9 +56,9 @@ def build_pool(cfg, out, log=print):
     recorded = out / POOL_FILE
     if recorded.is_file():
         before = json.loads(recorded.read_text(encoding="utf-8"))
-        before.pop("done", None)
-        if {k: v for k, v in before.items() if k != "count"} != \
-                {k: v for k, v in settings.items() if k != "count"}:
+        # A pool may be extended (count) and may be unfinished (done); nothing else may differ.
+        same = {k: v for k, v in settings.items() if k != "count"}
+        if {k: v for k, v in before.items() if k not in ("count", "done")} != same:
             raise ValueError(f"{out} holds a pool of other settings ({recorded}); choose another folder")
     for kind in KINDS:
         (out / kind).mkdir(parents=True, exist_ok=True)
