@@ -13,6 +13,7 @@ LAZY = {
     "demo": "app.commands.demo",
     "reports": "app.commands.reports",
     "cutout": "app.commands.cutout",
+    "bench": "app.commands.bench",
 }
 
 

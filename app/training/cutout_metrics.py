@@ -19,18 +19,24 @@ def mae(pred, truth):
 
 
 def max_fbeta(pred, truth, thresholds=255):
-    """Largest F-beta over `thresholds` evenly spaced thresholds in (0, 1]."""
-    t = truth >= 0.5
-    positives = t.sum()
-    best = 0.0
-    for th in np.linspace(1.0 / thresholds, 1.0, thresholds):
-        p = pred >= th
-        tp = np.logical_and(p, t).sum()
-        if tp == 0:
-            continue
-        precision, recall = tp / p.sum(), tp / positives
-        best = max(best, (1 + BETA2) * precision * recall / (BETA2 * precision + recall))
-    return float(best)
+    """Largest F-beta over `thresholds` evenly spaced thresholds in (0, 1].
+
+    Counts above every threshold come from one sort (not one pass per threshold): the same
+    figures, fast enough for full-size pictures."""
+    t = (truth >= 0.5).ravel()
+    positives = int(t.sum())
+    if positives == 0:
+        return 0.0
+    ths = np.linspace(1.0 / thresholds, 1.0, thresholds)
+    values = np.sort(pred.ravel().astype(np.float64))
+    hits = np.sort(pred.ravel()[t].astype(np.float64))
+    predicted = len(values) - np.searchsorted(values, ths, side="left")  # pred >= th
+    tp = len(hits) - np.searchsorted(hits, ths, side="left")
+    ok = tp > 0
+    if not ok.any():
+        return 0.0
+    precision, recall = tp[ok] / predicted[ok], tp[ok] / positives
+    return float(np.max((1 + BETA2) * precision * recall / (BETA2 * precision + recall)))
 
 
 def scores(prob, truth, thresholds=255):

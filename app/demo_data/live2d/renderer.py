@@ -22,8 +22,8 @@ def figure_name(character, outfit):
     return f"{character}-{outfit}"
 
 
-def model_url(key):
-    package, inner = cast.FIGURES[key]
+def model_url(key, catalogue=cast.FIGURES):
+    package, inner = catalogue[key]
     return f"/models/{package}/{inner}"
 
 
@@ -171,15 +171,16 @@ def render_pose(browser, key, info, pose, calibration):
 
 
 def render(out_dir=DEFAULT_CACHE, characters=None, count_per_character=DEFAULT_COUNT, seed=0,
-           progress=None, size=DEFAULT_SIZE, node_modules=cast.NODE_MODULES):
-    """Render `count_per_character` poses of each figure (character and outfit) into out_dir.
+           progress=None, size=DEFAULT_SIZE, node_modules=cast.NODE_MODULES, catalogue=cast.FIGURES):
+    """Render `count_per_character` poses of each figure (character and outfit) into out_dir;
+    `catalogue` says where each figure's model is (cast.FIGURES, or the bench's cast.BENCH_FIGURES).
 
     progress(done, total, figure, pose_id, skipped) after each pose. Returns a summary dict.
     """
     from app.demo_data.live2d.browser import Browser
     from app.demo_data.live2d.server import PageServer
-    keys = cast.figures(characters)
-    cast.check_installed(keys, node_modules)
+    keys = cast.figures(characters, catalogue)
+    cast.check_installed(keys, node_modules, catalogue)
     size = tuple(int(v) for v in size)
     todo = {key: [i for i in range(count_per_character) if not _done(out_dir, key, i, seed, size)]
             for key in keys}
@@ -198,7 +199,7 @@ def render(out_dir=DEFAULT_CACHE, characters=None, count_per_character=DEFAULT_C
             if not todo[key]:
                 continue
             (Path(out_dir) / figure_name(*key)).mkdir(parents=True, exist_ok=True)
-            info = browser.load(model_url(key))
+            info = browser.load(model_url(key, catalogue))
             calibration = calibrate(browser, key, info)
             summary["figures"][figure_name(*key)] = calibration
             write_json(Path(out_dir) / figure_name(*key) / "calibration.json", calibration)

@@ -11,11 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from app.demo_data.live2d.cast import FIGURES, NODE_MODULES, RUNTIME_PACKAGE
+from app.demo_data.live2d.cast import BENCH_FIGURES, FIGURES, NODE_MODULES, RUNTIME_PACKAGE
 
 PAGE_DIR = Path(__file__).resolve().parent / "page"
 PAGE_FILES = {"/": "index.html", "/index.html": "index.html", "/render.js": "render.js"}
-MODEL_PACKAGES = frozenset(package for package, _ in FIGURES.values())
+MODEL_PACKAGES = frozenset(package for package, _ in (*FIGURES.values(), *BENCH_FIGURES.values()))
 
 _EXPORTS = re.compile(r"^export\s*\{([^}]*)\}\s*;?", re.MULTILINE)
 _IMPORTS = re.compile(r"^import\s*\{[^}]*\}\s*from\s*['\"][^'\"]+['\"]\s*;?", re.MULTILINE)
