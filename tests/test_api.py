@@ -223,7 +223,46 @@ def test_cutout_raw_alpha_is_the_map_and_soft_drops_its_haze(client):
     assert (soft[raw < 0.24 * 255] == 0).all() and (soft[raw > 0.76 * 255] == 255).all()
 
 
-@pytest.mark.parametrize("query", ["alpha=half", "threshold=2", "threshold=x", "largest=yes", "clean=2"])
+@pytest.mark.parametrize("faces", ["1,2,3", "0,0,10,500", "5,5,10,10;a,b,c,d", ";".join(["1,1,5,5"] * 65)])
+def test_cutout_refuses_bad_faces(client, faces):
+    picture = encode(np.zeros((123, 77, 3), np.uint8))
+    for field in ("faces", "face"):
+        if field == "face" and ";" in faces:
+            continue
+        assert_error(client.post("/api/cutout", data={"image": upload(picture), field: faces}), 400, "bad_box")
+
+
+def _box_text(box):
+    return ",".join(str(v) for v in box)
+
+
+@needs_cutout
+def test_cutout_keeps_only_the_figures_the_faces_lie_on(client, demo_picture):
+    from app.inference import prompts
+
+    path, comp = demo_picture
+    picture = encode(comp.image)
+    faces = [box for _, box in comp.faces]
+
+    def mask(query, **fields):
+        response = client.post(f"/api/cutout?output=mask&alpha=raw{query}", data={"image": upload(picture), **fields})
+        assert response.status_code == 200, response.data
+        return np.asarray(Image.open(io.BytesIO(response.data))).astype(np.float32) / 255
+
+    raw = mask("")
+    prompted = mask("", faces=";".join(_box_text(b) for b in faces))
+    expected = prompts.keep_figures(raw, faces)
+    assert np.mean(np.abs(prompted - expected) > 1 / 255) < 0.001  # the same map, 8-bit rounding aside
+    assert np.array_equal(mask("&prompt=0", faces=";".join(_box_text(b) for b in faces)), raw)
+    # One character: the other's face is not in its cutout.
+    first = mask("", face=_box_text(faces[0]), faces=";".join(_box_text(b) for b in faces))
+    x, y, w, h = faces[1]
+    assert first[y:y + h, x:x + w].max() < 0.1
+    x, y, w, h = faces[0]
+    assert first[y:y + h, x:x + w].mean() > 0.5
+
+
+@pytest.mark.parametrize("query", ["alpha=half", "threshold=2", "threshold=x", "largest=yes", "clean=2", "prompt=2"])
 def test_cutout_refuses_bad_options(client, query):
     picture = encode(np.zeros((8, 8, 3), np.uint8))
     assert_error(client.post(f"/api/cutout?{query}", data={"image": upload(picture)}), 400, "bad_option")

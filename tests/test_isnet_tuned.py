@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import MODELS, needs_isnet
+from conftest import MODELS, needs_isnet, needs_isnet_anime
 from test_cutout_training import _pictures
 
 from app.inference import isnet_general, isnet_tuned
@@ -136,3 +136,36 @@ def test_an_altered_or_foreign_tuned_file_is_refused_clearly(tuned_dir, tmp_path
     with pytest.raises(ModelError, match="side1.bias"):
         isnet_tuned.build(copy, MODELS)
     assert isnet_tuned.status(copy, MODELS) is not None  # built from another tuned.json
+
+
+@needs_isnet
+def test_the_serving_size_comes_from_the_card(tuned_dir, tmp_path):
+    from app.inference.cutout import Cutter
+
+    model_dir, tuned = tuned_dir
+    served = isnet_tuned.served_preprocess(dict(tuned, serving={"size": 768, "fit": "pad"}))
+    assert served == dict(isnet_general.PREPROCESS, size=768, fit="pad")
+    # A card with that preprocessing is served at 768, padded: runner, Cutter and bench alike.
+    copy = tmp_path / "isnet-copy"
+    copy.mkdir()
+    (copy / "model.onnx").symlink_to(model_dir / "model.onnx")
+    card = json.loads((model_dir / "card.json").read_text())
+    (copy / "card.json").write_text(json.dumps(dict(card, input_size=768, preprocess=served)))
+    runner = OnnxCutout.load(copy, threads=1)
+    assert runner.input_size == 768 and runner.preprocess["fit"] == "pad"
+    assert Cutter.load(copy).input_size == 768
+    # A tuned.json whose serving changed makes the built card stale: setup rebuilds it.
+    for name in ("tuned.pt", "card.json"):
+        shutil.copyfile(model_dir / name, copy / name)
+    (copy / "tuned.json").write_text(json.dumps(dict(tuned, serving={"size": 768})))
+    assert "built from another tuned.json" in isnet_tuned.status(copy, MODELS)
+
+
+@needs_isnet_anime
+def test_the_default_model_is_served_at_the_size_its_card_names():
+    from app.inference.cutout import Cutter
+
+    tuned = json.loads((MODELS / "isnet-anime" / "tuned.json").read_text())
+    card = json.loads((MODELS / "isnet-anime" / "card.json").read_text())
+    assert card["preprocess"] == isnet_tuned.served_preprocess(tuned)
+    assert Cutter.load(MODELS / "isnet-anime").input_size == card["input_size"] == card["preprocess"]["size"]

@@ -2,6 +2,7 @@
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -10,7 +11,7 @@ from skimage import data
 
 from app.inference import onnx_export
 from app.inference.cutout import Cutter
-from app.inference.onnx_runner import OnnxCutout, check_preprocess
+from app.inference.onnx_runner import OnnxCutout, check_preprocess, onnx_file
 from app.storage.model_dirs import ModelError, load_card, load_weights, write_model_dir
 
 
@@ -109,11 +110,51 @@ def test_an_export_of_older_weights_is_refused_then_rebuilt(exported, tmp_path):
     assert onnx_export.ensure_export(model_dir, threads=1)[1] is False
 
 
+@needs_cutout
+def test_pad_keeps_the_aspect_and_equals_squash_on_a_square_picture(exported):
+    model_dir, _ = exported
+    path, spec = onnx_file(model_dir)
+    squash = OnnxCutout(path, spec, threads=1)
+    pad = OnnxCutout(path, dict(spec, fit="pad"), threads=1)
+    square = data.chelsea()[:, :300]
+    assert np.abs(pad.probability(square) - squash.probability(square)).max() < 1e-5
+    wide = data.chelsea()
+    got = pad.probability(wide)
+    assert got.shape == wide.shape[:2] and 0.0 <= got.min() and got.max() <= 1.0
+    assert np.abs(got - squash.probability(wide)).max() > 0.01  # another picture went in
+
+
+@needs_cutout
+def test_a_small_figure_gets_a_second_pass_on_its_crop(exported):
+    from conftest import DEMO_CACHE
+    model_dir, _ = exported
+    if not (DEMO_CACHE / "sprites").is_dir():
+        pytest.skip("demo cast not fetched")
+    from app.demo_data import renpy_cast
+    from app.inference.cutout import postprocess
+
+    (sprite,) = renpy_cast.load_sprites(DEMO_CACHE, ("lucy happy",))
+    canvas = np.full((1200, 1600, 3), 235, np.uint8)
+    small = cv2.resize(sprite.rgba, None, fx=0.35, fy=0.35, interpolation=cv2.INTER_AREA)
+    h, w = small.shape[:2]
+    a = small[..., 3:4] / 255.0
+    canvas[700:700 + h, 1100:1100 + w] = (small[..., :3] * a + canvas[700:700 + h, 1100:1100 + w] * (1 - a))
+    truth = np.zeros(canvas.shape[:2])
+    truth[700:700 + h, 1100:1100 + w] = a[..., 0]
+    path, spec = onnx_file(model_dir)
+    once = OnnxCutout(path, spec, threads=1).probability(canvas)
+    twice = OnnxCutout(path, dict(spec, refine_small=0.3), threads=1).probability(canvas)
+    assert twice[:500].max() == 0 and twice[:, :900].max() == 0  # only the crop around the figure
+    assert iou(postprocess(twice) / 255, truth) >= iou(postprocess(once) / 255, truth)
+
+
 @pytest.mark.parametrize("spec, message", [
     ({"mean": [0, 0, 0]}, "malformed"),
     ({"size": 320, "std": [1, 0, 1]}, "positive stds"),
     ({"size": 320, "mean": [0, 0]}, "3 means"),
     ({"size": 320, "output_normalise": "softmax"}, "output_normalise"),
+    ({"size": 320, "fit": "crop"}, "fit must be"),
+    ({"size": 320, "refine_small": 1.5}, "refine_small"),
 ])
 def test_a_malformed_preprocess_is_refused(spec, message):
     with pytest.raises(ModelError, match=message):

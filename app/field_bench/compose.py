@@ -31,7 +31,7 @@ FRAMINGS = {  # name -> (share, canvas sizes)
 class BenchPicture:
     image: np.ndarray  # H x W x 3 uint8, as a user would send it (after grading and degradation)
     mask: np.ndarray  # H x W uint8: the characters' exact coverage (255 = character)
-    instances: np.ndarray  # H x W uint8: 1 + the index of the figure on top where it covers >= 50%
+    instances: np.ndarray  # H x W uint8: 1 + the index of the figure on top where characters cover >= 50%
     faces: list  # [(figure index, (x, y, w, h))] of faces in frame and not covered
     jpeg_quality: int | None = None  # the picture is stored as this JPEG (the degradation itself)
     meta: dict = field(default_factory=dict)
@@ -206,8 +206,8 @@ def compose(rng, figures, background, framing, size, finish=True):
         a = full[..., 3].astype(np.float32) / 255.0
         image = _over(image, full)
         cover *= 1 - a
-        tops[a >= 0.5] = 0
         effects.append(f"{kind} in front")
+    tops[cover < 0.5] = 0  # a figure's pixel only where the picture shows it at least half
     image = np.clip(image, 0, 255).astype(np.uint8)
     if rng.random() < 0.6:
         graded = _grade(rng, image)

@@ -40,7 +40,9 @@ def evaluate(runner, items, out_dir=None, characters=False, log=None):
     and with the face as a prompt, against that figure's visible region."""
     from app.inference.cutout import postprocess
 
-    rows, prompted, per_box, per_face = [], [], [], []
+    from app.inference.faces import detect_faces
+
+    rows, prompted, detected, per_box, per_face = [], [], [], [], []
     seconds = 0.0
     worst = []
     for n, item in enumerate(items):
@@ -54,6 +56,9 @@ def evaluate(runner, items, out_dir=None, characters=False, log=None):
         faces = [box for _, box in item["faces"]]
         if faces:
             prompted.append(tag | cutout_metrics.scores(prompts.keep_figures(prob, faces), truth))
+        # As the product gets its faces: the page's cascade on the picture (none found: no prompt).
+        found = [tuple(int(v) for v in box) for box in detect_faces(image)]
+        detected.append(tag | cutout_metrics.scores(prompts.keep_figures(prob, found), truth) | {"faces": len(found)})
         if characters:
             h, w = truth.shape
             for k, face in item["faces"]:
@@ -72,6 +77,8 @@ def evaluate(runner, items, out_dir=None, characters=False, log=None):
     if prompted:
         plain = [r for r in rows if any(p["index"] == r["index"] and p["set"] == r["set"] for p in prompted)]
         report["faces_as_prompts"] = {"without": summarise(plain), "with": summarise(prompted)}
+    report["faces_as_prompts_cascade"] = {"without": summarise(rows), "with": summarise(detected),
+                                          "pictures_with_a_face_found": sum(1 for r in detected if r["faces"])}
     if characters:
         report["one_character"] = {"page box (today)": summarise(per_box, ("iou",)),
                                    "face as prompt": summarise(per_face, ("iou",))}

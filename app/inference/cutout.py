@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image
 
 from app import nets
+from app.inference import prompts
 from app.storage.model_dirs import ModelError, load_card, load_weights
 
 # ImageNet statistics, as in the official U-2-Net test code.
@@ -136,8 +137,11 @@ class Cutter:
     def input_size(self):
         return self.runner.input_size
 
-    def probability(self, rgb, box=None):
-        """H x W probability map for an RGB array; outside `box` (x, y, w, h) it is 0."""
+    def probability(self, rgb, box=None, faces=(), face=None):
+        """H x W probability map for an RGB array; outside `box` (x, y, w, h) it is 0.
+
+        Faces as prompts (app/inference/prompts.py): with `face`, only that character's figure
+        is kept; with `faces` alone, only the figures one of them lies on."""
         h, w = rgb.shape[:2]
         x0, y0, x1, y1 = 0, 0, w, h
         if box is not None:
@@ -149,16 +153,19 @@ class Cutter:
         prob = np.zeros((h, w), np.float32)
         with self._lock:  # one forward at a time per process keeps memory flat under load
             prob[y0:y1, x0:x1] = self.runner.probability(rgb[y0:y1, x0:x1])
-        return prob
+        if face is not None:
+            return prompts.one_figure(prob, rgb, face, faces)
+        return prompts.keep_figures(prob, faces)
 
-    def mask(self, image, box=None, **options):
+    def mask(self, image, box=None, faces=(), face=None, **options):
         """uint8 alpha mask (H x W) for a PIL image; options as in `postprocess`."""
-        return postprocess(self.probability(np.asarray(image.convert("RGB")), box), **options)
+        rgb = np.asarray(image.convert("RGB"))
+        return postprocess(self.probability(rgb, box, faces, face), **options)
 
-    def cutout(self, image, box=None, **options):
+    def cutout(self, image, box=None, faces=(), face=None, **options):
         """The RGBA picture of the input's exact size whose alpha is the mask."""
         rgba = image.convert("RGBA")
-        alpha = self.mask(image, box, **options)
+        alpha = self.mask(image, box, faces, face, **options)
         if image.mode in ("RGBA", "LA") or "transparency" in image.info:
             alpha = np.minimum(alpha, np.asarray(rgba)[..., 3])  # keep existing transparency
         rgba.putalpha(Image.fromarray(alpha))

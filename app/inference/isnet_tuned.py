@@ -55,6 +55,13 @@ def read_tuned(model_dir):
     return tuned, {k: v.float() for k, v in state.items()}
 
 
+def served_preprocess(tuned):
+    """How the built model is served: isnet-general's preprocessing with tuned.json's `serving`
+    (size, fit, refine_small: chosen on the field bench) in place. The card carries it, so
+    evaluation and serving read the one value."""
+    return dict(isnet_general.PREPROCESS, **tuned.get("serving", {}))
+
+
 def tuned_net(model_dir, base_npm_file):
     """ISNetDIS with isnet-general's weights and the directory's trained tensors in place."""
     from app.nets.isnet_onnx import load_isnet
@@ -107,8 +114,9 @@ def build(model_dir, models_dir, threads=1):
     scratch = model_dir / ".model.onnx.build"
     try:
         diff, iou = export_net(net, isnet_general.PREPROCESS, scratch, pictures, threads)
+        preprocess = served_preprocess(tuned)
         card = dict(tuned, format="onnx", architecture="isnet", kind="cutout",
-                    input_size=isnet_general.SIZE, preprocess=isnet_general.PREPROCESS,
+                    input_size=preprocess["size"], preprocess=preprocess,
                     source=isnet_general.CARD["source"],
                     export={"what": f"isnet-general's npm weights with {TUNED_WEIGHTS} in place, "
                                     "main map d1, exported from torch as fp32 with dynamic height "

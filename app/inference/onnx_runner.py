@@ -10,7 +10,10 @@ A model directory is served through ONNX Runtime in one of two ways:
 
 `preprocess` (card or export record): input/output names, `size` (square input side), `divide`
 ("max": the picture's maximum, as official U-2-Net does; or a number), per-channel `mean` and
-`std` applied after dividing, and `output_normalise` ("minmax" or "none").
+`std` applied after dividing, `output_normalise` ("minmax" or "none"), `fit` ("squash": the
+picture stretched to the square, as the official code does; "pad": its aspect kept, the rest
+grey) and `refine_small` (0: one pass; else a second pass on the crop around what the first
+found, when that covers less than this share of the picture). The field bench chose them.
 
 The runner returns the map only (H x W float32 in [0, 1]); alpha handling (soft ramp, threshold,
 clean-up) stays in app/cutout.py's postprocess.
@@ -26,6 +29,9 @@ from app.storage.model_dirs import ModelError, load_card, sha256_file, verify_we
 EXPORT_RECORD = "onnx.json"
 EXPORT_NAME = "model.onnx"
 OUTPUT_NORMALISE = ("minmax", "none")
+FITS = ("squash", "pad")
+PAD_PIXEL = 128  # grey: zero after IS-Net's (pixel - 128) / 256
+REFINE_MARGIN = 0.25  # of the found region's side, added around it for the second pass
 
 
 def session(onnx_path, threads=1):
@@ -56,7 +62,8 @@ def check_preprocess(spec, where):
                "size": int(spec["size"]), "divide": spec.get("divide", 1.0),
                "mean": [float(v) for v in spec.get("mean", (0.0, 0.0, 0.0))],
                "std": [float(v) for v in spec.get("std", (1.0, 1.0, 1.0))],
-               "output_normalise": spec.get("output_normalise", "none")}
+               "output_normalise": spec.get("output_normalise", "none"),
+               "fit": spec.get("fit", "squash"), "refine_small": float(spec.get("refine_small", 0.0))}
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{where}: malformed preprocess ({exc!r})") from None
     if out["divide"] != "max":
@@ -65,6 +72,8 @@ def check_preprocess(spec, where):
         raise ModelError(f"{where}: preprocess needs 3 means, 3 positive stds and a size >= 32")
     if out["output_normalise"] not in OUTPUT_NORMALISE:
         raise ModelError(f"{where}: output_normalise must be one of {OUTPUT_NORMALISE}")
+    if out["fit"] not in FITS or not 0.0 <= out["refine_small"] < 1.0:
+        raise ModelError(f"{where}: fit must be one of {FITS} and refine_small in [0, 1)")
     return out
 
 
@@ -132,13 +141,16 @@ class OnnxCutout:
         return cls(path, preprocess, threads=threads, size=size, name=Path(model_dir).name)
 
     def tensor(self, rgb):
-        """H x W x 3 uint8 -> 1 x 3 x S x S float32 network input."""
+        """H x W x 3 uint8 -> 1 x 3 x S x S float32 network input (squashed to the square)."""
         h, w = rgb.shape[:2]
         s = self.input_size
         # Area averaging when shrinking (no aliasing), bilinear when enlarging.
         mode = cv2.INTER_AREA if s <= min(h, w) else cv2.INTER_LINEAR
-        x = cv2.resize(np.ascontiguousarray(rgb[..., :3]), (s, s), interpolation=mode)
-        x = x.astype(np.float32)
+        return self.normalise(cv2.resize(np.ascontiguousarray(rgb[..., :3]), (s, s), interpolation=mode))
+
+    def normalise(self, square):
+        """S x S x 3 uint8 -> 1 x 3 x S x S float32, as the spec says."""
+        x = square.astype(np.float32)
         divide = self.preprocess["divide"]
         x /= max(float(x.max()), 1e-6) if divide == "max" else divide
         x = (x - self._mean) / self._std
@@ -157,6 +169,40 @@ class OnnxCutout:
         """The raw main map (S x S) for a network input from `tensor`."""
         return self.session.run([self.preprocess["output"]], {self.preprocess["input"]: x})[0][0, 0]
 
-    def probability(self, rgb):
-        """H x W float32 probability map for an RGB uint8 array (resized back to its size)."""
+    def padded(self, rgb):
+        """The map with the picture's aspect kept: scaled to fit the square, centred on grey."""
+        h, w = rgb.shape[:2]
+        s = self.input_size
+        scale = s / max(h, w)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        mode = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        square = np.full((s, s, 3), PAD_PIXEL, np.uint8)
+        x0, y0 = (s - nw) // 2, (s - nh) // 2
+        square[y0:y0 + nh, x0:x0 + nw] = cv2.resize(np.ascontiguousarray(rgb[..., :3]), (nw, nh), interpolation=mode)
+        raw = self.run(self.normalise(square))[y0:y0 + nh, x0:x0 + nw]
+        return self.finish(raw, h, w)
+
+    def one_pass(self, rgb):
+        """The map of one forward pass, fitted as the spec says."""
+        if self.preprocess["fit"] == "pad":
+            return self.padded(rgb)
         return self.finish(self.run(self.tensor(rgb)), *rgb.shape[:2])
+
+    def probability(self, rgb):
+        """H x W float32 probability map for an RGB uint8 array (resized back to its size).
+
+        With refine_small, a figure found small is looked at again: the network runs a second
+        time on the crop around it (a margin added), which then gets the network's whole input."""
+        prob = self.one_pass(rgb)
+        share = self.preprocess["refine_small"]
+        if share:
+            ys, xs = np.nonzero(prob >= 0.5)
+            h, w = prob.shape
+            if len(ys) and (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1) < share * h * w:
+                m = REFINE_MARGIN * max(ys.max() - ys.min(), xs.max() - xs.min()) + 8
+                y0, y1 = max(0, int(ys.min() - m)), min(h, int(ys.max() + m) + 1)
+                x0, x1 = max(0, int(xs.min() - m)), min(w, int(xs.max() + m) + 1)
+                refined = np.zeros_like(prob)
+                refined[y0:y1, x0:x1] = self.one_pass(rgb[y0:y1, x0:x1])
+                prob = refined
+        return prob

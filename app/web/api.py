@@ -106,6 +106,17 @@ def _parse_box(text, width, height):
     return (x, y, w, h)
 
 
+MAX_FACES = 64
+
+
+def _parse_faces(text, width, height):
+    """Face boxes "x,y,w,h;x,y,w,h" (the detector's, or drawn by hand): a list, maybe empty."""
+    parts = [part for part in text.split(";") if part.strip()]
+    if len(parts) > MAX_FACES:
+        raise APIError(_("At most %(limit)d faces can be given.", limit=MAX_FACES), 400, "bad_box")
+    return [_parse_box(part.strip(), width, height) for part in parts]
+
+
 def _scale_box(box, source, size):
     """A box in the picture's pixels as sent -> the same region in its scaled-down copy."""
     if box is None or source == size:
@@ -156,12 +167,19 @@ def cutout():
                                   max_pixels=int(current_app.config["MAX_CUTOUT_PIXELS"]))
     source = imaging.source_size(image)
     box = _scale_box(_parse_box(request.form.get("box", "").strip(), *source), source, image.size)
+    # Faces as prompts: keep the figures these faces lie on (prompt=0 turns it off); with
+    # `face`, the one character whose face it is.
+    faces = [_scale_box(b, source, image.size) for b in _parse_faces(request.form.get("faces", ""), *source)]
+    face = _scale_box(_parse_box(request.form.get("face", "").strip(), *source), source, image.size)
+    if not _switch(request.args, "prompt", "1"):
+        faces, face = [], None
+    prompt = {"faces": faces, "face": face}
     cutter = registry.get_cutter(request.args.get("model"))
     if output == "mask":
-        png = imaging.png_bytes(cutter.mask(image, box, **options))
+        png = imaging.png_bytes(cutter.mask(image, box, **prompt, **options))
         name = "mask.png"
     else:
-        rgba = cutter.cutout(image, box, **options)
+        rgba = cutter.cutout(image, box, **prompt, **options)
         if clean_edges:
             rgba = Image.fromarray(decontaminate(np.asarray(rgba)))
         png = imaging.png_bytes(rgba)

@@ -247,7 +247,9 @@ export function createActions(store, detector) {
     const controller = new AbortController();
     cutoutRequests.set(picture.id, controller);
     try {
-      const blob = await api.cutout(picture.file, { box: target && target.box, largest: !!target,
+      // The whole picture goes to the network, the faces as prompts: one character keeps its whole
+      // figure (no box to cut its feet off), and salient things no face lies on are dropped.
+      const blob = await api.cutout(picture.file, { faces: picture.faces, face: face || null,
                                                     signal: controller.signal });
       const area = target ? target.box : { x: 0, y: 0, w: picture.width, h: picture.height };
       const { empty } = await keepResult(picture, blob, area);

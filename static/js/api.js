@@ -73,12 +73,18 @@ export async function report(crop, label, predicted) {
   return (await request("/api/reports", { method: "POST", body: form })).json();
 }
 
-/** The picture with its background removed (PNG Blob); box limits it to one character. */
-export async function cutout(file, { box = null, largest = false, signal } = {}) {
+/**
+ * The picture with its background removed (PNG Blob). `faces` (the picture's face boxes) are
+ * prompts: only the figures they lie on are kept; `face` keeps that one character's figure.
+ */
+export async function cutout(file, { box = null, faces = [], face = null, largest = false, signal } = {}) {
   const form = new FormData();
+  const text = (b) => [b.x, b.y, b.w, b.h].map((v) => Math.floor(v)).join(","); // floor: stays inside
   form.append("image", file, "picture");
-  if (box) form.append("box", [box.x, box.y, box.w, box.h].join(","));
-  // clean=1 drops specks; largest=1 keeps the one figure asked for; decontaminate=1 asks the
+  if (box) form.append("box", text(box));
+  if (faces.length) form.append("faces", faces.map(text).join(";"));
+  if (face) form.append("face", text(face));
+  // clean=1 drops specks; largest=1 keeps the largest figure; decontaminate=1 asks the
   // server to take the old background's colour out of the edges (ignored where not supported).
   const query = new URLSearchParams({ clean: "1", largest: largest ? "1" : "0", decontaminate: "1" });
   return (await request("/api/cutout?" + query, { method: "POST", body: form, signal })).blob();
