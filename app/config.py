@@ -20,6 +20,11 @@ DEFAULTS = {
     "REPORT_DIR": "user_report",
     # A database URL (postgresql+psycopg://user@host/db) for several instances; None: SQLite in REPORT_DIR.
     "DATABASE_URL": None,
+    # Seconds a request waits for the database (SQLite's lock, a PostgreSQL connection) before it
+    # answers 503 storage_unavailable with Retry-After.
+    "DATABASE_TIMEOUT": 30,
+    # Free bytes below which /healthz reports the report folder's disk as low (degraded).
+    "MIN_FREE_BYTES": 64 * 1024 * 1024,
     # Bytes of pictures that pending reports may hold (507 above it until an operator reviews them).
     "REPORT_QUOTA_BYTES": 256 * 1024 * 1024,
     # Operator token for everything that changes characters, reviews or models (None: turned off).
