@@ -53,6 +53,10 @@ DEFAULTS = {
     "MAX_REPORT_PIXELS": 512 * 512,
     # Reports one client address (an IPv6 /64) may store; "N per minute; M per hour" (limits syntax).
     "REPORT_RATE_LIMIT": "20 per minute; 200 per hour",
+    # Wrong operator tokens and failed sign-ins, per client and over all clients (429 beyond them,
+    # even for the right token, until the window ends).
+    "AUTH_FAILURE_RATE_LIMIT": "10 per minute; 50 per hour",
+    "AUTH_FAILURE_GLOBAL_LIMIT": "60 per minute; 600 per hour",
     # Where the rate-limit counters live, shared by all workers; None: a SQLite file in REPORT_DIR.
     "RATELIMIT_STORAGE_URI": None,
     # Origins besides the server's own whose pages may post to the API (e.g. "https://example.org").

@@ -34,7 +34,7 @@ def test_migrations_reach_head_and_match_the_models(store):
     from alembic.runtime.migration import MigrationContext
     app, _ = store
     engine = db.get_engine(app)
-    assert db.schema_revision(engine) == "0002"
+    assert db.schema_revision(engine) == "0003"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []  # the migrations build exactly the tables the code uses
@@ -216,6 +216,23 @@ def test_eight_writers_never_overshoot_the_pending_quota(store):
         held = reports.pending_bytes(s)
         assert reports.count(s, "pending") == len([r for r in results if r])
     assert 0 < held <= quota
+
+
+def test_eight_writers_racing_on_one_name_enrol_it_once(store):
+    app, root = store
+    for round_ in range(3):
+        name, picture = f"racer {round_}", png(800 + round_)
+
+        def enrol(k, name=name, picture=picture):
+            with db.session(app, write=True) as s:
+                character, added = gallery.enrol(s, root, name, [picture])
+                return character.id, len(added)
+        results, errors = _race(8, enrol)
+        assert not errors, errors
+        assert len({character_id for character_id, _ in results}) == 1
+        assert sum(added for _, added in results) == 1
+        with db.session(app) as s:
+            assert gallery.face_counts(s)[name] == 1
 
 
 def test_a_writer_outside_the_lock_meets_the_unique_index(tmp_path, postgres):

@@ -119,3 +119,12 @@ class Counter(Base):
 
     key: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OperatorSession(Base):
+    """A signed-in operator browser: the sha256 of the secret its cookie holds; deleted at sign-out."""
+    __tablename__ = "operator_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), index=True)
