@@ -65,6 +65,9 @@ DEFAULTS = {
     # (at once when its files change).
     "MODEL_RETRY_SECONDS": 5,
     "MODEL_RETRY_MAX_SECONDS": 300,
+    # Cutout models one worker keeps loaded (the default and ?model= choices), least recently used
+    # unloaded first: bounds a worker's memory (isnet-* take about 0.4-0.6 GB each once loaded).
+    "CUTOUT_MODELS_LOADED": 2,
     # ONNX exports of the backbones (app/inference/backbone_onnx.py), keyed by their weights' sha256.
     "ONNX_DIR": ".cache/onnx",
     # Fair serving (app/web/admission.py), per worker: requests running at once and waiting for a
