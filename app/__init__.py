@@ -53,7 +53,8 @@ def remove_stale_temp_files(app):
     """Temporary files a killed writer left (older than a minute) in the report and model folders."""
     from app.config import model_path, resolve_path
     from app.storage.files import remove_stale_temp
-    folders = [(resolve_path(app.config["REPORT_DIR"]), 0), (resolve_path(app.config["MODEL_DIR"]), 2),
+    # The report folder two levels down: images/<ab>/, models/<version>/, jobs/.
+    folders = [(resolve_path(app.config["REPORT_DIR"]), 2), (resolve_path(app.config["MODEL_DIR"]), 2),
                *((model_path(app.config, key).parent, 1) for key in ("CLASSIFIER_MODEL", "CUTOUT_MODEL"))]
     for folder, depth in folders:
         for path in remove_stale_temp(folder, depth=depth):

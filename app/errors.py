@@ -6,7 +6,7 @@ app/i18n.py) when it was marked with `_()`.
 import errno
 import logging
 
-from flask import current_app, jsonify
+from flask import current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from app.i18n import _, translate
@@ -70,8 +70,19 @@ def handle_api_error(err):
     return response
 
 
+def _form_field_too_large():
+    # The body fitted MAX_CONTENT_LENGTH, so Werkzeug's per-field limit (MAX_FORM_MEMORY_SIZE) refused it.
+    body_limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    length = request.content_length
+    return (bool(request.max_form_memory_size) and length is not None
+            and (not body_limit or length <= body_limit))
+
+
 def handle_http_exception(err):
-    if err.code == 413:
+    if err.code == 413 and _form_field_too_large():
+        limit = int(request.max_form_memory_size)
+        message = _("A form field is larger than this server accepts (%(limit)d bytes).", limit=limit)
+    elif err.code == 413:
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
         message = (_("The upload is larger than this server accepts (%(limit)d bytes).", limit=int(limit))
                    if limit else _("The upload is larger than this server accepts."))

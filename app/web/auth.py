@@ -134,7 +134,7 @@ def signin():
     if token is None:
         return operator_page(render_template("signin.html", disabled=HOW_TO_ENABLE, next=""), 403)
     next_page = _safe_next(request.values.get("next"))
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # HEAD is GET without a body: never a sign-in
         return operator_page(render_template("signin.html", next=next_page, signed_in=is_signed_in()))
     csrf.protect()
     if not _matches(request.form.get("token", ""), token):

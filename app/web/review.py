@@ -82,7 +82,10 @@ def report_image(report_id):
         data = images.read(_root(), sha256)  # crops are small: read whole, no file left open
     except FileNotFoundError:
         raise APIError(_("The picture of this report is missing on the server."), 404, "not_found") from None
-    return send_file(io.BytesIO(data), mimetype="image/png", max_age=3600)
+    response = send_file(io.BytesIO(data), mimetype="image/png")
+    # An operator's picture: never kept by a shared cache (or the browser's disk) for anyone else.
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 def _decide(report_id, accept):
