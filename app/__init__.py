@@ -22,9 +22,9 @@ def create_app(config=None):
         app.config.update(config)
 
     if app.config.get("PROXY_FIX"):
-        from werkzeug.middleware.proxy_fix import ProxyFix
-        # Exactly one trusted hop: the reverse proxy in front of us.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
+        from app.web.proxy import TrustedProxyFix
+        # Exactly one trusted hop: the reverse proxy in front of us, when the request comes from it.
+        app.wsgi_app = TrustedProxyFix(app.wsgi_app, app.config["PROXY_TRUSTED"])
 
     from app import commands, errors, i18n
     from app.web import api, auth, characters, connections, memory, origin, pages, ratelimit, review, static_files

@@ -84,6 +84,10 @@ DEFAULTS = {
     "WORKERS": int(os.environ.get("WEB_CONCURRENCY", "1") or 1),
     # Behind one reverse proxy (the Docker setup) trust exactly one X-Forwarded-* hop.
     "PROXY_FIX": False,
+    # Addresses the proxy's requests come from (CIDRs): X-Forwarded-* from anyone else is ignored.
+    # Loopback and private networks (a proxy on this host, or Docker's network); narrow it to the
+    # proxy's own address where clients on the LAN can reach gunicorn directly.
+    "PROXY_TRUSTED": "127.0.0.0/8, ::1/128, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7",
 }
 
 

@@ -67,3 +67,22 @@ def test_a_form_field_past_its_limit_is_told_its_own_limit(tmp_path):
     assert response.status_code == 413 and response.get_json()["error"]["code"] == "too_large"
     message = response.get_json()["error"]["message"]
     assert "1000" in message and str(16 * 1024 * 1024) not in message
+
+
+def test_a_forged_forwarded_for_from_outside_the_proxy_is_ignored(monkeypatch, tmp_path):
+    from flask import request
+    monkeypatch.setenv("FLASK_PROXY_FIX", "1")
+    app = make(tmp_path, REPORT_RATE_LIMIT="3 per minute")
+    app.add_url_rule("/whoami", "whoami", lambda: {"addr": request.remote_addr})
+    direct = app.test_client()
+    direct.environ_base["REMOTE_ADDR"] = "203.0.113.9"  # reached gunicorn around the proxy
+    assert direct.get("/whoami", headers={"X-Forwarded-For": "6.6.6.6"}).get_json() == {"addr": "203.0.113.9"}
+    statuses = []
+    for k in range(5):  # a new forged address each time: before, every one was a fresh client
+        face = encode(np.full((8, 8, 3), k, np.uint8))
+        statuses.append(direct.post("/api/reports", data={"face": (io.BytesIO(face), "f.png"), "label": "x"},
+                                    headers={"X-Forwarded-For": f"198.51.100.{k}"}).status_code)
+    assert statuses == [201, 201, 201, 429, 429]
+    proxied = app.test_client()  # from the proxy (loopback): its one hop is trusted as before
+    assert proxied.get("/whoami", headers={"X-Forwarded-For": "6.6.6.6"}).get_json() == {"addr": "6.6.6.6"}
+    db.dispose(app)
