@@ -93,6 +93,7 @@ def test_storage_errors_are_translated(tmp_path):
     english = client.post("/api/reports", data={"face": upload(noise_png(1, 20)), "label": "x"})
     japanese = client.post("/api/reports", data={"face": upload(noise_png(1, 20)), "label": "x"},
                            headers={"Accept-Language": "ja"})
+    assert english.get_json()["error"]["code"] == japanese.get_json()["error"]["code"] == "storage_unavailable"
     assert english.get_json()["error"]["message"] != japanese.get_json()["error"]["message"]
 
 
