@@ -61,6 +61,10 @@ DEFAULTS = {
     "RATELIMIT_STORAGE_URI": None,
     # Origins besides the server's own whose pages may post to the API (e.g. "https://example.org").
     "TRUSTED_ORIGINS": [],
+    # Host names this server answers for besides localhost and IP literals (DNS rebinding): e.g.
+    # "faces.example.org" or ".example.org" (with subdomains); "*" answers for any. The hosts of
+    # TRUSTED_ORIGINS count too.
+    "ALLOWED_HOSTS": [],
     # A model that failed to load is retried after this many seconds, doubling up to the maximum
     # (at once when its files change).
     "MODEL_RETRY_SECONDS": 5,

@@ -86,3 +86,14 @@ def test_a_forged_forwarded_for_from_outside_the_proxy_is_ignored(monkeypatch, t
     proxied = app.test_client()  # from the proxy (loopback): its one hop is trusted as before
     assert proxied.get("/whoami", headers={"X-Forwarded-For": "6.6.6.6"}).get_json() == {"addr": "6.6.6.6"}
     db.dispose(app)
+
+
+def test_the_host_header_must_be_one_this_server_answers_for(tmp_path):
+    app = make(tmp_path, ALLOWED_HOSTS="faces.example.org, .example.net")
+    client = app.test_client()
+    for host in ("localhost", "localhost:8000", "127.0.0.1:8000", "[::1]:8000", "faces.example.org",
+                 "a.example.net", "example.net"):
+        assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
+    for host in ("rebind.attacker.example", "faces.example.org.attacker.example", "example.org"):
+        response = client.post("/api/reports", headers={"Host": host})
+        assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad_host", host
