@@ -13,9 +13,11 @@ import time
 import numpy as np
 import pytest
 from conftest import encode, needs_classifier, needs_cutout
+from PIL import Image
 
 from app import create_app
-from app.storage import db, reports
+from app.inference import imaging
+from app.storage import db, images, reports
 
 TOKEN = "t" * 40
 
@@ -189,4 +191,24 @@ def test_a_full_disk_answers_507_and_leaves_nothing_half_written(tiny_disk):
     assert client.post("/api/reports", data={"face": upload(noise_png(2)), "label": "eileen"}).status_code == 201
     assert stored_reports(app) == 2
     assert client.get("/healthz").get_json()["disk"]["ok"] is True
+    db.dispose(app)
+
+
+def test_sqlite_out_of_space_answers_507_and_stores_nothing(tiny_disk, caplog):
+    # The picture is on disk already (written by an earlier request); the database itself is what
+    # cannot grow: SQLite's "database or disk is full" is a 507 too, and the report is not half-stored.
+    root = tiny_disk / "reports"
+    app = create_app({"TESTING": True, "REPORT_DIR": str(root)})
+    client = app.test_client()
+    assert client.post("/api/reports", data={"face": upload(noise_png(1, 20)), "label": "lucy"}).status_code == 201
+    with Image.open(io.BytesIO(noise_png(2, 20))) as picture:
+        stored_png = imaging.png_bytes(picture.convert("RGB"))  # what the endpoint stores for it
+    images.store(root, stored_png)
+    filler = fill(tiny_disk)
+    response = client.post("/api/reports", data={"face": upload(noise_png(2, 20)), "label": "eileen"})
+    assert_error(response, 507, "storage_full")
+    assert "database or disk is full" in caplog.text  # SQLite's own error, not the picture's write
+    filler.unlink()
+    assert stored_reports(app) == 1
+    assert client.post("/api/reports", data={"face": upload(noise_png(2, 20)), "label": "eileen"}).status_code == 201
     db.dispose(app)
