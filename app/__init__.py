@@ -22,9 +22,9 @@ def create_app(config=None):
         app.config.update(config)
 
     if app.config.get("PROXY_FIX"):
-        from werkzeug.middleware.proxy_fix import ProxyFix
-        # Exactly one trusted hop: the reverse proxy in front of us.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
+        from app.web.proxy import TrustedProxyFix
+        # Exactly one trusted hop: the reverse proxy in front of us, when the request comes from it.
+        app.wsgi_app = TrustedProxyFix(app.wsgi_app, app.config["PROXY_TRUSTED"])
 
     from app import commands, errors, i18n
     from app.web import api, auth, characters, connections, memory, origin, pages, ratelimit, review, static_files
@@ -53,7 +53,8 @@ def remove_stale_temp_files(app):
     """Temporary files a killed writer left (older than a minute) in the report and model folders."""
     from app.config import model_path, resolve_path
     from app.storage.files import remove_stale_temp
-    folders = [(resolve_path(app.config["REPORT_DIR"]), 0), (resolve_path(app.config["MODEL_DIR"]), 2),
+    # The report folder two levels down: images/<ab>/, models/<version>/, jobs/.
+    folders = [(resolve_path(app.config["REPORT_DIR"]), 2), (resolve_path(app.config["MODEL_DIR"]), 2),
                *((model_path(app.config, key).parent, 1) for key in ("CLASSIFIER_MODEL", "CUTOUT_MODEL"))]
     for folder, depth in folders:
         for path in remove_stale_temp(folder, depth=depth):

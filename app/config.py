@@ -20,6 +20,11 @@ DEFAULTS = {
     "REPORT_DIR": "user_report",
     # A database URL (postgresql+psycopg://user@host/db) for several instances; None: SQLite in REPORT_DIR.
     "DATABASE_URL": None,
+    # Seconds a request waits for the database (SQLite's lock, a PostgreSQL connection) before it
+    # answers 503 storage_unavailable with Retry-After.
+    "DATABASE_TIMEOUT": 30,
+    # Free bytes below which /healthz reports the report folder's disk as low (degraded).
+    "MIN_FREE_BYTES": 64 * 1024 * 1024,
     # Bytes of pictures that pending reports may hold (507 above it until an operator reviews them).
     "REPORT_QUOTA_BYTES": 256 * 1024 * 1024,
     # Operator token for everything that changes characters, reviews or models (None: turned off).
@@ -48,14 +53,25 @@ DEFAULTS = {
     "MAX_REPORT_PIXELS": 512 * 512,
     # Reports one client address (an IPv6 /64) may store; "N per minute; M per hour" (limits syntax).
     "REPORT_RATE_LIMIT": "20 per minute; 200 per hour",
+    # Wrong operator tokens and failed sign-ins, per client and over all clients (429 beyond them,
+    # even for the right token, until the window ends).
+    "AUTH_FAILURE_RATE_LIMIT": "10 per minute; 50 per hour",
+    "AUTH_FAILURE_GLOBAL_LIMIT": "60 per minute; 600 per hour",
     # Where the rate-limit counters live, shared by all workers; None: a SQLite file in REPORT_DIR.
     "RATELIMIT_STORAGE_URI": None,
     # Origins besides the server's own whose pages may post to the API (e.g. "https://example.org").
     "TRUSTED_ORIGINS": [],
+    # Host names this server answers for besides localhost and IP literals (DNS rebinding): e.g.
+    # "faces.example.org" or ".example.org" (with subdomains); "*" answers for any. The hosts of
+    # TRUSTED_ORIGINS count too.
+    "ALLOWED_HOSTS": [],
     # A model that failed to load is retried after this many seconds, doubling up to the maximum
     # (at once when its files change).
     "MODEL_RETRY_SECONDS": 5,
     "MODEL_RETRY_MAX_SECONDS": 300,
+    # Cutout models one worker keeps loaded (the default and ?model= choices), least recently used
+    # unloaded first: bounds a worker's memory (measured: each isnet-* adds about 0.3 GB of RSS).
+    "CUTOUT_MODELS_LOADED": 2,
     # ONNX exports of the backbones (app/inference/backbone_onnx.py), keyed by their weights' sha256.
     "ONNX_DIR": ".cache/onnx",
     # Fair serving (app/web/admission.py), per worker: requests running at once and waiting for a
@@ -72,6 +88,10 @@ DEFAULTS = {
     "WORKERS": int(os.environ.get("WEB_CONCURRENCY", "1") or 1),
     # Behind one reverse proxy (the Docker setup) trust exactly one X-Forwarded-* hop.
     "PROXY_FIX": False,
+    # Addresses the proxy's requests come from (CIDRs): X-Forwarded-* from anyone else is ignored.
+    # Loopback and private networks (a proxy on this host, or Docker's network); narrow it to the
+    # proxy's own address where clients on the LAN can reach gunicorn directly.
+    "PROXY_TRUSTED": "127.0.0.0/8, ::1/128, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7",
 }
 
 

@@ -3,9 +3,10 @@
 `code` is stable and never translated; `message` is in the request's language (Accept-Language,
 app/i18n.py) when it was marked with `_()`.
 """
+import errno
 import logging
 
-from flask import current_app, jsonify
+from flask import current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from app.i18n import _, translate
@@ -69,8 +70,19 @@ def handle_api_error(err):
     return response
 
 
+def _form_field_too_large():
+    # The body fitted MAX_CONTENT_LENGTH, so Werkzeug's per-field limit (MAX_FORM_MEMORY_SIZE) refused it.
+    body_limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    length = request.content_length
+    return (bool(request.max_form_memory_size) and length is not None
+            and (not body_limit or length <= body_limit))
+
+
 def handle_http_exception(err):
-    if err.code == 413:
+    if err.code == 413 and _form_field_too_large():
+        limit = int(request.max_form_memory_size)
+        message = _("A form field is larger than this server accepts (%(limit)d bytes).", limit=limit)
+    elif err.code == 413:
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
         message = (_("The upload is larger than this server accepts (%(limit)d bytes).", limit=int(limit))
                    if limit else _("The upload is larger than this server accepts."))
@@ -82,7 +94,39 @@ def handle_http_exception(err):
     return response
 
 
+# Seconds a client is asked to wait when the database cannot be reached.
+STORAGE_RETRY_AFTER = 5
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+DISK_FULL_SQLSTATE = "53100"  # PostgreSQL: disk_full
+
+
+def storage_error(exc):
+    """The APIError a storage failure should answer (507 disk full, 503 database unavailable), or None.
+
+    SQLAlchemy's OperationalError and InterfaceError are the database's own failures (gone, refused,
+    locked past the timeout, unopenable); other database errors are bugs and stay 500s."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return APIError(_("The server's disk is full; try again later."), 507, "storage_full")
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        orig = getattr(exc, "orig", None)
+        text = str(orig).lower()
+        if (getattr(orig, "sqlstate", None) == DISK_FULL_SQLSTATE or "disk is full" in text
+                or "no space left" in text):
+            return APIError(_("The server's disk is full; try again later."), 507, "storage_full")
+        err = APIError(_("The server's storage is unavailable for now; try again later."), 503,
+                       "storage_unavailable")
+        err.headers["Retry-After"] = str(STORAGE_RETRY_AFTER)
+        return err
+    return None
+
+
 def handle_unexpected(err):
+    answer = storage_error(err)
+    if answer is not None:
+        # The operator's log says what failed; the client learns only that storage did.
+        log.error("storage failure (%s %s): %s", answer.status, answer.code, err)
+        return handle_api_error(answer)
     # Never leak a traceback to the client; the log keeps it for the operator.
     log.exception("unhandled error")
     return error_response(_("Internal server error."), 500, "internal_error")

@@ -34,11 +34,34 @@ def _as_server_user():
     return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"], user
 
 
+class Databases:
+    """Calling it makes a fresh database's SQLAlchemy URL; stop() and start() take the server down and up
+    (the fault tests: the database gone mid-run)."""
+
+    def __init__(self, pg_ctl, port):
+        self._pg_ctl, self.port, self.counter = pg_ctl, port, 0
+
+    def __call__(self):
+        import psycopg
+        self.counter += 1
+        name = f"faces_test_{self.counter}"
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
+                             autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self):
+        """Stop the server at once (clients see their connections dropped)."""
+        self._pg_ctl("-m", "immediate", "-w", "stop")
+
+    def start(self):
+        """Start it again on the same port and data."""
+        self._pg_ctl("-w", "-t", "60", "start", check=True)
+
+
 @contextlib.contextmanager
 def postgres_server():
-    """Start PostgreSQL on 127.0.0.1:<free port>; yields a function name -> SQLAlchemy URL of a new database."""
-    import psycopg
-
+    """Start PostgreSQL on 127.0.0.1:<free port>; yields a Databases (call it: a new database's URL)."""
     bindir = binaries()
     prefix, user = _as_server_user()
     base = Path(tempfile.mkdtemp(prefix="faces-pg-"))
@@ -53,20 +76,15 @@ def postgres_server():
     port = free_port()
     log = base / "server.log"
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off -c full_page_writes=off"
-    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
-                    "-w", "-t", "60", "start"], check=True, capture_output=True, env=env)
-    counter = [0]
 
-    def new_database():
-        counter[0] += 1
-        name = f"faces_test_{counter[0]}"
-        with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        return f"postgresql+psycopg://postgres@127.0.0.1:{port}/{name}"
+    def pg_ctl(*args, check=False):
+        before = [] if "stop" in args else ["-l", str(log), "-o", options]
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), *before, *args],
+                       check=check, capture_output=True, env=env)
 
+    pg_ctl("-w", "-t", "60", "start", check=True)
     try:
-        yield new_database
+        yield Databases(pg_ctl, port)
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       capture_output=True, env=env)
+        pg_ctl("-m", "immediate", "-w", "stop")
         shutil.rmtree(base, ignore_errors=True)

@@ -12,7 +12,8 @@ from app import create_app
 @needs_isnet_anime
 @needs_cutout
 def test_default_is_isnet_anime_and_a_request_may_choose_another(tmp_path, demo_picture):
-    app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path), "TORCH_THREADS": 1})
+    # Three kept loaded (the default keeps 2): the check below counts every model it asked for.
+    app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path), "TORCH_THREADS": 1, "CUTOUT_MODELS_LOADED": 3})
     client = app.test_client()
     listed = client.get("/api/models").get_json()["cutout"]
     assert [m["name"] for m in listed][:1] == ["isnet-anime"] and listed[0]["default"] is True

@@ -16,7 +16,7 @@ from app.inference.gallery import Gallery
 from app.storage import db
 from app.training.face_dataset import crop_face
 
-TOKEN = "gallery-test-token"
+TOKEN = "gallery-test-token-of-forty-characters!!"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 needs_art = pytest.mark.skipif(not (renpy_cast.is_fetched() and outsiders.is_fetched()),
                                reason="demo cast or outsiders missing: run scripts/setup.sh --dev")

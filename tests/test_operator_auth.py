@@ -10,7 +10,7 @@ from conftest import encode
 from app import create_app
 from app.storage import db
 
-TOKEN = "correct horse battery staple 42"
+TOKEN = "correct horse battery staple, forty-two of them"
 RID = "20261120T100000Z-aaaaaaaaaaaa"
 
 # Every operator endpoint: (method, path).
@@ -116,7 +116,7 @@ def test_a_new_token_signs_every_browser_out(make_app, tmp_path):
     client = app.test_client()
     sign_in(client)
     assert client.get("/api/classifiers").status_code == 200
-    app.config["ADMIN_TOKEN"] = "a different token"
+    app.config["ADMIN_TOKEN"] = "a different token, just as long as the first one"
     assert client.get("/api/classifiers").status_code == 401
 
 
@@ -165,3 +165,69 @@ def test_odd_requests_found_by_schemathesis_are_answered_not_500(make_app):
     # A name that begins with "/" reaches its route instead of a redirect to another name.
     response = client.delete("/api/characters/%2Fx", headers=auth)
     assert response.status_code == 404 and response.is_json
+
+
+# ---------- sessions that really end; guesses that are throttled; tokens worth the name ----------
+def test_sign_out_revokes_a_copied_session_cookie(make_app):
+    app = make_app(ADMIN_TOKEN=TOKEN)
+    client = app.test_client()
+    assert sign_in(client).status_code == 303
+    copied = client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
+    page = client.get("/review")
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+    assert client.post("/signout", data={"csrf_token": csrf}).status_code == 303
+    thief = app.test_client()  # the cookie as it was before sign-out, replayed
+    thief.set_cookie(app.config["SESSION_COOKIE_NAME"], copied)
+    assert thief.get("/api/classifiers").status_code == 401
+    assert thief.get("/api/reports?status=pending").status_code == 401
+    response = thief.post("/api/classifiers/retrain", headers={"X-CSRFToken": csrf})
+    assert response.status_code == 401 and response.get_json()["error"]["code"] == "operator_required"
+    assert thief.get("/review").status_code == 303  # sent to sign in
+    # A new sign-in works, and signing out one browser leaves another's session alone.
+    other = app.test_client()
+    assert sign_in(other).status_code == 303 and sign_in(client).status_code == 303
+    page = client.get("/review")
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+    client.post("/signout", data={"csrf_token": csrf})
+    assert other.get("/api/classifiers").status_code == 200
+
+
+def test_wrong_tokens_and_failed_sign_ins_are_limited_per_client(make_app):
+    app = make_app(ADMIN_TOKEN=TOKEN, AUTH_FAILURE_RATE_LIMIT="5 per minute",
+                   AUTH_FAILURE_GLOBAL_LIMIT="1000 per minute")
+    client = app.test_client()
+    statuses = [client.get("/api/classifiers", headers={"Authorization": "Bearer wrong"}).status_code
+                for _ in range(3)]
+    statuses += [sign_in(client, "also wrong").status_code for _ in range(2)]
+    assert statuses == [401] * 5
+    limited = client.get("/api/classifiers", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1  # even the right token waits
+    assert limited.get_json()["error"]["code"] == "too_many_requests"
+    page = client.get("/signin")
+    refused = client.post("/signin", data={"token": TOKEN, "csrf_token": csrf_of(page.text)})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    # Another client is not held back, and requests without credentials count nothing.
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "192.0.2.7"
+    for _ in range(10):
+        assert other.get("/api/classifiers").status_code == 401
+    assert other.get("/api/classifiers", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_wrong_tokens_are_limited_overall(make_app):
+    app = make_app(ADMIN_TOKEN=TOKEN, AUTH_FAILURE_RATE_LIMIT="1000 per minute",
+                   AUTH_FAILURE_GLOBAL_LIMIT="6 per minute")
+    statuses = []
+    for k in range(8):  # a guesser spread over many addresses
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = f"198.51.100.{k + 1}"
+        statuses.append(client.get("/api/classifiers", headers={"Authorization": f"Bearer guess{k}"}).status_code)
+    assert statuses == [401] * 6 + [429] * 2
+
+
+@pytest.mark.parametrize("token", ["x", "correct horse battery staple 42"])  # 1 and 31 characters
+def test_a_short_token_is_refused_at_start_saying_how_to_make_one(tmp_path, token):
+    with pytest.raises(ValueError) as refused:
+        create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "reports"), "ADMIN_TOKEN": token})
+    assert "32" in str(refused.value) and "secrets.token_urlsafe(32)" in str(refused.value)
+    assert token not in str(refused.value)  # never echoed into a log

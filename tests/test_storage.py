@@ -34,7 +34,7 @@ def test_migrations_reach_head_and_match_the_models(store):
     from alembic.runtime.migration import MigrationContext
     app, _ = store
     engine = db.get_engine(app)
-    assert db.schema_revision(engine) == "0001"
+    assert db.schema_revision(engine) == "0003"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []  # the migrations build exactly the tables the code uses
@@ -162,6 +162,126 @@ def test_concurrent_reports_never_collide(store):
     assert not errors and len(set(ids)) == 32
     with db.session(app) as s:
         assert reports.count(s, "pending") == 32
+
+
+def _race(count, action):
+    """Run action(k) in `count` threads released at one instant; returns (results, errors)."""
+    barrier = threading.Barrier(count)
+    results, errors = [None] * count, []
+
+    def worker(k):
+        try:
+            barrier.wait(timeout=30)
+            results[k] = action(k)
+        except Exception as exc:  # noqa: BLE001 - reported by the caller
+            errors.append(exc)
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a writer hung"
+    return results, errors
+
+
+def test_eight_writers_racing_on_one_picture_store_it_once(store):
+    app, root = store
+    for round_ in range(5):
+        picture = png(500 + round_)
+
+        def submit(k, picture=picture):
+            with db.session(app, write=True) as s:
+                report, created = reports.submit(s, root, picture, f"writer {k}")
+                return report.id, created
+        results, errors = _race(8, submit)
+        assert not errors, errors
+        assert len({report_id for report_id, _ in results}) == 1, results  # every writer got the one report
+        assert sum(created for _, created in results) == 1
+        with db.session(app) as s:
+            sha = reports.hashlib.sha256(picture).hexdigest()
+            assert s.scalar(reports.select(reports.func.count()).where(reports.Report.image_sha256 == sha)) == 1
+
+
+def test_eight_writers_never_overshoot_the_pending_quota(store):
+    app, root = store
+    pictures = [png(600 + k, size=(60, 60)) for k in range(8)]
+    quota = sum(sorted(len(p) for p in pictures)[:3])  # room for three of them at most
+
+    def submit(k):
+        with db.session(app, write=True) as s:
+            return reports.submit(s, root, pictures[k], "lucy", quota_bytes=quota)[0].id
+    results, errors = _race(8, submit)
+    assert all(isinstance(e, reports.QuotaExceeded) for e in errors), errors
+    with db.session(app) as s:
+        held = reports.pending_bytes(s)
+        assert reports.count(s, "pending") == len([r for r in results if r])
+    assert 0 < held <= quota
+
+
+def test_eight_writers_racing_on_one_name_enrol_it_once(store):
+    app, root = store
+    for round_ in range(3):
+        name, picture = f"racer {round_}", png(800 + round_)
+
+        def enrol(k, name=name, picture=picture):
+            with db.session(app, write=True) as s:
+                character, added = gallery.enrol(s, root, name, [picture])
+                return character.id, len(added)
+        results, errors = _race(8, enrol)
+        assert not errors, errors
+        assert len({character_id for character_id, _ in results}) == 1
+        assert sum(added for _, added in results) == 1
+        with db.session(app) as s:
+            assert gallery.face_counts(s)[name] == 1
+
+
+def test_a_writer_outside_the_lock_meets_the_unique_index(tmp_path, postgres):
+    # An insert that bypasses submit's lock (an older instance mid-upgrade) holds the picture's row
+    # uncommitted; submit waits on the index, then answers that row instead of a second one.
+    from sqlalchemy import text
+    app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "r"), "DATABASE_URL": postgres()})
+    picture = png(700)
+    sha = reports.hashlib.sha256(picture).hexdigest()
+    with db.get_engine(app).connect() as other:
+        other.execute(text("INSERT INTO reports (id, label, predicted, created, image_sha256, image_bytes, status, "
+                           "source) VALUES ('20261207T000000Z-aaaaaaaaaaaa', 'first', '', now(), :sha, 1, "
+                           "'pending', 'api')"), {"sha": sha})
+        result = []
+
+        def submit():
+            with db.session(app, write=True) as s:
+                report, created = reports.submit(s, tmp_path / "r", picture, "second")
+                result.append((report.id, created))
+        writer = threading.Thread(target=submit)
+        writer.start()
+        writer.join(timeout=1)
+        assert writer.is_alive()  # waiting on the index for the other transaction
+        other.commit()
+        writer.join(timeout=30)
+    assert result == [("20261207T000000Z-aaaaaaaaaaaa", False)]
+    db.dispose(app)
+
+
+def test_migration_0002_keeps_duplicates_from_before_but_marks_them(tmp_path, database_url):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+    url = database_url or f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    engine = db.make_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        for report_id in ("20261201T000000Z-aaaaaaaaaaaa", "20261201T000001Z-bbbbbbbbbbbb"):
+            conn.execute(text("INSERT INTO reports (id, label, predicted, created, image_sha256, image_bytes, "
+                              "status, source) VALUES (:id, 'x', '', '2026-12-01', :sha, 1, 'pending', 'api')"),
+                         {"id": report_id, "sha": "a" * 64})
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, source FROM reports ORDER BY id")).all()
+    assert [(r[0][-4:], r[1]) for r in rows] == [("aaaa", "api"), ("bbbb", "duplicate")]
+    engine.dispose()
 
 
 def _legacy_report(folder, report_id, label, data):

@@ -6,11 +6,13 @@ progress, the verdict and any failure go to that job's row, which the page polls
 """
 import contextlib
 import datetime
+import os
+import secrets
 import time
 from pathlib import Path
 
 from app.config import ROOT, model_path, resolve_path
-from app.storage import db, gallery, images, model_versions
+from app.storage import db, gallery, images, job_lock, model_versions
 from app.storage.model_dirs import load_card
 
 # Share of the job's progress bar each stage of train_model_dir fills: (start, end).
@@ -70,8 +72,39 @@ def base_data_dir(app, live_card, data_dir=None):
     return path
 
 
+def new_version_dir(root):
+    """A new, empty folder for a retrained version under `root`/models, never shared with another job:
+    the second and random bits name it, and creating it claims it."""
+    parent = Path(root) / model_versions.TRAINED_DIR
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = parent / f"classifier-{stamp}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
 def run(app, data_dir=None, job_id=None, out_dir=None, tolerance=None, options=None, command=None, log=print):
-    """Retrain, gate, record the version (live or refused); returns the verdict as a dict."""
+    """Retrain, gate, record the version (live or refused); returns the verdict as a dict.
+
+    Holds the retrain lock (app/storage/job_lock.py) for its whole run: job_lock.Busy when another
+    live process retrains, whether started from the page or a shell."""
+    root = resolve_path(app.config["REPORT_DIR"])
+    try:
+        lock_fd = job_lock.hold(root, "retrain")
+    except job_lock.Busy:
+        raise job_lock.Busy(f"A retraining job is already running (process "
+                            f"{job_lock.holder_pid(root, 'retrain') or '?'}): wait for it to end.") from None
+    try:
+        return _run(app, root, data_dir, job_id, out_dir, tolerance, options, command, log)
+    finally:
+        os.close(lock_fd)
+
+
+def _run(app, root, data_dir, job_id, out_dir, tolerance, options, command, log):
     from app.inference.identify import Identifier
     from app.training import classifier_eval, retrain
     from app.training.classifier_train import TrainConfig, load_folder, train_model_dir
@@ -79,7 +112,6 @@ def run(app, data_dir=None, job_id=None, out_dir=None, tolerance=None, options=N
     tolerance = retrain.DEFAULT_TOLERANCE if tolerance is None else tolerance
     reporter = JobReporter(app, job_id, log)
     reporter.update(status="running", progress=0.01, message="Reading the gallery")
-    root = resolve_path(app.config["REPORT_DIR"])
     with db.session(app) as s:
         live_row = model_versions.live(s)
         faces = gallery.training_faces(s)
@@ -101,9 +133,8 @@ def run(app, data_dir=None, job_id=None, out_dir=None, tolerance=None, options=N
     # Features are cached in the data folder: the app's own folder may be read-only (Docker).
     settings["cache_root"] = settings.get("cache_root") or str(root / "cache" / "features")
     config = TrainConfig(**settings)
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    out_dir = Path(out_dir) if out_dir else root / model_versions.TRAINED_DIR / f"classifier-{stamp}"
-    card = train_model_dir(data, out_dir, config, name=f"classifier-{stamp}", command=command,
+    out_dir = Path(out_dir) if out_dir else new_version_dir(root)
+    card = train_model_dir(data, out_dir, config, name=out_dir.name, command=command,
                            progress_factory=reporter.bar, log=log, extra=extra)
     reporter.update(progress=0.95, message="Scoring the live model on the same held-out faces")
     live_metrics = classifier_eval.evaluate_items(Identifier.load(live_dir), load_folder(data / "test"))

@@ -33,15 +33,17 @@ def database_url(config):
     return f"sqlite:///{resolve_path(config['REPORT_DIR']) / SQLITE_NAME}"
 
 
-def _sqlite_pragmas(dbapi_connection, _record):
-    # pysqlite's own transaction handling is switched off so that `begin` below decides.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives a power cut too
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+def _sqlite_pragmas(timeout):
+    def on_connect(dbapi_connection, _record):
+        # pysqlite's own transaction handling is switched off so that `begin` below decides.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives a power cut too
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.close()
+    return on_connect
 
 
 def _sqlite_begin(conn):
@@ -50,17 +52,19 @@ def _sqlite_begin(conn):
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
 
 
-def make_engine(url):
-    """An engine for `url` with this project's SQLite settings (WAL, foreign keys, busy timeout)."""
+def make_engine(url, timeout=30):
+    """An engine for `url` with this project's SQLite settings (WAL, foreign keys, busy timeout);
+    `timeout`: seconds to wait for SQLite's lock or a PostgreSQL connection."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(url, connect_args={"timeout": timeout})
+        event.listen(engine, "connect", _sqlite_pragmas(timeout))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # pre-ping: a connection the server dropped (a restart) is replaced, not handed to a request.
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": max(1, int(timeout))})
 
 
 @contextlib.contextmanager
@@ -129,8 +133,12 @@ def get_engine(app):
     if state["engine"] is None:
         with _lock:
             if state["engine"] is None:
-                engine = make_engine(database_url(app.config))
-                prepare(engine, resolve_path(app.config["REPORT_DIR"]))
+                engine = make_engine(database_url(app.config), float(app.config.get("DATABASE_TIMEOUT") or 30))
+                try:
+                    prepare(engine, resolve_path(app.config["REPORT_DIR"]))
+                except BaseException:
+                    engine.dispose()  # the next request tries again from the start
+                    raise
                 state["engine"] = engine
     return state["engine"]
 
@@ -143,11 +151,25 @@ def session(app, write=False):
         yield s
 
 
+def ping(app):
+    """Raise (OperationalError and kin) unless the database answers a trivial query."""
+    with get_engine(app).connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
 def counters(app):
     """{key: value} of every version counter: one cheap query, run per request by the live views."""
     from app.storage.models import Counter
     with session(app) as s:
         return dict(s.execute(select(Counter.key, Counter.value)).all())
+
+
+def serialise(s, key):
+    """Hold a lock named by integer `key` until session `s`'s transaction ends: writers that read,
+    then write (check a quota, then insert) take turns. PostgreSQL: a transaction-level advisory
+    lock; SQLite: a write session already holds the database's one write lock (BEGIN IMMEDIATE)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
 def bump(s, key):

@@ -93,17 +93,21 @@ def job_dict(job):
             "updated": iso(job.updated)}
 
 
-def active_job(session, kind, stale_after_s=900):
-    """A queued or running job of `kind` that reported progress recently, or None."""
-    job = session.scalar(select(Job).where(Job.kind == kind, Job.status.in_(("queued", "running")))
-                         .order_by(Job.id.desc()))
-    if job is None:
-        return None
-    updated = job.updated if job.updated.tzinfo else job.updated.replace(tzinfo=utcnow().tzinfo)
-    if (utcnow() - updated).total_seconds() > stale_after_s:
-        job.status, job.message = "failed", "The job stopped reporting progress (its process died)."
-        return None
-    return job
+def latest_job(session, kind):
+    """The newest queued or running job row of `kind`, or None."""
+    return session.scalar(select(Job).where(Job.kind == kind, Job.status.in_(("queued", "running")))
+                          .order_by(Job.id.desc()))
+
+
+def fail_dead_jobs(session, kind, up_to_id):
+    """Mark queued or running jobs of `kind` (ids up to `up_to_id`) failed: their process is gone.
+
+    Call it only after seeing the job's lock free (app/storage/job_lock.py) *after* reading those
+    rows: a job started since then has a larger id and is left alone."""
+    for dead in session.scalars(select(Job).where(Job.kind == kind, Job.id <= up_to_id,
+                                                  Job.status.in_(("queued", "running")))):
+        dead.status, dead.message = "failed", "The job's process died before it finished."
+        dead.updated = utcnow()
 
 
 def create_job(session, kind):

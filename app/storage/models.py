@@ -7,7 +7,7 @@ Alembic migrations in app/storage/migrations/; keep the two in step.
 """
 import datetime
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAME_LENGTH = 100  # labels: 1-100 characters (app/storage/labels.py)
@@ -68,7 +68,10 @@ class Embedding(Base):
 class Report(Base):
     """A wrong-label report: pending until an operator accepts (it joins the gallery) or rejects it."""
     __tablename__ = "reports"
-    __table_args__ = (Index("ix_reports_status_created", "status", "created"),)
+    __table_args__ = (Index("ix_reports_status_created", "status", "created"),
+                      # One report per picture from the API, enforced by the database (migration 0002).
+                      Index("uq_reports_api_image", "image_sha256", unique=True,
+                            sqlite_where=text("source = 'api'"), postgresql_where=text("source = 'api'")))
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)  # 20261122T010203Z-<12 hex>
     label: Mapped[str] = mapped_column(String(NAME_LENGTH))
@@ -79,7 +82,8 @@ class Report(Base):
     status: Mapped[str] = mapped_column(String(10), default="pending")  # pending/accepted/rejected
     decided: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     decided_label: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
-    source: Mapped[str] = mapped_column(String(10), default="api")  # "api" or "file" (imported)
+    # "api", "file" (imported), or "duplicate" (a second row of one picture from before migration 0002)
+    source: Mapped[str] = mapped_column(String(10), default="api")
 
 
 class ModelVersion(Base):
@@ -115,3 +119,12 @@ class Counter(Base):
 
     key: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OperatorSession(Base):
+    """A signed-in operator browser: the sha256 of the secret its cookie holds; deleted at sign-out."""
+    __tablename__ = "operator_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), index=True)

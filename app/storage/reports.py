@@ -20,14 +20,16 @@ import shutil
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.i18n import _, message_of
-from app.storage import images, labels
+from app.storage import db, images, labels
 from app.storage.models import Report, iso, utcnow
 
 MAX_LABEL_CHARS = labels.MAX_CHARS
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}$")
 STATUSES = ("pending", "accepted", "rejected")
+_SUBMIT_LOCK = 7_140_215  # serialises submit's check-then-insert across workers and instances
 
 
 class ReportError(ValueError):
@@ -76,11 +78,15 @@ def submit(session, root, png, label, predicted="", quota_bytes=None):
 
     Returns (row, created): created is False when the same picture was already reported.
     Raises ReportError for a bad label, QuotaExceeded when pending reports fill the quota.
+    The check and the insert happen under one lock in one transaction (session must be a write
+    session), so racing writers store a picture once and never overshoot the quota together;
+    the unique index on API reports' pictures stands behind it.
     """
     label = clean_label(label)
     predicted = clean_label(predicted or "", field="predicted label", allow_empty=True)
     sha256 = hashlib.sha256(png).hexdigest()
-    existing = session.scalar(select(Report).where(Report.image_sha256 == sha256).order_by(Report.created))
+    db.serialise(session, _SUBMIT_LOCK)
+    existing = _first_report(session, sha256)
     if existing is not None:
         return existing, False
     if quota_bytes is not None and pending_bytes(session) + len(png) > quota_bytes:
@@ -90,9 +96,17 @@ def submit(session, root, png, label, predicted="", quota_bytes=None):
     now = utcnow()
     report = Report(id=new_id(now), label=label, predicted=predicted, created=now,
                     image_sha256=sha256, image_bytes=len(png), status="pending", source="api")
-    session.add(report)
-    session.flush()
+    try:
+        with session.begin_nested():  # a writer outside the lock (an older instance) got there first
+            session.add(report)
+    except IntegrityError:
+        return _first_report(session, sha256), False
     return report, True
+
+
+def _first_report(session, sha256):
+    return session.scalar(select(Report).where(Report.image_sha256 == sha256)
+                          .order_by(Report.created, Report.id).limit(1))
 
 
 def get(session, report_id):

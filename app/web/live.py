@@ -12,6 +12,7 @@ import threading
 
 from flask import current_app, g
 from PIL import Image
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.config import resolve_path
 from app.storage import db, gallery, images, model_versions
@@ -23,15 +24,27 @@ _lock = threading.Lock()
 def _state(app):
     state = app.extensions.get("live")
     if state is None or state["pid"] != os.getpid():
-        state = {"pid": os.getpid(), "classifier": (None, None), "gallery": (None, None)}
+        state = {"pid": os.getpid(), "classifier": (None, None), "gallery": (None, None),
+                 "counters": None}
         app.extensions["live"] = state
     return state
 
 
 def counters():
-    """The database's version counters, read once per request."""
+    """The database's version counters, read once per request.
+
+    With the database unreachable, the last counters this worker read stand in: identify keeps
+    answering with the model and gallery it holds. A worker that never read them raises."""
     if "live_counters" not in g:
-        g.live_counters = db.counters(current_app._get_current_object())
+        app = current_app._get_current_object()
+        state = _state(app)
+        try:
+            state["counters"] = db.counters(app)
+        except (OperationalError, InterfaceError) as exc:
+            if state.get("counters") is None:
+                raise
+            app.logger.warning("database unreachable, serving the last live model and gallery: %s", exc)
+        g.live_counters = state["counters"]
     return g.live_counters
 
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 
 from app.config import resolve_path
@@ -27,6 +27,11 @@ from app.storage import counters  # noqa: F401  (registers the sqlite:// storage
 
 # endpoint -> the setting with its limit, in the `limits` syntax ("20 per minute; 200 per hour").
 LIMITED = {"api.create_report": "REPORT_RATE_LIMIT"}
+# Failed operator authentication (a wrong Bearer token, a wrong token at /signin): counted only when a
+# request fails (app/web/auth.py marks it), tested before every attempt, on every operator endpoint
+# and the sign-in form, per client and over all clients. One shared scope each: guesses spread
+# over endpoints add up.
+AUTH_SCOPE, AUTH_GLOBAL_SCOPE = "operator-auth", "operator-auth-all"
 
 
 def client_key():
@@ -43,18 +48,33 @@ def client_key():
     return str(ip)
 
 
+def _auth_failed(_response):
+    return bool(g.get("auth_failed"))
+
+
+def _everyone():
+    return "all"
+
+
 def too_many_requests(err):
     """429 as JSON, with Retry-After: the seconds until the exceeded window ends."""
     limiter = current_app.extensions["ratelimit"]
     current = limiter.current_limit
     # The window's own end: RequestLimit.reset_at adds a second, which could exceed the window.
     retry = max(1, math.ceil(current.window[0] - time.time())) if current else 60
-    if current:  # the limit as the limits library writes it, "20 per 1 minute"
+    if current and {AUTH_SCOPE, AUTH_GLOBAL_SCOPE} & set(map(str, current.request_args)):
+        message = _("Too many failed operator sign-ins or wrong tokens. Try again in %(seconds)d s.",
+                    seconds=retry)
+    elif current:  # the limit as the limits library writes it, "20 per 1 minute"
         message = _("Too many requests from your address (at most %(limit)s). Try again in %(seconds)d s.",
                     limit=str(current.limit), seconds=retry)
     else:
         message = _("Too many requests from your address. Try again in %(seconds)d s.", seconds=retry)
-    response = error_response(message, 429, "too_many_requests")
+    if request.endpoint == "auth.signin":  # a browser's form: the page again, saying why
+        from app.web.auth import signin_page
+        response = signin_page(message, 429)
+    else:
+        response = error_response(message, 429, "too_many_requests")
     response.headers["Retry-After"] = str(retry)
     return response
 
@@ -86,5 +106,19 @@ def init_app(app):
     for endpoint, key in LIMITED.items():
         view = app.view_functions[endpoint]
         app.view_functions[endpoint] = limiter.limit(lambda key=key: current_app.config[key])(view)
+    per_client = limiter.shared_limit(lambda: current_app.config["AUTH_FAILURE_RATE_LIMIT"], AUTH_SCOPE,
+                                      deduct_when=_auth_failed)
+    overall = limiter.shared_limit(lambda: current_app.config["AUTH_FAILURE_GLOBAL_LIMIT"], AUTH_GLOBAL_SCOPE,
+                                   key_func=_everyone, deduct_when=_auth_failed)
+    signin_per_client = limiter.shared_limit(lambda: current_app.config["AUTH_FAILURE_RATE_LIMIT"], AUTH_SCOPE,
+                                             deduct_when=_auth_failed, methods=["POST"])
+    signin_overall = limiter.shared_limit(lambda: current_app.config["AUTH_FAILURE_GLOBAL_LIMIT"],
+                                          AUTH_GLOBAL_SCOPE, key_func=_everyone, deduct_when=_auth_failed,
+                                          methods=["POST"])
+    for endpoint, view in list(app.view_functions.items()):
+        if getattr(view, "operator_only", False):
+            app.view_functions[endpoint] = overall(per_client(view))
+        elif endpoint == "auth.signin":  # the form itself (GET) always shows
+            app.view_functions[endpoint] = signin_overall(signin_per_client(view))
     app.extensions["ratelimit"] = limiter
     app.register_error_handler(RateLimitExceeded, too_many_requests)

@@ -8,7 +8,12 @@ A model that cannot be loaded is remembered as failed: requests get a 503 at onc
 touching its files, until a retry is due (MODEL_RETRY_SECONDS, doubling up to
 MODEL_RETRY_MAX_SECONDS) or its files change (an operator restored them). Clients are told
 which model is missing; the path, the reason and the command that fixes it go to the log.
+
+Cutout models (the default and each `?model=` choice) are kept up to CUTOUT_MODELS_LOADED per
+worker: loading one more unloads the least recently used first, so anonymous requests naming
+every model cannot grow a worker past that many.
 """
+import collections
 import math
 import os
 import threading
@@ -79,7 +84,26 @@ def _state(app):
         state["pid"] = os.getpid()
     for key in ("models", "dirs", "failures", "verified"):
         state.setdefault(key, {})
+    state.setdefault("recent", collections.OrderedDict())  # cutout slots, least recently used first
     return state
+
+
+def _is_cutout(slot):
+    return slot == "cutout" or slot.startswith("cutout:")
+
+
+def _make_room(app, state, slot):
+    """Unload least recently used cutout models until one more fits CUTOUT_MODELS_LOADED (under _lock).
+
+    A request still using an unloaded model keeps it alive until it ends; then its memory goes."""
+    limit = max(1, int(app.config.get("CUTOUT_MODELS_LOADED") or 1))
+    loaded = [s for s in state["recent"] if s in state["models"] and s != slot]
+    while len(loaded) >= limit:
+        victim = loaded.pop(0)
+        state["models"].pop(victim, None)
+        state["dirs"].pop(victim, None)
+        state["recent"].pop(victim, None)
+        app.logger.info("unloaded cutout model %s: at most %d kept loaded (CUTOUT_MODELS_LOADED)", victim, limit)
 
 
 def _signature(directory):
@@ -174,14 +198,19 @@ def get_model(kind, directory=None, slot=None):
     directory = Path(directory) if directory else model_path(app.config, KINDS[kind][0])
     slot = slot or kind
     model = state["models"].get(slot)
-    if model is not None and state["dirs"].get(slot) == directory:
+    if model is not None and state["dirs"].get(slot) == directory and not _is_cutout(slot):
         return model
     with _lock:
         model = state["models"].get(slot)
         if model is None or state["dirs"].get(slot) != directory:
+            if _is_cutout(slot):
+                _make_room(app, state, slot)
             model, _signature_now = _attempt(app, state, kind, _load, directory, slot)
             state["models"][slot] = model
             state["dirs"][slot] = directory
+        if _is_cutout(slot):
+            state["recent"][slot] = True
+            state["recent"].move_to_end(slot)
     return model
 
 

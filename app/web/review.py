@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 from app.config import ROOT, model_path, resolve_path
 from app.errors import APIError
 from app.i18n import _, message_of
-from app.storage import db, images, model_versions
+from app.storage import db, images, job_lock, model_versions
 from app.storage import reports as report_store
 from app.storage.models import Job
 from app.web import auth, live
@@ -82,7 +82,10 @@ def report_image(report_id):
         data = images.read(_root(), sha256)  # crops are small: read whole, no file left open
     except FileNotFoundError:
         raise APIError(_("The picture of this report is missing on the server."), 404, "not_found") from None
-    return send_file(io.BytesIO(data), mimetype="image/png", max_age=3600)
+    response = send_file(io.BytesIO(data), mimetype="image/png")
+    # An operator's picture: never kept by a shared cache (or the browser's disk) for anyone else.
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 def _decide(report_id, accept):
@@ -128,8 +131,8 @@ def models():
     app = _app()
     with db.session(app) as s:
         versions = [model_versions.as_dict(v) for v in model_versions.history(s)]
-        job = model_versions.active_job(s, "retrain")
-        job = model_versions.job_dict(job) if job else None
+    job = active_job(app, "retrain")
+    job = model_versions.job_dict(job) if job else None
     live_dir = live.classifier_dir()
     return jsonify({"versions": versions, "active_job": job,
                     "serving": "retrained version" if live_dir else "configured model (FLASK_CLASSIFIER_MODEL)"})
@@ -166,37 +169,68 @@ def job_env(app):
     return env
 
 
-def start_job_process(args, env, log_path):
-    """Start `flask --app wsgi ARGS` detached (its own session, reparented to init: no zombie)."""
+def start_job_process(args, env, log_path, lock_fd):
+    """Start `flask --app wsgi ARGS` detached (its own session, reparented to init: no zombie), handing
+    it the job's lock (app/storage/job_lock.py) as descriptor `lock_fd`; returns its pid."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "flask", "--app", "wsgi", *args]
-    launcher = ("import subprocess, sys\n"
+    launcher = ("import os, subprocess, sys\n"
+                "fd = int(os.environ['FLASK_JOB_LOCK_FD'])\n"
                 "with open(sys.argv[1], 'ab') as log:\n"
-                "    subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, "
-                "stderr=subprocess.STDOUT, start_new_session=True)\n")
-    subprocess.run([sys.executable, "-c", launcher, str(log_path), *command], cwd=ROOT, env=env,
-                   check=True, timeout=60)
+                "    job = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, "
+                "stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(fd,))\n"
+                "print(job.pid)\n")
+    done = subprocess.run([sys.executable, "-c", launcher, str(log_path), *command], cwd=ROOT,
+                          env={**env, job_lock.ENV_FD: str(lock_fd)}, pass_fds=(lock_fd,), check=True,
+                          timeout=60, capture_output=True, text=True)
+    return int(done.stdout.strip())
+
+
+def active_job(app, kind):
+    """The running job of `kind`, or None; the rows of jobs whose process died are marked failed."""
+    with db.session(app) as s:
+        row = model_versions.latest_job(s, kind)
+    if row is None or job_lock.is_held(_root(), kind):  # the probe after the read: see fail_dead_jobs
+        return row
+    with db.session(app, write=True) as s:
+        model_versions.fail_dead_jobs(s, kind, row.id)
+    return None
 
 
 @bp.post("/api/classifiers/retrain")
 @operator_required
 def retrain():
-    """Start retraining the head on the gallery plus the existing data -> 202 {"job"}; one at a time."""
+    """Start retraining the head on the gallery plus the existing data -> 202 {"job"}; one at a time.
+
+    One at a time is the job lock (app/storage/job_lock.py), taken here and handed to the job's
+    process: held by a live process or by nobody, whatever the database."""
     app = _app()
-    with db.session(app, write=True) as s:
-        running = model_versions.active_job(s, "retrain")
-        if running is not None:
-            raise APIError(_("A retraining job is already running (job %(job)d).", job=running.id), 409, "job_running")
-        job = model_versions.create_job(s, "retrain")
-        job_id = job.id
-    log_path = _root() / "jobs" / f"retrain-{job_id}.log"
     try:
-        start_job_process(["train", "classifier", "--from-gallery", "--job", str(job_id)], job_env(app),
-                          log_path)
-    except (OSError, subprocess.SubprocessError) as exc:
+        lock_fd = job_lock.acquire(_root(), "retrain", wait_s=0.5)  # 0.5 s: a status probe's instant
+    except job_lock.Busy:
+        with db.session(app) as s:
+            running = model_versions.latest_job(s, "retrain")
+        if running is None:
+            raise APIError(_("A retraining job is already running."), 409, "job_running") from None
+        raise APIError(_("A retraining job is already running (job %(job)d).", job=running.id), 409,
+                       "job_running") from None
+    try:
         with db.session(app, write=True) as s:
-            model_versions.update_job(s, job_id, status="failed", message=f"Could not start: {exc}")
-        raise APIError(_("The retraining job could not be started."), 500, "job_failed") from None
+            latest = model_versions.latest_job(s, "retrain")
+            if latest is not None:  # we hold the lock: no process runs that job any more
+                model_versions.fail_dead_jobs(s, "retrain", latest.id)
+            job_id = model_versions.create_job(s, "retrain").id
+        log_path = _root() / "jobs" / f"retrain-{job_id}.log"
+        try:
+            pid = start_job_process(["train", "classifier", "--from-gallery", "--job", str(job_id)], job_env(app),
+                                    log_path, lock_fd)
+            os.pwrite(lock_fd, f"{pid}\n".encode(), 0)  # the holder, for operators (the job rewrites it)
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            with db.session(app, write=True) as s:
+                model_versions.update_job(s, job_id, status="failed", message=f"Could not start: {exc}")
+            raise APIError(_("The retraining job could not be started."), 500, "job_failed") from None
+    finally:
+        os.close(lock_fd)  # the job's process holds the lock now (or nobody, if it did not start)
     with db.session(app) as s:
         body = model_versions.job_dict(s.get(Job, job_id))
     return jsonify({"job": body}), 202
@@ -206,9 +240,14 @@ def retrain():
 @operator_required
 def job(job_id):
     """A job's status and progress (0-1)."""
-    with db.session(_app()) as s:
+    app = _app()
+    with db.session(app) as s:
         row = s.get(Job, job_id) if job_id < 2**31 else None  # ids are 32-bit in the schema
         if row is None:
             raise APIError(_("No job %(job)d.", job=job_id), 404, "not_found")
-        return jsonify({"job": model_versions.job_dict(row)})
+    if row.status in ("queued", "running") and not job_lock.is_held(_root(), row.kind):
+        with db.session(app, write=True) as s:
+            model_versions.fail_dead_jobs(s, row.kind, row.id)
+            row = s.get(Job, job_id)
+    return jsonify({"job": model_versions.job_dict(row)})
 
