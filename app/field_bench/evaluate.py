@@ -39,7 +39,6 @@ def evaluate(runner, items, out_dir=None, characters=False, log=None):
     with `characters`, each face's figure as the page cuts it today (its box, the largest region)
     and with the face as a prompt, against that figure's visible region."""
     from app.inference.cutout import postprocess
-
     from app.inference.faces import detect_faces
 
     rows, prompted, detected, per_box, per_face = [], [], [], [], []
