@@ -159,6 +159,10 @@ def test_the_serving_size_comes_from_the_card(tuned_dir, tmp_path):
         shutil.copyfile(model_dir / name, copy / name)
     (copy / "tuned.json").write_text(json.dumps(dict(tuned, serving={"size": 768})))
     assert "built from another tuned.json" in isnet_tuned.status(copy, MODELS)
+    # Setup then rewrites the card alone: the ONNX file holds the same tensors.
+    card = isnet_tuned.build(copy, MODELS)
+    assert card["preprocess"]["size"] == card["input_size"] == 768
+    assert (copy / "model.onnx").is_symlink() and isnet_tuned.status(copy, MODELS) is None
 
 
 @needs_isnet_anime

@@ -98,6 +98,32 @@ def status(model_dir, models_dir):
     return None
 
 
+def _card(tuned, export, **files):
+    """The built card: tuned.json's fields, how the model is served, and its export record."""
+    preprocess = served_preprocess(tuned)
+    return dict(tuned, format="onnx", architecture="isnet", kind="cutout", input_size=preprocess["size"],
+                preprocess=preprocess, source=isnet_general.CARD["source"], export=export, **files)
+
+
+def refresh_card(model_dir):
+    """Rewrite card.json from tuned.json when only what is not in the export changed (serving,
+    figures, notes): the same trained tensors and base. Returns the card, or None when the ONNX
+    file must be built anew."""
+    model_dir = Path(model_dir)
+    try:
+        card = load_card(model_dir)
+        verify_weights(model_dir, card)
+        tuned = json.loads((model_dir / TUNED_CARD).read_text(encoding="utf-8"))
+    except (ModelError, OSError, json.JSONDecodeError):
+        return None
+    if (_tuned_file_problem(model_dir, tuned) or card.get("tuned") != tuned.get("tuned")
+            or card.get("source") != isnet_general.CARD["source"] or "export" not in card):
+        return None
+    card = _card(tuned, card["export"], weights=card["weights"], sha256=card["sha256"], created=card.get("created"))
+    write_card(model_dir, card)
+    return card
+
+
 def build(model_dir, models_dir, threads=1):
     """Build model.onnx and card.json in model_dir beside the committed tuned.*; returns the card."""
     import torch
@@ -109,21 +135,19 @@ def build(model_dir, models_dir, threads=1):
     if base:
         raise ModelError(f"{model_dir.name} is built on isnet-general, which is not usable ({base}): "
                          f"run `python -m app.inference.isnet_general` first")
+    refreshed = refresh_card(model_dir)
+    if refreshed is not None:
+        return refreshed
     tuned, net = tuned_net(model_dir, models_dir / isnet_general.NAME / isnet_general.NPM_FILE)
     pictures, described = verification_pictures()
     scratch = model_dir / ".model.onnx.build"
     try:
         diff, iou = export_net(net, isnet_general.PREPROCESS, scratch, pictures, threads)
-        preprocess = served_preprocess(tuned)
-        card = dict(tuned, format="onnx", architecture="isnet", kind="cutout",
-                    input_size=preprocess["size"], preprocess=preprocess,
-                    source=isnet_general.CARD["source"],
-                    export={"what": f"isnet-general's npm weights with {TUNED_WEIGHTS} in place, "
-                                    "main map d1, exported from torch as fp32 with dynamic height "
-                                    "and width",
-                            "opset": OPSET, "torch": torch.__version__,
-                            "verified": {"pictures": described, "size": isnet_general.SIZE,
-                                         "max_abs_diff": diff, "min_mask_iou": iou}})
+        card = _card(tuned, {"what": f"isnet-general's npm weights with {TUNED_WEIGHTS} in place, "
+                                     "main map d1, exported from torch as fp32 with dynamic height and width",
+                             "opset": OPSET, "torch": torch.__version__,
+                             "verified": {"pictures": described, "size": isnet_general.SIZE,
+                                          "max_abs_diff": diff, "min_mask_iou": iou}})
 
         # File by file, never the folder: it holds the committed tuned.*, and in a Docker build it
         # comes from a lower image layer, where overlayfs cannot rename a directory. The old card
