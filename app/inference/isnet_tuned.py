@@ -23,6 +23,7 @@ from app.storage.model_dirs import CARD_NAME, ModelError, load_card, sha256_file
 
 TUNED_WEIGHTS = "tuned.pt"
 TUNED_CARD = "tuned.json"
+SERVING_KEYS = ("size", "fit", "refine_small")  # tuned.json's `serving` (its `chosen` says why)
 
 
 def tuned_dirs(models_dir):
@@ -59,7 +60,8 @@ def served_preprocess(tuned):
     """How the built model is served: isnet-general's preprocessing with tuned.json's `serving`
     (size, fit, refine_small: chosen on the field bench) in place. The card carries it, so
     evaluation and serving read the one value."""
-    return dict(isnet_general.PREPROCESS, **tuned.get("serving", {}))
+    serving = tuned.get("serving", {})
+    return dict(isnet_general.PREPROCESS, **{k: serving[k] for k in SERVING_KEYS if k in serving})
 
 
 def tuned_net(model_dir, base_npm_file):
@@ -93,7 +95,8 @@ def status(model_dir, models_dir):
     base = isnet_general.status(Path(models_dir) / isnet_general.NAME)
     if base:
         return f"its base isnet-general is not usable: {base}"
-    if any(card.get(k) != v for k, v in tuned.items()) or card.get("source") != isnet_general.CARD["source"]:
+    if (any(card.get(k) != v for k, v in tuned.items()) or card.get("source") != isnet_general.CARD["source"]
+            or card.get("preprocess") != served_preprocess(tuned)):
         return f"{CARD_NAME} was built from another {TUNED_CARD} or base"
     return None
 
