@@ -84,6 +84,11 @@ DEFAULTS = {
     "QUEUE_WAIT": 10.0,
     # torch intra-op threads per worker; None means CPU cores // WORKERS.
     "TORCH_THREADS": None,
+    # ONNX Runtime threads of a cutout, per worker; None means every core. A worker runs one cutout
+    # at a time (CUTOUT_SLOTS), so a lone cutout gets the whole machine (a 1080p cutout at 768 px
+    # took about half the time with 2 threads as with 1: scripts/cutout_stages.py); when workers
+    # cut out at once their threads share the cores (ONNX Runtime's idle threads sleep).
+    "CUTOUT_THREADS": None,
     # gunicorn reads WEB_CONCURRENCY for its default worker count; we divide cores by the same number.
     "WORKERS": int(os.environ.get("WEB_CONCURRENCY", "1") or 1),
     # Behind one reverse proxy (the Docker setup) trust exactly one X-Forwarded-* hop.
@@ -107,6 +112,13 @@ def model_path(config, key):
     if os.sep in value or value.startswith("."):
         return resolve_path(value)
     return resolve_path(config["MODEL_DIR"]) / value
+
+
+def cutout_threads(config):
+    """ONNX Runtime threads for one cutout: configured, else every core this process may use."""
+    if config.get("CUTOUT_THREADS"):
+        return max(1, int(config["CUTOUT_THREADS"]))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def torch_threads(config):

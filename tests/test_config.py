@@ -1,9 +1,8 @@
 """Settings: the thread count per worker, and that the model registry applies it."""
-import torch
 from conftest import needs_classifier, needs_cutout
 
 from app import create_app
-from app.config import torch_threads
+from app.config import cutout_threads, torch_threads
 from app.web import registry
 
 
@@ -24,15 +23,19 @@ def test_loading_the_classifier_gives_its_onnx_session_the_thread_setting(tmp_pa
         assert session.get_session_options().intra_op_num_threads == threads
 
 
+def test_a_cutout_gets_every_core_unless_set():
+    cores = len(__import__("os").sched_getaffinity(0))
+    assert cutout_threads({"CUTOUT_THREADS": None, "WORKERS": 8}) == cores
+    assert cutout_threads({"CUTOUT_THREADS": 3}) == 3
+
+
 @needs_cutout
-def test_loading_the_cutter_sets_the_workers_torch_threads(tmp_path):
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        app = create_app({"TESTING": True, "TORCH_THREADS": 1, "REPORT_DIR": str(tmp_path)})
+def test_loading_the_cutter_gives_its_session_the_cutout_threads(tmp_path):
+    cores = len(__import__("os").sched_getaffinity(0))
+    for setting, expected in ((None, cores), (1, 1)):
+        app = create_app({"TESTING": True, "TORCH_THREADS": 1, "CUTOUT_THREADS": setting,
+                          "REPORT_DIR": str(tmp_path)})
         with app.app_context():
             cutter = registry.get_cutter()
         # Cutouts run on ONNX Runtime: the setting is its session's thread count.
-        assert cutter.runner.session.get_session_options().intra_op_num_threads == 1
-    finally:
-        torch.set_num_threads(before)
+        assert cutter.runner.session.get_session_options().intra_op_num_threads == expected

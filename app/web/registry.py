@@ -23,7 +23,7 @@ from pathlib import Path
 
 from flask import current_app
 
-from app.config import ROOT, model_path, resolve_path, torch_threads
+from app.config import ROOT, cutout_threads, model_path, resolve_path, torch_threads
 from app.errors import APIError
 from app.i18n import _, translate
 
@@ -129,7 +129,7 @@ def _load(kind, directory):
         from app.inference.gallery import Embedder
         return Embedder.load(directory, resolve_path(current_app.config["ONNX_DIR"]), threads, build=False)
     from app.inference.cutout import Cutter
-    return Cutter.load(directory, threads=threads)  # ONNX Runtime: no torch in the worker
+    return Cutter.load(directory, threads=cutout_threads(current_app.config))  # ONNX Runtime: no torch
 
 
 def _verify(kind, directory):
