@@ -58,3 +58,25 @@ def test_a_data_set_of_all_kinds_names_each_file_by_its_kind(tmp_path):
     # Drawn and known crops exist for every face and every box on no face.
     assert sum(stats["kinds"]["drawn"].values()) == sum(stats["kinds"]["known"].values())
     assert stats["kinds"]["drawn"].get(UNKNOWN_LABEL, 0) >= 2  # an outsider and boxes on no face
+
+
+@needs_cast
+def test_a_head_trained_on_every_kind_is_calibrated_and_scored_per_kind(tmp_path, runner):
+    import json
+
+    from app.inference.identify import Identifier
+    data = tmp_path / "faces"
+    demo_faces.build_demo_faces(data, {"train": 10, "val": 8, "test": 8}, seed=0, kinds=crop_kinds.KINDS,
+                                non_face_share=0.5)
+    result = runner.invoke(args=["train", "classifier", str(data), "--out", str(tmp_path / "model"),
+                                 "--augment", "0", "--patience", "5", "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "model" / "card.json").read_text())
+    assert card["open_set"]["method"] in ("temperature", "nearest")
+    assert card["unknown_threshold"] == card["open_set"]["threshold"]
+    assert set(card["metrics"]["per_kind"]) == set(crop_kinds.KINDS)
+    assert (tmp_path / "model" / "tradeoff-test.png").is_file() and (tmp_path / "model" / "tradeoff-val.png").is_file()
+    # The served head gives the same decision the card describes.
+    identifier = Identifier.load(tmp_path / "model")
+    assert identifier.calibration.method == card["open_set"]["method"]
+    assert identifier.threshold == pytest.approx(card["open_set"]["threshold"])
