@@ -118,6 +118,28 @@ def test_enrol_then_identify_then_remove(operator_app):
     assert after["predictions"][0]["label"] != "tom"
 
 
+@needs_art
+@needs_classifier
+def test_a_name_that_differs_only_in_case_or_width_is_one_character(operator_app):
+    client = operator_app.test_client()
+    lucy = face_crops("lucy happy", 3, seed=4)
+    tom = face_crops("tom", 3, seed=5)
+    first = client.post("/api/characters", data={"name": "Lucy", "faces": files(lucy[:1])}, headers=AUTH)
+    assert first.get_json()["name"] == "lucy"  # joins the head's label, in its spelling
+    client.post("/api/characters", data={"name": "TOM", "faces": files(tom[:1])}, headers=AUTH)
+    wide = client.post("/api/characters", data={"name": "ｔｏｍ", "faces": files(tom[1:2])}, headers=AUTH)
+    assert wide.get_json() == {"name": "TOM", "faces": 2, "added": 1}  # the first enrolled spelling stays
+    details = client.get("/api/characters").get_json()["details"]
+    assert [d for d in details if d["name"].casefold() in ("lucy", "tom")] == [
+        {"name": "lucy", "source": "both", "faces": 1}, {"name": "TOM", "source": "gallery", "faces": 2}]
+    body = client.post("/api/identify", data={"faces": files([lucy[2], tom[2]])}).get_json()
+    for face, name in zip(body["faces"], ("lucy", "TOM")):
+        labels = [p["label"] for p in face["predictions"]]
+        assert labels[0] == name and not face["unknown"]
+        assert len({label.casefold() for label in labels}) == len(labels)  # one row per character
+        assert sum(p["score"] for p in face["predictions"]) <= 1.0  # head and gallery on one scale
+
+
 @pytest.mark.parametrize("form, code", [({"name": "x"}, "missing_file"), ({"faces": None}, "bad_name"),
                                         ({"name": " ", "faces": None}, "bad_name"),
                                         ({"name": "a\u202eb", "faces": None}, "bad_name")])

@@ -32,7 +32,7 @@ def gallery_names(identifier):
     faces = {}
     for n, k in counts.items():
         faces[name_key(n)] = faces.get(name_key(n), 0) + k
-    keys = sorted(spelling, key=lambda k: spelling[k])
+    keys = sorted(spelling)  # by the folded name: "TOM" sorts among the t
     details = [{"name": spelling[k], "faces": faces.get(k, 0),
                 "source": "both" if k in head and k in faces else "head" if k in head else "gallery"} for k in keys]
     return [d["name"] for d in details], details

@@ -81,6 +81,7 @@ export default {
 
   "identify.asking": "Asking the server…",
   "identify.unknown": "Unknown character",
+  "identify.notSure": "Not sure: closest is {name}, {pct}",
   "identify.top": "Closest names",
   "identify.closest": "Closest names (none fits well)",
   "identify.wrong": "Wrong?",

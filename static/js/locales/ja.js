@@ -81,6 +81,7 @@ export default {
 
   "identify.asking": "サーバーに問い合わせ中…",
   "identify.unknown": "不明なキャラクター",
+  "identify.notSure": "自信がありません：いちばん近いのは {name}（{pct}）",
   "identify.top": "近い名前",
   "identify.closest": "近い名前（どれもよく合いません）",
   "identify.wrong": "違う？",

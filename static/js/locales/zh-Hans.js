@@ -81,6 +81,7 @@ export default {
 
   "identify.asking": "正在询问服务器…",
   "identify.unknown": "未知角色",
+  "identify.notSure": "不确定：最接近的是 {name}（{pct}）",
   "identify.top": "最接近的名字",
   "identify.closest": "最接近的名字（都不太符合）",
   "identify.wrong": "不对？",

@@ -1,0 +1,80 @@
+"""Calibrate the gallery's P(name right | similarity) on val crops of every kind, so that enrolled
+characters and the head's labels are on one scale (app/inference/open_set.py).
+
+    .venv/bin/python scripts/gallery_calibration.py DATA [--card models/demo-embedding/card.json]
+
+Rule (fixed before any figure was computed):
+- DATA is a `dataset demo-faces --crops cascade,drawn,known` folder; only its train and val splits
+  are read, never test. Features come from the feature cache the head's training filled.
+- An episode enrols 8 train crops (any kind) of each of 2 characters drawn from the 9 cast
+  labels; every val crop is a query: the enrolled two's faces should be named (right when the
+  nearest enrolled character is theirs), every other crop (the other seven, outsiders Kim and Lem,
+  boxes on no face) should not. 300 episodes, seed 0.
+- The logistic fit of "named right" on the best similarity gives slope and similarity threshold
+  (where P = 0.5); the card keeps the earlier Live2D calibration beside it.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.inference.backbones import load_backbone  # noqa: E402
+from app.inference.gallery import normalise  # noqa: E402
+from app.training.classifier_train import kind_of, load_folder  # noqa: E402
+from app.training.face_dataset import UNKNOWN_LABEL  # noqa: E402
+from app.training.feature_cache import FeatureCache  # noqa: E402
+from app.training.open_set_fit import fit_logistic  # noqa: E402
+
+EPISODES, ENROLLED, FACES = 300, 2, 8
+
+
+def features(folder, cache):
+    """(unit features, labels, kinds) of every crop under folder/<label>/."""
+    items = load_folder(folder)
+    x = normalise(cache.features([im for im, _ in items]))
+    return x, np.array([lab for _, lab in items]), [kind_of(im) for im, _ in items]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data")
+    parser.add_argument("--card", default=str(ROOT / "models" / "demo-embedding" / "card.json"))
+    args = parser.parse_args()
+    data = Path(args.data)
+    cache = FeatureCache(load_backbone("efficientnet_lite0"))
+    x_train, y_train, _ = features(data / "train", cache)
+    x_val, y_val, kinds = features(data / "val", cache)
+    cast = sorted(set(y_train) - {UNKNOWN_LABEL})
+    rng = np.random.default_rng(0)
+    sims, right = [], []
+    for _ in range(EPISODES):
+        chosen = rng.choice(cast, ENROLLED, replace=False)
+        gallery = [rng.choice(np.flatnonzero(y_train == c), FACES, replace=False) for c in chosen]
+        per_char = np.stack([(x_val @ x_train[idx].T).max(axis=1) for idx in gallery], axis=1)
+        best = per_char.argmax(axis=1)
+        sims.append(per_char.max(axis=1))
+        right.append(chosen[best] == y_val)
+    sims, right = np.concatenate(sims), np.concatenate(right)
+    w, b = fit_logistic(sims[:, None], right.astype(np.float64))
+    slope, threshold = float(w), float(-b / w)
+    prob = 1 / (1 + np.exp(-(slope * (sims - threshold))))
+    card = json.loads(Path(args.card).read_text())
+    card.setdefault("calibration_live2d_known_boxes", card["calibration"])
+    card["calibration"] = {
+        "similarity_threshold": round(threshold, 4), "slope": round(slope, 3),
+        "rule": __doc__.split("\n\n", 2)[2].split("\n\n")[0].strip(),
+        "data": str(data), "queries": int(len(sims)), "named_right_share": round(float(right.mean()), 4),
+        "val_at_p_half": {"named_right_accepted": round(float((prob >= 0.5)[right].mean()), 4),
+                          "others_turned_away": round(float((prob < 0.5)[~right].mean()), 4)},
+        "val_kinds": sorted(set(kinds))}
+    Path(args.card).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps(card["calibration"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
