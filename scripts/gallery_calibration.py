@@ -46,7 +46,10 @@ def main():
     parser.add_argument("--card", default=str(ROOT / "models" / "demo-embedding" / "card.json"))
     args = parser.parse_args()
     data = Path(args.data)
-    cache = FeatureCache(load_backbone("efficientnet_lite0"))
+    card = json.loads(Path(args.card).read_text())
+    if card.get("weights"):
+        raise SystemExit("this calibrates raw-feature embeddings; a projection's card needs its own run")
+    cache = FeatureCache(load_backbone(card["backbone"]))  # the embedding's own backbone (any in the registry)
     x_train, y_train, _ = features(data / "train", cache)
     x_val, y_val, kinds = features(data / "val", cache)
     cast = sorted(set(y_train) - {UNKNOWN_LABEL})
@@ -63,7 +66,6 @@ def main():
     w, b = fit_logistic(sims[:, None], right.astype(np.float64))
     slope, threshold = float(w), float(-b / w)
     prob = 1 / (1 + np.exp(-(slope * (sims - threshold))))
-    card = json.loads(Path(args.card).read_text())
     card.setdefault("calibration_live2d_known_boxes", card["calibration"])
     card["calibration"] = {
         "similarity_threshold": round(threshold, 4), "slope": round(slope, 3),
