@@ -5,7 +5,9 @@ The rule (README, "Crops as the product makes them"), fixed before any test figu
 - two candidates for q: "temperature" (softmax of logits / T) and "nearest" (a logistic fit on
   val of [log-odds of that softmax, cosine similarity to the name's nearest training centre]);
 - operating point: the threshold maximising the worst, over crop kinds, of the lower of (known
-  faces named right and accepted, outsiders and boxes on no face answered unknown); ties: lowest;
+  faces named right and accepted, outsiders and boxes on no face answered unknown), a rate counted
+  only where its kind has at least MIN_FACES val crops of that side (the cascade finds few boxes on
+  no face); ties: the higher mean of those rates, then the lowest threshold;
 - the candidate with the higher such val score ships (ties: "temperature", the simpler);
 - a val split without outsiders or boxes on no face (an operator's own data) cannot weigh the two
   sides: the threshold is then the highest that turns away at most `max_false_unknown` of the val
@@ -17,6 +19,7 @@ import torch
 from app.inference.open_set import HeadCalibration, logodds, nearest_similarity, shared_scale, softmax, unit
 
 CENTRES_PER_LABEL = 32
+MIN_FACES = 30  # a kind's rate joins the operating-point rule only with this many val crops behind it
 
 
 def fit_temperature(logits, y):
@@ -83,10 +86,18 @@ def rates(best, pred, y, kinds, threshold):
     return out
 
 
+def counted_rates(table, min_faces=MIN_FACES):
+    """The rates the operating-point rule weighs: each kind's two, where enough val crops stand behind it
+    (all of them when no kind has enough)."""
+    pairs = [(kind["known_named_and_accepted"], kind["known"]) for kind in table.values()]
+    pairs += [(kind["unknown_rejected"], kind["unknown"]) for kind in table.values()]
+    counted = [v for v, n in pairs if v is not None and n >= min_faces]
+    return counted or [v for v, _ in pairs if v is not None]
+
+
 def worst_rate(table):
-    """The lowest known-accepted or unknown-rejected rate over every crop kind."""
-    return min(v for kind in table.values() for v in (kind["known_named_and_accepted"], kind["unknown_rejected"])
-               if v is not None)
+    """The lowest counted known-accepted or unknown-rejected rate over every crop kind."""
+    return min(counted_rates(table))
 
 
 def choose_threshold(best, pred, y, kinds, max_false_unknown=0.02):
@@ -96,8 +107,11 @@ def choose_threshold(best, pred, y, kinds, max_false_unknown=0.02):
         threshold = calibrate_threshold(right, max_false_unknown) if len(right) else 0.5
         return threshold, worst_rate(rates(best, pred, y, kinds, threshold))
     candidates = np.unique(np.concatenate([best, np.linspace(0.0, 1.0, 201)]))
-    scored = [(worst_rate(rates(best, pred, y, kinds, t)), -t) for t in candidates]
-    score, neg_t = max(scored)
+    scored = []
+    for t in candidates:
+        counted = counted_rates(rates(best, pred, y, kinds, t))
+        scored.append((min(counted), float(np.mean(counted)), -t))
+    score, _, neg_t = max(scored)
     return float(-neg_t), float(score)
 
 
