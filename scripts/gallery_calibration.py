@@ -12,6 +12,11 @@ Rule (fixed before any figure was computed):
   boxes on no face) should not. 300 episodes, seed 0.
 - The logistic fit of "named right" on the best similarity gives slope and similarity threshold
   (where P = 0.5); the card keeps the earlier Live2D calibration beside it.
+- Amended before any few-shot test figure, once the first fit was seen (slope 7.9, threshold
+  0.864: only 32% of the enrolled characters' val faces reached P = 0.5): in these episodes only
+  15% of queries are an enrolled character's, where the head's decision was fitted on a val split
+  that is 69% cast faces. So that a gallery P and a head P mean the same under the same mix, the
+  fit weighs the named-right queries up to the val split's share of cast faces.
 """
 import argparse
 import json
@@ -63,14 +68,17 @@ def main():
         sims.append(per_char.max(axis=1))
         right.append(chosen[best] == y_val)
     sims, right = np.concatenate(sims), np.concatenate(right)
-    w, b = fit_logistic(sims[:, None], right.astype(np.float64))
+    cast_share = float(np.mean(y_val != UNKNOWN_LABEL))  # the mix the head's decision was fitted on
+    weights = np.where(right, cast_share / right.mean(), (1 - cast_share) / (1 - right.mean()))
+    w, b = fit_logistic(sims[:, None], right.astype(np.float64), l2=0.0, weights=weights)  # one feature: no shrinkage
     slope, threshold = float(w), float(-b / w)
     prob = 1 / (1 + np.exp(-(slope * (sims - threshold))))
     card.setdefault("calibration_live2d_known_boxes", card["calibration"])
     card["calibration"] = {
         "similarity_threshold": round(threshold, 4), "slope": round(slope, 3),
-        "rule": __doc__.split("\n\n", 2)[2].split("\n\n")[0].strip(),
+        "rule": __doc__.split("\n\n", 2)[2].strip(),
         "data": str(data), "queries": int(len(sims)), "named_right_share": round(float(right.mean()), 4),
+        "weighted_to_cast_share": round(cast_share, 4),
         "val_at_p_half": {"named_right_accepted": round(float((prob >= 0.5)[right].mean()), 4),
                           "others_turned_away": round(float((prob < 0.5)[~right].mean()), 4)},
         "val_kinds": sorted(set(kinds))}

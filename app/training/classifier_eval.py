@@ -115,11 +115,11 @@ def kind_figures(results, true_labels, kinds, labels, threshold):
 def draw_tradeoff(per_kind, threshold, path, title):
     """A PNG per crop kind's curve: known faces named and accepted (y) against outsiders and boxes on
     no face answered unknown (x), with the operating point marked."""
-    w, h, pad = 560, 460, 60
+    w, h, pad = 600, 480, 60
     img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
     font = _font(13)
-    x0, x1, y0, y1 = pad, w - 20, h - pad, 40
+    x0, x1, y0, y1 = pad, w - 20, h - pad, 52
     lo = 0.5  # both axes from 50%: below that nothing is worth shipping
     d.rectangle([x0, y1, x1, y0], outline="black")
 
@@ -143,11 +143,13 @@ def draw_tradeoff(per_kind, threshold, path, title):
         a, r = metrics["top1_accepted"], metrics["unknown_rejection_rate"]
         if a is not None and r is not None:
             d.ellipse([px(r) - 5, py(a) - 5, px(r) + 5, py(a) + 5], outline=colour, width=2)
-        d.text((x0 + 10, y1 + 8 + 16 * k), f"{kind}: {a:.1%} named / {r:.1%} rejected"
-               if a is not None and r is not None else kind, fill=colour, font=font)
-    d.text((10, 10), f"{title} (circle: operating point {threshold:.3f})", fill="black", font=font)
+        counts = f" ({metrics['cast_faces']} known, {metrics['outside_faces']} not)" if "cast_faces" in metrics else ""
+        d.text((x0 + 10, y0 - 56 + 16 * k), (f"{kind}: {a:.1%} named / {r:.1%} rejected"
+                                            if a is not None and r is not None else kind) + counts,
+               fill=colour, font=font)
+    d.text((10, 6), f"{title} (circle: operating point {threshold:.3f})", fill="black", font=font)
     d.text((x0 + 60, h - 24), "outsiders and boxes on no face answered unknown", fill="black", font=font)
-    d.text((4, y1 - 24), "known faces named right and accepted", fill="black", font=font)
+    d.text((4, y1 - 20), "known faces named right and accepted", fill="black", font=font)
     save_png(img, path)
 
 

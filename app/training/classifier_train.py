@@ -419,5 +419,6 @@ def val_tradeoff_by_kind(report):
         curve = [[row["threshold"], row[kind]["known_named_and_accepted"], row[kind]["unknown_rejected"]]
                  for row in report["val_tradeoff"]]
         out[kind] = {"tradeoff": curve, "top1_accepted": at_point["known_named_and_accepted"],
-                     "unknown_rejection_rate": at_point["unknown_rejected"]}
+                     "unknown_rejection_rate": at_point["unknown_rejected"],
+                     "cast_faces": at_point["known"], "outside_faces": at_point["unknown"]}
     return out

@@ -48,17 +48,19 @@ def reference_centres(features, labels, num_labels, k=CENTRES_PER_LABEL, seed=0,
     return np.concatenate(centres), np.array(owners, np.int64)
 
 
-def fit_logistic(x, y, l2=1e-3):
-    """Weights (w..., bias) of P(y=1 | x) = sigmoid(x . w + bias), by L-BFGS on the mean log-loss."""
+def fit_logistic(x, y, l2=1e-3, weights=None):
+    """Weights (w..., bias) of P(y=1 | x) = sigmoid(x . w + bias), by L-BFGS on the (weighted) mean log-loss."""
     xt = torch.tensor(x, dtype=torch.float64)
     yt = torch.tensor(y, dtype=torch.float64)
+    wt = torch.ones_like(yt) if weights is None else torch.tensor(weights, dtype=torch.float64)
     w = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
         z = xt @ w[:-1] + w[-1]
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(z, yt) + l2 * (w[:-1] ** 2).sum()
+        loss = ((torch.nn.functional.binary_cross_entropy_with_logits(z, yt, reduction="none") * wt).sum() / wt.sum()
+                + l2 * (w[:-1] ** 2).sum())
         loss.backward()
         return loss
 
