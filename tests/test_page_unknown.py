@@ -1,50 +1,82 @@
 """An unknown face on the page says why in words, with its closest guess, in the reader's language
-(real headless Chromium over the real app; screenshots in test-artifacts/)."""
+(real headless Chromium over the real app and the shipped demo head; screenshots in test-artifacts/)."""
 import re
 
+import pytest
 from conftest import DEMO_CACHE, needs_models
 from page_support import faces_found, needs_chromium, open_page, pick, screenshot, wait_for
 from PIL import Image
 
-pytestmark = needs_chromium
+from app.demo_data import renpy_cast
 
-# The closest guess in words, as en.js, ja.js and zh-Hans.js word it: a name and a whole percentage.
+pytestmark = needs_chromium
+needs_cast = pytest.mark.skipif(not renpy_cast.is_fetched(), reason="demo cast not fetched: scripts/setup.sh --dev")
+
+# The closest guess in words, as en.js and ja.js word it: a name and a whole percentage.
 NOT_SURE = {"en": r"^Not sure: closest is (.+), (\d{1,3})%$",
             "ja": r"^自信がありません：いちばん近いのは (.+)（(\d{1,3})%）$"}
+NONE_CLOSE = "Unknown character: no name comes close"
 
 
-def no_face_picture(tmp_path):
+def sylvie_green(tmp_path):
+    """Sylvie in her held-out green outfit, framed so that the page's centred box ("Add a box by
+    hand": a third of the picture, in its middle) is a generous box around her face: a face the
+    head names right but is not sure of (the issue's "not sure: closest is Sylvie")."""
+    comp = list(renpy_cast.composites("test", 40, seed=21))[6]
+    assert [c for c, _ in comp.faces] == ["sylvie"]
+    path = tmp_path / "sylvie-green.png"
+    Image.fromarray(comp.image[40:322, 93:375]).save(path)  # 282 px: the box is 94 px around her face
+    return path
+
+
+def empty_hall(tmp_path):
     """A background photo of the demo cast's test split, with nobody in it."""
-    path = next((DEMO_CACHE / "backgrounds").glob("lecturehall.*"), None)
-    if path is None:
-        import pytest
-        pytest.skip("demo cast not fetched: run scripts/setup.sh --dev")
-    out = tmp_path / "empty-hall.png"
-    Image.open(path).convert("RGB").resize((640, 480)).save(out)
-    return out
+    path = tmp_path / "empty-hall.png"
+    Image.open(next((DEMO_CACHE / "backgrounds").glob("lecturehall.*"))).convert("RGB").resize((640, 480)).save(path)
+    return path
 
 
-@needs_models
-def test_a_box_on_no_face_shows_its_closest_guess_in_words(server, browser, tmp_path):
+def identify_centred_box(browser, base, picture, lang):
+    """Open the page in `lang`, add the centred box by hand on `picture`, identify: the result box."""
     from selenium.webdriver.common.by import By
-    picture = no_face_picture(tmp_path)
+    open_page(browser, base, lang)
+    pick(browser, picture)
+    faces_found(browser)
+    for delete in browser.find_elements(By.CSS_SELECTOR, "[data-action=delete-face]"):
+        delete.click()  # only the box by hand
+    browser.find_element(By.ID, "add-box").click()
+    browser.find_element(By.ID, "identify").click()
+    wait_for(browser, "document.querySelectorAll('#crops .result .headline').length === 1")
+    return browser.find_element(By.CSS_SELECTOR, "#crops .result")
+
+
+@needs_cast
+@needs_models
+def test_an_unsure_face_shows_its_closest_guess_in_words(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    picture = sylvie_green(tmp_path)
     for lang, pattern in NOT_SURE.items():
-        open_page(browser, server.base, lang)
-        pick(browser, picture)
-        assert faces_found(browser) == 0
-        browser.find_element(By.ID, "add-box").click()  # a box by hand, on the empty hall
-        browser.find_element(By.ID, "identify").click()
-        wait_for(browser, "document.querySelectorAll('#crops .result .headline').length === 1")
-        headline = browser.find_element(By.CSS_SELECTOR, "#crops .result .headline")
+        result = identify_centred_box(browser, server.base, picture, lang)
+        headline = result.find_element(By.CSS_SELECTOR, ".headline")
         match = re.match(pattern, headline.text)
         assert match, headline.text
         assert "unknown" in headline.get_attribute("class")
         # The words name the first row of the list, with its own percentage rounded.
-        first = browser.find_element(By.CSS_SELECTOR, "#crops .predictions li")
-        assert first.find_element(By.CSS_SELECTOR, ".name").text == match.group(1)
+        first = result.find_element(By.CSS_SELECTOR, ".predictions li")
+        assert first.find_element(By.CSS_SELECTOR, ".name").text == match.group(1) == "Sylvie"
         shown = float(first.find_element(By.CSS_SELECTOR, ".pct").text.rstrip("%"))
-        assert abs(shown - int(match.group(2))) <= 0.5
+        assert abs(shown - int(match.group(2))) <= 0.5 and 1 <= shown < 100
         # One face's rows never add up past 100%.
-        total = sum(float(e.text.rstrip("%")) for e in browser.find_elements(By.CSS_SELECTOR, "#crops .pct"))
+        total = sum(float(e.text.rstrip("%")) for e in result.find_elements(By.CSS_SELECTOR, ".pct"))
         assert total <= 100.0 + 0.5
-        screenshot(browser, f"page-unknown-{lang}.png")
+        screenshot(browser, f"page-unknown-closest-{lang}.png")
+
+
+@needs_cast
+@needs_models
+def test_a_box_on_no_face_says_no_name_comes_close(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    result = identify_centred_box(browser, server.base, empty_hall(tmp_path), "en")
+    headline = result.find_element(By.CSS_SELECTOR, ".headline")
+    assert headline.text == NONE_CLOSE and "unknown" in headline.get_attribute("class")
+    screenshot(browser, "page-unknown-none-close.png")

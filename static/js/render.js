@@ -320,12 +320,14 @@ function updateCrop(li, face, picture, state, t) {
     : r.state === "error" ? t("report.failed", { reason: errorText(t, r.error) }) : "");
 }
 
-/** What a face is called: its name, or for an unknown face why, in words, with the closest guess. */
+/** What a face is called: its name, or for an unknown face why, in words, with the closest guess
+ * (none when even the closest rounds to 0%). */
 function headline(r, state, t) {
   const top = r.predictions[0];
   if (!r.unknown) return displayName(state, top.label);
-  if (!top) return t("identify.unknown");
-  return t("identify.notSure", { name: displayName(state, top.label), pct: (top.score * 100).toFixed(0) + "%" });
+  const pct = top ? Math.round(top.score * 100) : 0;
+  if (pct < 1) return t("identify.noneClose");
+  return t("identify.notSure", { name: displayName(state, top.label), pct: pct + "%" });
 }
 
 function renderResult(box, face, n, state, t) {
