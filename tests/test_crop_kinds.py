@@ -69,12 +69,15 @@ def test_a_head_trained_on_every_kind_is_calibrated_and_scored_per_kind(tmp_path
     demo_faces.build_demo_faces(data, {"train": 10, "val": 8, "test": 8}, seed=0, kinds=crop_kinds.KINDS,
                                 non_face_share=0.5)
     result = runner.invoke(args=["train", "classifier", str(data), "--out", str(tmp_path / "model"),
-                                 "--augment", "0", "--patience", "5", "--cache", str(tmp_path / "cache")])
+                                 "--augment", "0", "--patience", "5", "--cache", str(tmp_path / "cache"), "--loco"])
     assert result.exit_code == 0, result.output
     card = json.loads((tmp_path / "model" / "card.json").read_text())
     assert card["open_set"]["method"] in ("temperature", "nearest")
     assert card["unknown_threshold"] == card["open_set"]["threshold"]
     assert set(card["metrics"]["per_kind"]) == set(crop_kinds.KINDS)
+    # Leaving each character out, its own decision is fitted again and scores the left-out faces.
+    loco = card["metrics"]["leave_one_character_out"]
+    assert set(loco) == set(card["labels"]) and all(0 <= v["left_out_flagged_unknown"] <= 1 for v in loco.values())
     assert (tmp_path / "model" / "tradeoff-test.png").is_file() and (tmp_path / "model" / "tradeoff-val.png").is_file()
     # The served head gives the same decision the card describes.
     identifier = Identifier.load(tmp_path / "model")
