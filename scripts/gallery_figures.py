@@ -39,6 +39,7 @@ from app.demo_data import compose, outsiders, renpy_cast  # noqa: E402
 from app.inference.backbones import load_backbone  # noqa: E402
 from app.inference.gallery import Embedder, Gallery, make_projection, normalise  # noqa: E402
 from app.inference.identify import Identifier  # noqa: E402
+from app.inference.open_set import rank  # noqa: E402
 from app.training.face_dataset import crop_face  # noqa: E402
 from app.training.feature_cache import FeatureCache  # noqa: E402
 
@@ -157,7 +158,10 @@ def run_episodes(emb, labels, eps, queries, head_probs=None, head_labels=None, h
         best = sims.argmax(1)
         full = None
         if head_probs is not None:
-            full = gal.answer(head_probs[queries], head_labels, head_threshold, emb[queries])
+            # The service's one decision (app/inference/open_set.py): head and gallery on one scale.
+            full = [rank([(lab, q, "head") for lab, q in zip(head_labels, hp)]
+                         + [(name, q, "gallery") for name, q in gp.items()], head_threshold)
+                    for hp, gp in zip(head_probs[queries].tolist(), gal.probabilities(emb[queries]))]
         for j, q in enumerate(queries):
             truth = labels[q]
             answer = None if full is None else (None if full[j]["unknown"] else full[j]["predictions"][0]["label"])
@@ -272,8 +276,7 @@ def main():
           flush=True)
     feats = cache.features([im for _, _, im in faces])
     head = Identifier.load(ROOT / "models" / "demo-classifier")
-    with torch.no_grad():
-        head_probs = torch.softmax(head.head(torch.from_numpy(feats)), 1).numpy()
+    head_probs = head.probabilities([], feats)  # the head's calibrated probability of each label
 
     print("projection: training on the Ren'Py cast and amoebax outsiders", flush=True)
     crops, ids, identities = projection_training_faces(seed=args.seed)

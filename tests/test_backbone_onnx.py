@@ -79,9 +79,13 @@ def test_served_identifier_names_every_held_out_face_as_torch_does(efficientnet_
     card = load_card(model_dir)
     backbone = load_backbone(card["backbone"])
     head = torch.nn.Linear(backbone.feature_dim, len(card["labels"]))
-    head.load_state_dict(load_weights(model_dir, card))
+    state = load_weights(model_dir, card)
+    head.load_state_dict({k: state[k] for k in ("weight", "bias")})  # the decision's references aside
     with torch.inference_mode():
-        expected = torch.softmax(head(backbone.features(face_batch(faces, backbone))), 1).numpy()
+        features = backbone.features(face_batch(faces, backbone))
+        # The same calibrated decision on the torch backbone's features and head.
+        expected = identifier.calibration.label_probabilities(head(features).double().numpy(),
+                                                              features.double().numpy())
     got = identifier.probabilities(faces)
     assert len(faces) >= 20
     assert got.argmax(1).tolist() == expected.argmax(1).tolist()

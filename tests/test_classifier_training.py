@@ -10,7 +10,7 @@ from PIL import Image
 from app.demo_data import compose
 from app.demo_data import renpy_cast as demo_cast
 from app.inference.identify import Identifier
-from app.training import classifier_train
+from app.training import classifier_train, open_set_fit
 from app.training.classifier_eval import metrics_from_results
 from app.training.face_dataset import crop_face
 
@@ -51,14 +51,15 @@ def small_data(tmp_path_factory):
     return root
 
 
-def test_threshold_calibration_rejects_the_allowed_share():
+def test_threshold_without_val_outsiders_rejects_the_allowed_share():
     scores = np.linspace(0.40, 0.99, 100)
-    t = classifier_train.calibrate_threshold(scores, 0.05)
+    t = open_set_fit.calibrate_threshold(scores, 0.05)
     assert (scores < t).mean() == pytest.approx(0.05)
-    assert classifier_train.calibrate_threshold(scores, 0.0) == pytest.approx(0.40)
-    # With validation outsiders the threshold sits mid-way between the two sides.
-    outsiders = np.full(50, 0.5)
-    assert classifier_train.calibrate_threshold(scores, 0.0, outsiders) == pytest.approx(0.45)
+    assert open_set_fit.calibrate_threshold(scores, 0.0) == pytest.approx(0.40)
+    # The same through the operating-point rule when val holds no outsider.
+    y = np.zeros(100, np.int64)
+    threshold, _ = open_set_fit.choose_threshold(scores, y, y, ["drawn"] * 100, 0.05)
+    assert threshold == pytest.approx(t)
 
 
 def test_augmentation_keeps_colours():

@@ -13,6 +13,7 @@ from servers import gunicorn
 from app import create_app
 from app.demo_data import compose, outsiders, renpy_cast
 from app.inference.gallery import Gallery
+from app.inference.open_set import rank
 from app.storage import db
 from app.training.face_dataset import crop_face
 
@@ -46,25 +47,34 @@ class Calibration:
     similarity_threshold, slope = 0.8, 20.0
 
 
-def test_one_threshold_decides_for_head_and_gallery():
+def answers(gallery, head_probs, head_labels, threshold, embeddings):
+    """What Identifier.identify answers for these head probabilities and gallery embeddings."""
+    enrolled = gallery.probabilities(embeddings)
+    return [rank([(label, q, "head") for label, q in zip(head_labels, row)]
+                 + [(name, q, "gallery") for name, q in mine.items()], threshold)
+            for row, mine in zip(head_probs.tolist(), enrolled)]
+
+
+def test_one_threshold_decides_for_head_and_gallery_on_one_scale():
     e = np.eye(4, dtype=np.float32)
-    gallery = Gallery(Calibration(), ["tom", "tom", "ann"], e[:3])
-    head_labels, t = ["eileen", "ann"], 0.9
-    probs = np.array([[0.6, 0.4], [0.95, 0.05], [0.5, 0.5]], np.float32)
+    gallery = Gallery(Calibration(), ["tom", "tom", "Ann"], e[:3])
+    head_labels, t = ["eileen", "ann"], 0.6
+    probs = np.array([[0.6, 0.4], [0.95, 0.05], [0.5, 0.5]])
     queries = np.stack([e[0], e[3], 0.9 * e[2] + 0.436 * e[3]])  # tom exactly; nobody; near ann
-    out = gallery.answer(probs, head_labels, t, queries)
-    # A face equal to an enrolled one: the gallery's score beats the head's and is above threshold.
+    out = answers(gallery, probs, head_labels, t, queries)
+    # A face equal to an enrolled one: the gallery's name comes first and is accepted.
     assert out[0]["predictions"][0]["label"] == "tom" and out[0]["predictions"][0]["source"] == "gallery"
     assert out[0]["unknown"] is False
     # Far from every enrolled face: the head's confident answer stands, from the head.
-    assert out[1]["predictions"][0] == {"label": "eileen", "score": pytest.approx(0.95), "source": "head"}
-    # "ann" is known to both: one entry, the higher score; similarity 0.9 > 0.8 clears the threshold.
-    labels = [p["label"] for p in out[2]["predictions"]]
+    assert out[1]["predictions"][0]["label"] == "eileen" and out[1]["predictions"][0]["source"] == "head"
+    assert out[1]["predictions"][0]["score"] == pytest.approx(0.95 / 0.05 / (1 + 0.95 / 0.05 + 0.05 / 0.95), 1e-4)
+    # "Ann" (enrolled) and "ann" (head) are one character, in the head's spelling given first.
+    labels = [p["label"].casefold() for p in out[2]["predictions"]]
     assert labels.count("ann") == 1 and labels[0] == "ann" and out[2]["unknown"] is False
-    # At exactly the calibrated similarity the gallery's score equals the head's threshold.
-    assert gallery.scores(np.array([[0.8]]), t)[0, 0] == pytest.approx(t)
-    # Below it, with an unsure head: unknown.
-    weak = gallery.answer(np.array([[0.5, 0.5]]), head_labels, t, [0.7 * e[0] + 0.714 * e[3]])
+    # Every face's rows, head and gallery together, add up to at most 1.
+    assert all(sum(p["score"] for p in face["predictions"]) <= 1.0 for face in out)
+    # Below the calibrated similarity, with an unsure head: unknown.
+    weak = answers(gallery, np.array([[0.5, 0.5]]), head_labels, t, [0.7 * e[0] + 0.714 * e[3]])
     assert weak[0]["unknown"] is True
 
 
@@ -106,6 +116,28 @@ def test_enrol_then_identify_then_remove(operator_app):
     assert client.delete("/api/characters/tom", headers=AUTH).status_code == 404
     after = client.post("/api/identify", data={"faces": files(tom[2:3])}).get_json()["faces"][0]
     assert after["predictions"][0]["label"] != "tom"
+
+
+@needs_art
+@needs_classifier
+def test_a_name_that_differs_only_in_case_or_width_is_one_character(operator_app):
+    client = operator_app.test_client()
+    lucy = face_crops("lucy happy", 3, seed=4)
+    tom = face_crops("tom", 3, seed=5)
+    first = client.post("/api/characters", data={"name": "Lucy", "faces": files(lucy[:1])}, headers=AUTH)
+    assert first.get_json()["name"] == "lucy"  # joins the head's label, in its spelling
+    client.post("/api/characters", data={"name": "TOM", "faces": files(tom[:1])}, headers=AUTH)
+    wide = client.post("/api/characters", data={"name": "ｔｏｍ", "faces": files(tom[1:2])}, headers=AUTH)
+    assert wide.get_json() == {"name": "TOM", "faces": 2, "added": 1}  # the first enrolled spelling stays
+    details = client.get("/api/characters").get_json()["details"]
+    assert [d for d in details if d["name"].casefold() in ("lucy", "tom")] == [
+        {"name": "lucy", "source": "both", "faces": 1}, {"name": "TOM", "source": "gallery", "faces": 2}]
+    body = client.post("/api/identify", data={"faces": files([lucy[2], tom[2]])}).get_json()
+    for face, name in zip(body["faces"], ("lucy", "TOM")):
+        labels = [p["label"] for p in face["predictions"]]
+        assert labels[0] == name and not face["unknown"]
+        assert len({label.casefold() for label in labels}) == len(labels)  # one row per character
+        assert sum(p["score"] for p in face["predictions"]) <= 1.0  # head and gallery on one scale
 
 
 @pytest.mark.parametrize("form, code", [({"name": "x"}, "missing_file"), ({"faces": None}, "bad_name"),

@@ -82,6 +82,9 @@ def test_a_box_drawn_on_a_photo_without_characters_says_unknown_on_the_page(serv
     browser.find_element(By.ID, "identify").click()
     wait_for(browser, "document.querySelectorAll('#crops .headline').length === 1")
     headline = browser.find_element(By.CSS_SELECTOR, "#crops .headline")
-    assert "unknown" in headline.get_attribute("class").split() and headline.text == "Unknown character"
+    assert "unknown" in headline.get_attribute("class").split()
+    # Why, in words: nothing close, or the closest guess (tests/test_page_unknown.py has both).
+    assert headline.text == "Unknown character: no name comes close" or \
+        headline.text.startswith("Not sure: closest is "), headline.text
     screenshot(browser, "page-non-face-unknown.png")
     assert not console_problems(browser)

@@ -59,20 +59,27 @@ def faces_command(out_dir, sources, reports, unlabelled, every, margin, dedupe_b
 @click.option("--non-face", "non_face_share", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Share of cast composites that also give a face-sized crop of no face (background, "
                    "hair, clothes) as _unknown.")
-def demo_faces_command(out_dir, n_train, n_val, n_test, seed, hold_out_val, live2d_share, non_face_share):
+@click.option("--crops", "kinds", default="known", show_default=True,
+              help="Comma-separated crop kinds, each face cut every way given: cascade (the detector's own "
+                   "box), drawn (boxes a person might drag), known (the known box with a 30% margin).")
+def demo_faces_command(out_dir, n_train, n_val, n_test, seed, hold_out_val, live2d_share, non_face_share, kinds):
     """Face crops of the demo cast (and of amoebax outsiders as _unknown) in OUT_DIR/{train,val,test}/."""
     from app.demo_data import faces as demo_faces
     from app.demo_data import outsiders, renpy_cast
+    from app.training.crop_kinds import KINDS
     counts = {"train": n_train, "val": n_val, "test": n_test}
+    kinds = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    if not kinds or set(kinds) - set(KINDS):
+        raise click.BadParameter(f"choose from {', '.join(KINDS)}", param_hint="--crops")
     try:
         renpy_cast.fetch(log=lambda m: click.echo(m, err=True))
         outsiders.fetch(log=lambda m: click.echo(m, err=True))
         # About 1.3 faces per composite (a third of the composites show two characters).
-        expected = round(sum(counts.values()) * 1.25)
+        expected = round(sum(counts.values()) * 1.25 * len(kinds))
         with bar(expected, "composing faces") as progress:
             stats = demo_faces.build_demo_faces(
                 out_dir, counts, seed, hold_out_val=hold_out_val, live2d_share=live2d_share,
-                non_face_share=non_face_share,
+                non_face_share=non_face_share, kinds=kinds,
                 command=command_line(),
                 on_crop=lambda c: progress.update(1) if progress.pos < expected - 1 else None)
     except (*ERRORS, subprocess.CalledProcessError) as exc:

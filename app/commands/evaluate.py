@@ -37,7 +37,12 @@ def classifier_command(model_dir, data_dir, out_dir):
     for row in report["unknown_tradeoff"]:
         mark = "  <- the model's" if row["threshold"] == round(report["unknown_threshold"], 4) else ""
         click.echo(f"  {row['threshold']}: {row['known_called_unknown']} / {row['outsiders_rejected']}{mark}")
-    click.echo(f"report: {out_dir}/report.json, {out_dir}/confusion.png, {out_dir}/training_curve.png")
+    for kind, m in report.get("per_kind", {}).items():
+        click.echo(f"{kind} crops: {m['cast_faces']} known, top-1 {m['top1']}, named right and accepted "
+                   f"{m['top1_accepted']}; {m['outside_faces']} outside the cast, flagged unknown "
+                   f"{m['unknown_rejection_rate']}")
+    click.echo(f"report: {out_dir}/report.json, {out_dir}/confusion.png, {out_dir}/training_curve.png"
+               + (f", {out_dir}/tradeoff.png" if "per_kind" in report else ""))
 
 
 @command.command("cutout")

@@ -22,7 +22,9 @@ command = AppGroup("train", help="Train the classifier head or the cutout networ
 @click.option("--augment", default=None, type=click.IntRange(0, 32),
               help="Augmented copies per training crop (flip, crop jitter, scale, rotation, blur, JPEG) [default: 4].")
 @click.option("--max-false-unknown", default=None, type=click.FloatRange(0, 0.5),
-              help="Share of validation cast faces the unknown threshold may reject [default: 0.02].")
+              help="Without _unknown validation faces: share of the validation faces named right that the "
+                   "operating point may turn away [default: 0.02]. With them, the operating point is chosen "
+                   "between both sides (README, the unknown decision).")
 @click.option("--outlier-weight", default=None, type=click.FloatRange(0),
               help="Weight of the push-to-uniform loss on _unknown training faces [default: 0.5].")
 @click.option("--patience", default=None, type=click.IntRange(1), help="[default: 25]")

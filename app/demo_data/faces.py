@@ -24,12 +24,14 @@ from app.demo_data import compose, outsiders
 from app.demo_data import renpy_cast as demo_cast
 from app.demo_data.live2d.dataset import POSE_FOLDS
 from app.storage.files import staged_dir, write_json
-from app.training.face_dataset import DEFAULT_MARGIN, UNKNOWN_LABEL, FaceCrop, crop_face, write_crops
+from app.training import crop_kinds
+from app.training.face_dataset import DEFAULT_MARGIN, UNKNOWN_LABEL, FaceCrop, write_crops
 
 _OUTSIDER_SALT = {"train": 77_001, "val": 77_002, "test": 77_003}
 _CAST_SALT = {"train": 55_001, "val": 55_002}
 _LIVE2D_SALT = {"train": 99_001, "val": 99_002, "test": 99_003}
 _NON_FACE_SALT = {"train": 33_001, "val": 33_002, "test": 33_003}
+_DRAWN_SALT = {"train": 44_001, "val": 44_002, "test": 44_003}
 LIVE2D_FOLDS = {"train": range(0, 8), "val": (8,), "test": (9,)}  # pose_id % POSE_FOLDS
 
 
@@ -78,23 +80,46 @@ def non_face_box(rng, comp, tries=30, max_overlap=0.15):
     return None
 
 
-def _crops(comps, label_of, source, margin, rng=None, non_face_share=0.0):
+def _crops(comps, label_of, source, margin, rng=None, non_face_share=0.0, kinds=("known",), kind_rng=None):
+    """FaceCrops of each composite's faces in every crop kind, and of no face (`non_face_share`).
+
+    `rng` draws only the non-face boxes and `kind_rng` only the drawn boxes, so a data set of
+    known crops alone is the same as before kinds existed."""
     for comp in comps:
-        for character, box in comp.faces:
-            yield FaceCrop(crop_face(comp.image, box, margin), label_of(character), source)
+        labels = [label_of(character) for character, _ in comp.faces]
+        boxes = [box for _, box in comp.faces]
+        for kind in kinds:
+            if kind == "cascade":
+                every_face_known = len(comp.faces) == len(comp.figures)
+                for label, crop in crop_kinds.cascade_crops(comp.image, boxes, labels, every_face_known):
+                    yield FaceCrop(crop, label, f"cascade {source}", kind)
+                continue
+            for label, box in zip(labels, boxes):
+                crop = crop_kinds.kind_crops(kind_rng, comp.image, box, kind, margin)
+                if crop is not None:
+                    yield FaceCrop(crop, label, source, kind if kinds != ("known",) else None)
         if non_face_share and rng.random() < non_face_share:
             box = non_face_box(rng, comp)
-            if box is not None:
-                yield FaceCrop(crop_face(comp.image, box, margin), UNKNOWN_LABEL, f"non-face {source}")
+            if box is None:
+                continue
+            for kind in kinds:
+                if kind == "cascade":
+                    continue  # the cascade's own boxes on no face come with its detections above
+                crop = crop_kinds.kind_crops(kind_rng, comp.image, box, kind, margin)
+                if crop is not None:
+                    yield FaceCrop(crop, UNKNOWN_LABEL, f"non-face {source}", kind if kinds != ("known",) else None)
 
 
 def demo_face_crops(split, count, seed=0, margin=DEFAULT_MARGIN, cast_cache=None,
                     outsider_cache=outsiders.DEFAULT_CACHE, outsider_share=0.25, size=(512, 384),
-                    hold_out_val=True, live2d_share=0.0, live2d_cache=None, non_face_share=0.0):
+                    hold_out_val=True, live2d_share=0.0, live2d_cache=None, non_face_share=0.0,
+                    kinds=("known",)):
     """Yield FaceCrops cut at the known face boxes of demo-cast composites of `split`, plus
     Live2D characters (`live2d_share` of the composites) and outsiders (`outsider_share`), and
-    from `non_face_share` of the cast's composites a crop of no face (_unknown)."""
+    from `non_face_share` of the cast's composites a crop of no face (_unknown); each face is cut
+    in every one of `kinds` (app/training/crop_kinds.py)."""
     non_face_rng = np.random.default_rng(seed + _NON_FACE_SALT[split])
+    cut = {"kinds": tuple(kinds), "kind_rng": np.random.default_rng(seed + _DRAWN_SALT[split])}
     cast_cache = cast_cache or demo_cast.DEFAULT_CACHE
     n_outsiders = round(count * outsider_share)
     n_live2d = round(count * live2d_share)
@@ -107,12 +132,12 @@ def demo_face_crops(split, count, seed=0, margin=DEFAULT_MARGIN, cast_cache=None
         rng = np.random.default_rng(seed + _CAST_SALT[split])
         comps = compose.composites(rng, demo_cast.load_sprites(cast_cache, keys),
                                    demo_cast.load_backgrounds(cast_cache, backgrounds), n_cast, size)
-    yield from _crops(comps, lambda c: c, f"demo-cast {split}", margin, non_face_rng, non_face_share)
+    yield from _crops(comps, lambda c: c, f"demo-cast {split}", margin, non_face_rng, non_face_share, **cut)
     photos = demo_cast.load_backgrounds(cast_cache, demo_cast.SPLITS[split]["backgrounds"])
     if n_live2d > 0:
         rng = np.random.default_rng(seed + _LIVE2D_SALT[split])
         comps = compose.composites(rng, live2d_figures(split, live2d_cache), photos, n_live2d, size)
-        yield from _crops(comps, lambda c: c, f"live2d {split}", margin, non_face_rng, non_face_share)
+        yield from _crops(comps, lambda c: c, f"live2d {split}", margin, non_face_rng, non_face_share, **cut)
     if n_outsiders <= 0:
         return
     # Outsiders go through the same composer, one at a time, on the split's own backgrounds,
@@ -120,13 +145,15 @@ def demo_face_crops(split, count, seed=0, margin=DEFAULT_MARGIN, cast_cache=None
     rng = np.random.default_rng(seed + _OUTSIDER_SALT[split])
     comps = compose.composites(rng, outsiders.load(outsider_cache, split), photos, n_outsiders, size,
                                per_picture=(1.0, 1))
-    yield from _crops(comps, lambda c: UNKNOWN_LABEL, f"outsider {split}", margin)
+    yield from _crops(comps, lambda c: UNKNOWN_LABEL, f"outsider {split}", margin, **cut)
 
 
-def describe_demo_faces(counts, seed, hold_out_val=True, live2d_share=0.0, command=None, non_face_share=0.0):
+def describe_demo_faces(counts, seed, hold_out_val=True, live2d_share=0.0, command=None, non_face_share=0.0,
+                        kinds=("known",)):
     """What a demo face data set holds and how to rebuild it (written as OUT/dataset.json)."""
     return {
         "command": command,
+        "crop_kinds": {"kinds": list(kinds), "rule": crop_kinds.__doc__.split("\n\n", 1)[1].strip()},
         "live2d": {"share_of_composites": live2d_share,
                    "source": "Live2D Inc.'s sample characters (npm, rendered by `flask demo render`)",
                    "splits": {k: f"pose_id % {POSE_FOLDS} in {list(v)}" for k, v in LIVE2D_FOLDS.items()}},
@@ -164,7 +191,9 @@ def build_demo_faces(out_dir, counts=None, seed=0, on_crop=None, hold_out_val=Tr
             # crops still collapse, as files are named by their pixels' hash).
             stats[split] = write_crops(crops, staging / split, dedupe_bits=-1)
         description = describe_demo_faces(counts, seed, hold_out_val, kwargs.get("live2d_share", 0.0), command,
-                                          kwargs.get("non_face_share", 0.0))
+                                          kwargs.get("non_face_share", 0.0), kwargs.get("kinds", ("known",)))
         description["faces"] = {k: v["labels"] for k, v in stats.items()}
+        if any("kinds" in v for v in stats.values()):
+            description["faces_per_kind"] = {k: v.get("kinds", {}) for k, v in stats.items()}
         write_json(staging / "dataset.json", description)
     return stats

@@ -3,24 +3,20 @@
 An Embedder turns backbone features into unit vectors (the raw features, or a small trained
 projection when its card names one). A Gallery holds the embeddings of every enrolled face; a
 face is scored against each character by cosine similarity to that character's nearest
-enrolled face. The similarity is mapped onto the head's probability scale so that ONE
-threshold, the head's calibrated `unknown_threshold`, decides "unknown" for both:
+enrolled face, turned into the probability that the name is right,
 
-    gallery score = sigmoid(logit(head threshold) + slope * (similarity - similarity threshold))
+    q = sigmoid(slope * (similarity - similarity threshold))
 
-which equals the head's threshold exactly at the gallery's calibrated similarity threshold
-(from the embedding card: held-out poses of enrolled characters against characters never
-enrolled). A label the head and the gallery both know takes the higher of its two scores.
+(the embedding card's logistic fit on held-out poses of enrolled characters against characters
+never enrolled). app/inference/open_set.py puts these and the head's calibrated probabilities on
+one scale and makes one "unknown" decision for both.
 """
-import math
-
 import numpy as np
 
 from app.inference.backbone_onnx import load_onnx_backbone
 from app.inference.preprocess import PREPROCESSING_VERSION
 from app.storage.model_dirs import ModelError, load_card, load_weights
 
-TOP_K = 5
 BATCH_SIZE = 16
 
 
@@ -132,25 +128,8 @@ class Gallery:
             out[:, c] = sims[:, self.owner == c].max(axis=1)
         return out
 
-    def scores(self, similarities, head_threshold):
-        """Similarities mapped onto the head's probability scale (equal to head_threshold at the calibrated point)."""
-        t = min(max(float(head_threshold), 1e-4), 1 - 1e-4)
-        z = math.log(t / (1 - t)) + self.embedder.slope * (similarities - self.embedder.similarity_threshold)
-        return 1.0 / (1.0 + np.exp(-z))
-
-    def answer(self, head_probs, head_labels, head_threshold, embeddings):
-        """Per face: up to 5 {"label", "score", "source"} best first, and one `unknown` decision."""
-        gallery_scores = self.scores(self.similarities(embeddings), head_threshold)
-        results = []
-        for row, grow in zip(np.asarray(head_probs, np.float32), gallery_scores):
-            best = {}
-            for label, score in zip(head_labels, row.tolist()):
-                best[label] = (score, "head")
-            for label, score in zip(self.names, grow.tolist()):
-                if label not in best or score > best[label][0]:
-                    best[label] = (score, "gallery")
-            ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:TOP_K]
-            predictions = [{"label": label, "score": float(score), "source": source}
-                           for label, (score, source) in ranked]
-            results.append({"predictions": predictions, "unknown": predictions[0]["score"] < head_threshold})
-        return results
+    def probabilities(self, embeddings):
+        """M x d unit embeddings -> per face {character: P(right | nearest similarity)}."""
+        z = self.embedder.slope * (self.similarities(embeddings) - self.embedder.similarity_threshold)
+        q = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
+        return [dict(zip(self.names, row.tolist())) for row in q]

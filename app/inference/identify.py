@@ -3,13 +3,16 @@
 Serving runs the backbone through ONNX Runtime (its verified export, app/inference/backbone_onnx.py)
 and the head in numpy; torch only reads the head's weights file. Training uses the torch backbone.
 
-The model directory's weights file is the head's plain `nn.Linear` state dict
-(`weight`: L x D, `bias`: L); the card names the backbone, labels and unknown threshold.
+The model directory's weights file is the head's `nn.Linear` state dict (`weight`: L x D, `bias`:
+L), with `references` (R x D) and `reference_labels` (R) when its open-set decision compares with
+training faces; the card names the backbone, labels and the decision (`open_set`,
+app/inference/open_set.py; older cards: softmax at `unknown_threshold`).
 """
 import numpy as np
 from torch import nn
 
 from app.inference.backbone_onnx import load_onnx_backbone, weights_file
+from app.inference.open_set import HeadCalibration, rank
 from app.inference.preprocess import PREPROCESSING_VERSION
 from app.storage.model_dirs import ModelError, load_card, load_weights
 
@@ -49,13 +52,14 @@ class Identifier:
     """Names faces: backbone features (ONNX Runtime) -> linear head (numpy) -> softmax -> top 5
     and an unknown flag."""
 
-    def __init__(self, card, backbone, weight, bias):
+    def __init__(self, card, backbone, weight, bias, calibration=None):
         self.card = card
         self.backbone = backbone  # app.inference.backbone_onnx.OnnxBackbone
         self.weight = np.ascontiguousarray(weight, np.float32)  # L x D
         self.bias = np.ascontiguousarray(bias, np.float32)  # L
         self.labels = list(card["labels"])
-        self.threshold = float(card["unknown_threshold"])
+        self.calibration = calibration or HeadCalibration.from_card(card)
+        self.threshold = self.calibration.threshold
 
     @classmethod
     def load(cls, model_dir, onnx_dir=None, threads=1, build=True):
@@ -82,13 +86,16 @@ class Identifier:
         labels, dim = len(card["labels"]), backbone.feature_dim
         try:
             weight, bias = state["weight"].float().numpy(), state["bias"].float().numpy()
-            fits = set(state) == {"weight", "bias"} and weight.shape == (labels, dim) and bias.shape == (labels,)
+            refs = {k: state[k].numpy() for k in ("references", "reference_labels") if k in state}
+            fits = (set(state) - set(refs) == {"weight", "bias"} and weight.shape == (labels, dim)
+                    and bias.shape == (labels,) and len(refs) in (0, 2)
+                    and (not refs or refs["references"].shape[1:] == (dim,)))
         except (KeyError, TypeError, AttributeError):
             fits = False
         if not fits:
             raise ModelError(f"{model_dir}: weights do not fit a {dim} -> {labels} linear head "
                              f"(expected weight {labels}x{dim} and bias {labels})")
-        return cls(card, backbone, weight, bias)
+        return cls(card, backbone, weight, bias, HeadCalibration.from_card(card, refs))
 
     def features(self, images):
         """A list of face crops -> N x D backbone features (float32 array)."""
@@ -96,33 +103,35 @@ class Identifier:
                   for start in range(0, len(images), BATCH_SIZE)]
         return np.concatenate(chunks) if chunks else np.empty((0, self.backbone.feature_dim), np.float32)
 
+    def logits(self, features):
+        """N x D features -> N x L head logits (float64)."""
+        return np.asarray(features, np.float64) @ self.weight.T.astype(np.float64) + self.bias
+
     def probabilities(self, images, features=None):
-        """A list of face crops (or their features) -> N x L softmax probabilities (float32 array)."""
+        """A list of face crops (or their features) -> N x L calibrated probability of each head label
+        (each on its own: app/inference/open_set.py puts a face's candidates on one scale)."""
         features = self.features(list(images)) if features is None else features
-        logits = features @ self.weight.T + self.bias
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+        return self.calibration.label_probabilities(self.logits(features), features)
 
     def identify(self, images, gallery=None):
-        """Per face: up to 5 {"label", "score"} best first, and `unknown` when the best is under threshold.
+        """Per face: up to 5 {"label", "score", "source"} best first on one scale, and `unknown` when
+        the best is under the operating point.
 
-        With a gallery (app/inference/gallery.py) its enrolled characters compete too, under the
-        same threshold.
+        With a gallery (app/inference/gallery.py) its enrolled characters compete too, on the same
+        scale under the same threshold; names equal but for case and width are one character.
         """
         images = list(images)
         features = self.features(images)
         probs = self.probabilities(images, features)
+        gallery_q = [{}] * len(images)
         if gallery is not None and len(gallery):
             embedder = gallery.embedder
             embeddings = (embedder.from_features(features) if embedder.shares_backbone(self.backbone)
                           else embedder.from_images(images))
-            return gallery.answer(probs, self.labels, self.threshold, embeddings)
-        k = min(TOP_K, len(self.labels))
+            gallery_q = gallery.probabilities(embeddings)
         results = []
-        for row in probs:
-            indices = np.argsort(-row, kind="stable")[:k]
-            predictions = [{"label": self.labels[i], "score": float(row[i])} for i in indices]
-            results.append({"predictions": predictions,
-                            "unknown": predictions[0]["score"] < self.threshold})
+        for row, enrolled in zip(probs, gallery_q):
+            candidates = [(label, q, "head") for label, q in zip(self.labels, row.tolist())]
+            candidates += [(name, q, "gallery") for name, q in enrolled.items()]
+            results.append(rank(candidates, self.threshold, TOP_K))
         return results

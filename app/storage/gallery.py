@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.storage import db, images
+from app.storage.labels import name_key
 from app.storage.models import Character, Embedding, Face
 from app.storage.reports import clean_label
 
@@ -14,8 +15,14 @@ COUNTER = "gallery"
 
 
 def get_character(session, name):
-    """The character row named exactly `name` (after label cleaning), or None."""
-    return session.scalar(select(Character).where(Character.name == name))
+    """The character row whose name equals `name` under labels.name_key (case and width), or None;
+    the exact spelling first."""
+    exact = session.scalar(select(Character).where(Character.name == name))
+    if exact is not None:
+        return exact
+    key = name_key(name)
+    return next((c for c in session.scalars(select(Character).order_by(Character.id)) if name_key(c.name) == key),
+                None)
 
 
 def _get_or_create(session, name):

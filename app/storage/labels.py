@@ -142,6 +142,17 @@ NAME_BYTES = 240  # under NAME_MAX (255 bytes) on Linux file systems
 HASHED = "%~"      # never produced by escaping ("%" always becomes "%25")
 
 
+def name_key(name):
+    """The key under which two spellings are one character: NFKC, case-folded ("Lucy", "lucy", "ＬＵＣＹ")."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def spelling_in(name, known):
+    """The spelling of `name` among `known` names equal to it under name_key, or `name` itself."""
+    key = name_key(name)
+    return next((k for k in known if name_key(k) == key), name)
+
+
 def _escape(ch):
     return "".join(f"%{b:02X}" for b in ch.encode("utf-8"))
 

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from app.storage.files import atomic_path, write_json
-from app.training.classifier_train import load_folder
+from app.training.classifier_train import kind_of, load_folder
 
 OUTSIDE = "(outside cast)"
 UNKNOWN_COLUMN = "unknown"
@@ -88,6 +88,69 @@ def metrics_from_results(results, true_labels, labels, threshold=None):
         "unknown_tradeoff": tradeoff,
         "confusion": {"rows": rows, "columns": cols, "counts": confusion.tolist()},
     }
+
+
+def kind_figures(results, true_labels, kinds, labels, threshold):
+    """Held-out figures per crop kind, plus each kind's trade-off (known faces named right and
+    accepted vs outsiders and boxes on no face answered unknown) along thresholds 0-1."""
+    out = {}
+    for kind in sorted(set(kinds)):
+        sel = [i for i, k in enumerate(kinds) if k == kind]
+        metrics = metrics_from_results([results[i] for i in sel], [true_labels[i] for i in sel], labels, threshold)
+        metrics.pop("confusion")
+        metrics.pop("unknown_tradeoff")
+        best = np.array([results[i]["predictions"][0]["score"] for i in sel])
+        right = np.array([results[i]["predictions"][0]["label"] == true_labels[i] for i in sel])
+        known = np.array([true_labels[i] in labels for i in sel])
+        curve = []
+        for t in np.linspace(0.0, 1.0, 101):
+            curve.append([round(float(t), 3),
+                          round(float((right & (best >= t))[known].mean()), 4) if known.any() else None,
+                          round(float((best < t)[~known].mean()), 4) if (~known).any() else None])
+        metrics["tradeoff"] = curve  # [threshold, known named and accepted, outsiders rejected]
+        out[kind] = metrics
+    return out
+
+
+def draw_tradeoff(per_kind, threshold, path, title):
+    """A PNG per crop kind's curve: known faces named and accepted (y) against outsiders and boxes on
+    no face answered unknown (x), with the operating point marked."""
+    w, h, pad = 600, 480, 60
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    font = _font(13)
+    x0, x1, y0, y1 = pad, w - 20, h - pad, 52
+    lo = 0.5  # both axes from 50%: below that nothing is worth shipping
+    d.rectangle([x0, y1, x1, y0], outline="black")
+
+    def px(v):
+        return x0 + (max(v, lo) - lo) / (1 - lo) * (x1 - x0)
+
+    def py(v):
+        return y0 - (max(v, lo) - lo) / (1 - lo) * (y0 - y1)
+
+    for v in (0.6, 0.7, 0.8, 0.9, 1.0):
+        d.line([(px(v), y0), (px(v), y1)], fill=(230, 230, 230))
+        d.line([(x0, py(v)), (x1, py(v))], fill=(230, 230, 230))
+        d.text((px(v) - 12, y0 + 6), f"{v:.0%}", fill="black", font=font)
+        d.text((x0 - 40, py(v) - 7), f"{v:.0%}", fill="black", font=font)
+    colours = {"cascade": (200, 60, 60), "drawn": (60, 60, 200), "known": (40, 150, 40)}
+    for k, (kind, metrics) in enumerate(sorted(per_kind.items())):
+        colour = colours.get(kind, (100, 100, 100))
+        points = [(px(r), py(a)) for _, a, r in metrics["tradeoff"] if a is not None and r is not None]
+        if len(points) > 1:
+            d.line(points, fill=colour, width=2)
+        a, r = metrics["top1_accepted"], metrics["unknown_rejection_rate"]
+        if a is not None and r is not None:
+            d.ellipse([px(r) - 5, py(a) - 5, px(r) + 5, py(a) + 5], outline=colour, width=2)
+        counts = f" ({metrics['cast_faces']} known, {metrics['outside_faces']} not)" if "cast_faces" in metrics else ""
+        d.text((x0 + 10, y0 - 56 + 16 * k), (f"{kind}: {a:.1%} named / {r:.1%} rejected"
+                                            if a is not None and r is not None else kind) + counts,
+               fill=colour, font=font)
+    d.text((10, 6), f"{title} (circle: operating point {threshold:.3f})", fill="black", font=font)
+    d.text((x0 + 60, h - 24), "outsiders and boxes on no face answered unknown", fill="black", font=font)
+    d.text((4, y1 - 20), "known faces named right and accepted", fill="black", font=font)
+    save_png(img, path)
 
 
 def _font(size):
@@ -173,7 +236,12 @@ def evaluate_items(identifier, items, progress=None, batch=32):
         results += identifier.identify([im for im, _ in chunk])
         if progress:
             progress(len(chunk))
-    return metrics_from_results(results, [lab for _, lab in items], identifier.labels, identifier.threshold)
+    truth = [lab for _, lab in items]
+    metrics = metrics_from_results(results, truth, identifier.labels, identifier.threshold)
+    kinds = [kind_of(im) for im, _ in items]
+    if set(kinds) != {"known"}:
+        metrics["per_kind"] = kind_figures(results, truth, kinds, identifier.labels, identifier.threshold)
+    return metrics
 
 
 def evaluate_model_dir(model_dir, data_dir, out_dir, progress=None):
@@ -192,5 +260,7 @@ def evaluate_model_dir(model_dir, data_dir, out_dir, progress=None):
               "unknown_threshold": identifier.threshold, **metrics}
     write_json(out_dir / "report.json", report)
     draw_confusion(metrics["confusion"], out_dir / "confusion.png")
+    if "per_kind" in metrics:
+        draw_tradeoff(metrics["per_kind"], identifier.threshold, out_dir / "tradeoff.png", f"{folder.name} split")
     draw_curves(identifier.card.get("training", {}).get("history", []), out_dir / "training_curve.png")
     return report

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from app.training.face_dataset import IMAGE_SUFFIXES, UNKNOWN_LABEL
+from app.training import open_set_fit
+from app.training.face_dataset import IMAGE_SUFFIXES, UNKNOWN_LABEL, crop_kind
 from app.training.feature_cache import FeatureCache, image_key
 
 
@@ -31,12 +32,17 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-3
     outlier_weight: float = 0.5  # weight of the push-to-uniform loss on `_unknown` crops
-    max_false_unknown: float = 0.02  # share of validation cast faces the threshold may reject
+    max_false_unknown: float = 0.02  # share of val faces named right the threshold may reject (val without outsiders)
     seed: int = 0
     cache_root: str | None = None  # feature cache folder (None: .cache/features)
 
 
 # --- data -------------------------------------------------------------------------------------
+
+def kind_of(image):
+    """The crop kind load_folder noted on an image ("known" for crops from elsewhere)."""
+    return image.info.get("crop_kind", "known")
+
 
 def load_folder(root):
     """[(PIL RGB image, label)] for DATA/<label>/* image files, labels sorted; `_unknown` kept, other `_` skipped."""
@@ -51,7 +57,9 @@ def load_folder(root):
                 continue
             try:
                 with Image.open(path) as im:
-                    items.append((im.convert("RGB"), label))
+                    image = im.convert("RGB")
+                image.info["crop_kind"] = crop_kind(path)  # how it was cut, for per-kind figures
+                items.append((image, label))
             except (OSError, ValueError):
                 continue  # unreadable file: skipped, as the data-set builder would have
     return items
@@ -197,33 +205,6 @@ def fit_head(x_train, y_train, x_val, y_val, num_labels, config, x_out=None, on_
     return raw.eval(), history, best[2]
 
 
-def max_scores(head, x):
-    """Top softmax probability per row of raw features, and the argmax label index."""
-    with torch.no_grad():
-        probs = torch.softmax(head(torch.from_numpy(x)), dim=1)
-    top, idx = probs.max(1)
-    return top.numpy(), idx.numpy()
-
-
-def calibrate_threshold(cast_scores, max_false_unknown, outsider_scores=None, outsider_share=0.98):
-    """Unknown threshold from validation scores (top softmax probability; unknown means score < threshold).
-
-    Cast side: the highest threshold that flags at most `max_false_unknown` of the cast faces.
-    With validation outsiders, the threshold moves to the middle of the margin between that
-    point and the score under which `outsider_share` of the outsiders fall: validation faces
-    are easier than unseen expressions or outfits, so the cast side alone sits too high.
-    """
-    if len(cast_scores) == 0:
-        return 0.0
-    ranked = np.sort(cast_scores)
-    allowed = int(math.floor(max_false_unknown * len(ranked)))  # faces we may reject
-    cast_side = float(ranked[allowed]) if allowed < len(ranked) else float(ranked[-1])
-    if outsider_scores is None or len(outsider_scores) == 0:
-        return cast_side
-    outsider_side = float(np.quantile(outsider_scores, outsider_share))
-    return (cast_side + outsider_side) / 2
-
-
 # --- whole runs --------------------------------------------------------------------------------
 
 @dataclass
@@ -236,6 +217,8 @@ class Prepared:
     y_val: np.ndarray
     x_val_out: np.ndarray
     counts: dict
+    val_kinds: list = None  # crop kind of each val cast face (x_val order)
+    val_out_kinds: list = None  # and of each val outsider (x_val_out order)
 
 
 def prepare_features(backbone, train, val, labels, config, cache_root=None, progress=None):
@@ -260,22 +243,47 @@ def prepare_features(backbone, train, val, labels, config, cache_root=None, prog
                         feats(out_tr), feats(cast_va),
                         np.array([index.get(lab, -1) for _, lab in cast_va], np.int64), feats(out_va), counts)
     counts["cache_hits"], counts["cache_misses"] = cache.hits, cache.misses
+    prepared.val_kinds = [kind_of(im) for im, _ in cast_va]
+    prepared.val_out_kinds = [kind_of(im) for im, _ in out_va]
     return prepared
 
 
+def head_logits(head, x):
+    """Raw-feature logits of a torch head (numpy)."""
+    with torch.no_grad():
+        return head(torch.from_numpy(x)).double().numpy()
+
+
 def train_prepared(prep, config, on_epoch=None):
-    """Fit the head and calibrate the unknown threshold on validation; returns (head, threshold, info)."""
+    """Fit the head and its open-set decision on validation (app/training/open_set_fit.py);
+    returns (head, calibration, info)."""
     head, history, best_epoch = fit_head(prep.x_train, prep.y_train, prep.x_val, prep.y_val,
                                          len(prep.labels), config, prep.x_out, on_epoch)
-    cast_scores, pred = max_scores(head, prep.x_val)
-    out_scores = max_scores(head, prep.x_val_out)[0] if len(prep.x_val_out) else None
-    threshold = calibrate_threshold(cast_scores, config.max_false_unknown, out_scores)
+    x_val = np.concatenate([prep.x_val, prep.x_val_out])
+    y_val = np.concatenate([prep.y_val, np.full(len(prep.x_val_out), -1, np.int64)])
+    kinds = list(prep.val_kinds or ["known"] * len(prep.x_val)) + \
+        list(prep.val_out_kinds or ["known"] * len(prep.x_val_out))
+    calibration, report = open_set_fit.calibrate(head_logits(head, x_val), x_val, y_val, kinds,
+                                                  prep.x_train, prep.y_train, len(prep.labels), config.seed,
+                                                  config.max_false_unknown)
+    best, pred = open_set_fit.best_answers(calibration, head_logits(head, prep.x_val), prep.x_val)
     info = {"history": history, "best_epoch": best_epoch,
             "val_top1": float((pred == prep.y_val).mean()) if len(pred) else None,
-            "val_false_unknown": float((cast_scores < threshold).mean()) if len(pred) else None}
-    if out_scores is not None:
-        info["val_unknown_rejection"] = float((out_scores < threshold).mean())
-    return head, threshold, info
+            "val_false_unknown": float((best < calibration.threshold).mean()) if len(pred) else None,
+            "open_set": report}
+    if len(prep.x_val_out):
+        out_best, _ = open_set_fit.best_answers(calibration, head_logits(head, prep.x_val_out), prep.x_val_out)
+        info["val_unknown_rejection"] = float((out_best < calibration.threshold).mean())
+    return head, calibration, info
+
+
+def head_state(head, calibration):
+    """The weights file's tensors: the linear head, plus the reference centres when the decision uses them."""
+    state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    if len(calibration.references) and calibration.method == "nearest":
+        state["references"] = torch.from_numpy(calibration.references.astype(np.float16))
+        state["reference_labels"] = torch.from_numpy(calibration.reference_labels)
+    return state
 
 
 def config_dict(config):
@@ -294,10 +302,13 @@ def leave_one_out(prep, test_x, test_y, config):
         tr, va = prep.y_train != held, prep.y_val != held
         # The left-out character's training crops are not shown as outsiders either.
         sub = Prepared([prep.labels[i] for i in keep], prep.x_train[tr], remap[prep.y_train[tr]],
-                       prep.x_out, prep.x_val[va], remap[prep.y_val[va]], prep.x_val_out, {})
-        head, threshold, _ = train_prepared(sub, config)
-        scores, _ = max_scores(head, test_x[test_y == held])
-        others, _ = max_scores(head, test_x[(test_y != held) & (test_y >= 0)])
+                       prep.x_out, prep.x_val[va], remap[prep.y_val[va]], prep.x_val_out, {},
+                       [k for k, v in zip(prep.val_kinds or [], va) if v] or None, prep.val_out_kinds)
+        head, calibration, _ = train_prepared(sub, config)
+        threshold = calibration.threshold
+        mine, rest = test_x[test_y == held], test_x[(test_y != held) & (test_y >= 0)]
+        scores, _ = open_set_fit.best_answers(calibration, head_logits(head, mine), mine)
+        others, _ = open_set_fit.best_answers(calibration, head_logits(head, rest), rest)
         results[name] = {"left_out_flagged_unknown": round(float((scores < threshold).mean()), 4),
                          "others_false_unknown": round(float((others < threshold).mean()), 4),
                          "threshold": round(threshold, 4), "faces": int(len(scores))}
@@ -352,22 +363,23 @@ def train_model_dir(data_dir, out_dir, config, name=None, command=None, loco=Fal
         prep = prepare_features(backbone, train, val, labels, config, config.cache_root, bar.update)
     log(f"feature cache: {prep.counts['cache_hits']} hits, {prep.counts['cache_misses']} computed")
     with progress_factory(config.epochs, "epochs") as bar:
-        head, threshold, info = train_prepared(prep, config, on_epoch=lambda _: bar.update(1))
+        head, calibration, info = train_prepared(prep, config, on_epoch=lambda _: bar.update(1))
+    threshold = calibration.threshold
     log(f"stopped after {len(info['history'])} epochs (best {info['best_epoch']}); "
-        f"validation top-1 {info['val_top1']:.4f}; unknown threshold {threshold:.4f}")
+        f"validation top-1 {info['val_top1']:.4f}; open-set decision {calibration.method}, "
+        f"operating point {threshold:.4f}")
     training = {"data": str(data_dir), "command": command, "config": config_dict(config),
                 **prep.counts, "best_epoch": info["best_epoch"], "history": info["history"],
                 "validation": {k: info.get(k) for k in ("val_top1", "val_false_unknown",
                                                         "val_unknown_rejection")},
-                "unknown_threshold_rule": (
-                    f"midpoint between the highest threshold flagging at most {config.max_false_unknown:.0%} "
-                    f"of validation cast faces and the 98th percentile of validation outsider scores "
-                    f"(the former alone when validation has no _unknown faces)")}
+                "open_set_candidates": info["open_set"],
+                "unknown_threshold_rule": open_set_fit.__doc__.split("\n\n", 1)[1].strip()}
     described = data_dir / "dataset.json"  # written by `flask dataset demo-faces`
     if described.is_file():
         training["dataset"] = json.loads(described.read_text())
-    card = classifier_card(name or out_dir.name, backbone, labels, threshold, training=training)
-    state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    card = classifier_card(name or out_dir.name, backbone, labels, threshold, training=training,
+                           open_set=calibration.to_card())
+    state = head_state(head, calibration)
     write_model_dir(out_dir, card, state)
     test_dir = data_dir / "test"
     if test_dir.is_dir():
@@ -391,4 +403,22 @@ def train_model_dir(data_dir, out_dir, config, name=None, command=None, loco=Fal
             test_y = np.array([labels.index(lab) for _, lab in cast], np.int64)
             card["metrics"]["leave_one_character_out"] = leave_one_out(prep, test_x, test_y, config)
         write_model_dir(out_dir, card, state)
+        if "per_kind" in metrics:
+            classifier_eval.draw_tradeoff(metrics["per_kind"], threshold, out_dir / "tradeoff-test.png",
+                                          "held-out test split, per crop kind")
+    val_curve = info["open_set"][calibration.method]
+    classifier_eval.draw_tradeoff(val_tradeoff_by_kind(val_curve), threshold, out_dir / "tradeoff-val.png",
+                                  f"val split ({calibration.method}), per crop kind")
     return card
+
+
+def val_tradeoff_by_kind(report):
+    """An open-set candidate's val figures (open_set_fit.calibrate) in classifier_eval.kind_figures' shape."""
+    out = {}
+    for kind, at_point in report["val"].items():
+        curve = [[row["threshold"], row[kind]["known_named_and_accepted"], row[kind]["unknown_rejected"]]
+                 for row in report["val_tradeoff"]]
+        out[kind] = {"tradeoff": curve, "top1_accepted": at_point["known_named_and_accepted"],
+                     "unknown_rejection_rate": at_point["unknown_rejected"],
+                     "cast_faces": at_point["known"], "outside_faces": at_point["unknown"]}
+    return out

@@ -26,6 +26,8 @@ UNKNOWN_LABEL = "_unknown"
 DEFAULT_MARGIN = 0.3
 # dHash distance (of 64 bits) at or below which two crops of one label count as the same picture.
 DEFAULT_DUPLICATE_BITS = 4
+# How a crop was cut (app/training/crop_kinds.py): a data set's file names start with it.
+CROP_KINDS = ("cascade", "drawn", "known")
 # Video frames are scaled so their longer side is at most this before detection.
 VIDEO_MAX_SIDE = 1280
 
@@ -35,6 +37,7 @@ class FaceCrop:
     image: Image.Image  # RGB
     label: str | None
     source: str  # where it came from, for the build log
+    kind: str | None = None  # how it was cut (app/training/crop_kinds.py); names its file when set
 
 
 def crop_face(rgb, box, margin=DEFAULT_MARGIN):
@@ -46,6 +49,12 @@ def crop_face(rgb, box, margin=DEFAULT_MARGIN):
     x0, y0 = max(0, round(cx - side / 2)), max(0, round(cy - side / 2))
     x1, y1 = min(width, round(cx + side / 2)), min(height, round(cy + side / 2))
     return Image.fromarray(np.ascontiguousarray(rgb[y0:y1, x0:x1, :3]))
+
+
+def crop_kind(path):
+    """The crop kind a data-set file name starts with (`cascade-...png`), or "known" for older files."""
+    head = Path(path).name.split("-", 1)[0]
+    return head if head in CROP_KINDS else "known"
 
 
 def dhash(image, size=8):
@@ -156,10 +165,15 @@ def write_crops(crops, out_dir, dedupe_bits=DEFAULT_DUPLICATE_BITS, min_side=24)
         target = out_dir / label
         target.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(crop.image.tobytes()).hexdigest()[:20] + ".png"
+        if crop.kind:
+            name = f"{crop.kind}-{name}"
         with atomic_path(target / name) as tmp:
             crop.image.save(tmp, format="PNG")
         stats["written"] += 1
         stats["labels"][label] = stats["labels"].get(label, 0) + 1
+        if crop.kind:
+            per_kind = stats.setdefault("kinds", {}).setdefault(crop.kind, {})
+            per_kind[label] = per_kind.get(label, 0) + 1
     return stats
 
 

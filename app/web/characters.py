@@ -13,6 +13,7 @@ from app.errors import APIError
 from app.i18n import _, message_of
 from app.inference import imaging
 from app.storage import db, gallery
+from app.storage.labels import name_key, spelling_in
 from app.storage.reports import ReportError
 from app.web import live
 from app.web.auth import operator_required
@@ -21,14 +22,28 @@ bp = Blueprint("characters", __name__, url_prefix="/api")
 
 
 def gallery_names(identifier):
-    """(every name the server can answer, [{"name", "source": head|gallery|both, "faces"}])."""
+    """(every name the server can answer, [{"name", "source": head|gallery|both, "faces"}]); names equal
+    under labels.name_key are one, in the head's spelling (or the first enrolled one)."""
     with db.session(current_app._get_current_object()) as s:
         counts = gallery.face_counts(s)
-    head = set(identifier.labels)
-    names = sorted(head | set(counts))
-    details = [{"name": n, "source": "both" if n in head and n in counts else "head" if n in head else "gallery",
-                "faces": counts.get(n, 0)} for n in names]
-    return names, details
+    spelling = {name_key(n): n for n in reversed(sorted(counts))}
+    spelling.update({name_key(n): n for n in identifier.labels})
+    head = {name_key(n) for n in identifier.labels}
+    faces = {}
+    for n, k in counts.items():
+        faces[name_key(n)] = faces.get(name_key(n), 0) + k
+    keys = sorted(spelling)  # by the folded name: "TOM" sorts among the t
+    details = [{"name": spelling[k], "faces": faces.get(k, 0),
+                "source": "both" if k in head and k in faces else "head" if k in head else "gallery"} for k in keys]
+    return [d["name"] for d in details], details
+
+
+def head_labels():
+    """The live head's labels, or none when no head can be loaded (enrolment works without it)."""
+    try:
+        return live.get_identifier().labels
+    except APIError:
+        return []
 
 
 @bp.post("/characters")
@@ -47,6 +62,7 @@ def enrol():
         name = gallery.clean_label(request.form.get("name", ""), field="name")
     except ReportError as exc:
         raise APIError(message_of(exc), 400, "bad_name") from None
+    name = spelling_in(name, head_labels())  # "Lucy" joins the head's "lucy": one character, one spelling
     pictures = [imaging.flatten(imaging.decode_upload(u, app.config)) for u in uploads]
     embedder = live.get_embedder()  # 503 before anything is stored when the gallery cannot work
     vectors = embedder.from_images(pictures)

@@ -320,6 +320,16 @@ function updateCrop(li, face, picture, state, t) {
     : r.state === "error" ? t("report.failed", { reason: errorText(t, r.error) }) : "");
 }
 
+/** What a face is called: its name, or for an unknown face why, in words, with the closest guess
+ * (none when even the closest rounds to 0%). */
+function headline(r, state, t) {
+  const top = r.predictions[0];
+  if (!r.unknown) return displayName(state, top.label);
+  const pct = top ? Math.round(top.score * 100) : 0;
+  if (pct < 1) return t("identify.noneClose");
+  return t("identify.notSure", { name: displayName(state, top.label), pct: pct + "%" });
+}
+
 function renderResult(box, face, n, state, t) {
   const r = face.result;
   const signature = JSON.stringify([r, state.lang, n, state.characters.length]);
@@ -334,8 +344,7 @@ function renderResult(box, face, n, state, t) {
     return;
   }
   const top = r.predictions[0];
-  box.append(el("p", { class: "headline" + (r.unknown ? " unknown" : ""),
-    text: r.unknown ? t("identify.unknown") : displayName(state, top.label) }));
+  box.append(el("p", { class: "headline" + (r.unknown ? " unknown" : ""), text: headline(r, state, t) }));
   const list = el("ul", { class: "predictions" + (r.unknown ? " dim" : ""),
     "aria-label": t(r.unknown ? "identify.closest" : "identify.top") });
   for (const p of r.predictions) {

@@ -80,7 +80,8 @@ export default {
   "face.cutoutLabel": "Cut out the character of face {n}",
 
   "identify.asking": "Asking the server…",
-  "identify.unknown": "Unknown character",
+  "identify.notSure": "Not sure: closest is {name}, {pct}",
+  "identify.noneClose": "Unknown character: no name comes close",
   "identify.top": "Closest names",
   "identify.closest": "Closest names (none fits well)",
   "identify.wrong": "Wrong?",

@@ -80,7 +80,8 @@ export default {
   "face.cutoutLabel": "顔 {n} のキャラクターを切り抜く",
 
   "identify.asking": "サーバーに問い合わせ中…",
-  "identify.unknown": "不明なキャラクター",
+  "identify.notSure": "自信がありません：いちばん近いのは {name}（{pct}）",
+  "identify.noneClose": "不明なキャラクター：近い名前はありません",
   "identify.top": "近い名前",
   "identify.closest": "近い名前（どれもよく合いません）",
   "identify.wrong": "違う？",

@@ -80,7 +80,8 @@ export default {
   "face.cutoutLabel": "抠出第 {n} 张脸所属的角色",
 
   "identify.asking": "正在询问服务器…",
-  "identify.unknown": "未知角色",
+  "identify.notSure": "不确定：最接近的是 {name}（{pct}）",
+  "identify.noneClose": "未知角色：没有相近的名字",
   "identify.top": "最接近的名字",
   "identify.closest": "最接近的名字（都不太符合）",
   "identify.wrong": "不对？",
