@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from app.inference import prompts
-from app.storage.files import write_json
+from app.storage.files import atomic_path, write_json
 from app.training import cutout_metrics
 
 
@@ -85,11 +85,11 @@ def evaluate(runner, items, out_dir=None, characters=False, log=None):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "report.json", report)
-        from app.training.classifier_eval import save_png
         from app.training.cutout_eval import sheet
         worst = sorted(worst, key=lambda t: t[0])[:8]
-        save_png(sheet([(_small(items[n]["image"]), _small(items[n]["mask"]), _small(p)) for _, n, p in worst]),
-                 out_dir / "worst.png")
+        with atomic_path(out_dir / "worst.png") as tmp:
+            sheet([(_small(items[n]["image"]), _small(items[n]["mask"]), _small(p)) for _, n, p in worst]).save(
+                tmp, format="PNG")
     return report
 
 
