@@ -1,0 +1,97 @@
+"""Real parts for the job tests: a private Redis server on loopback and `flask worker` processes."""
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from servers import ROOT, free_port
+
+
+def redis_binary():
+    """Debian's redis-server (scripts/setup.sh --dev installs it), or None."""
+    return shutil.which("redis-server")
+
+
+def _ping(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def redis_server():
+    """Start redis-server on 127.0.0.1:<free port> (no persistence, its own folder); yields its URL."""
+    binary = redis_binary()
+    if binary is None:
+        pytest.skip("redis-server missing: run scripts/setup.sh --dev (Debian's redis-server)")
+    folder = Path(tempfile.mkdtemp(prefix="faces-redis-"))
+    port = free_port()
+    log = folder / "redis.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no", "--dir", str(folder), "--daemonize", "no"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while not _ping(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not start:\n{log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class Worker:
+    """One `flask --app wsgi worker` process with the given FLASK_* settings."""
+
+    def __init__(self, tmp_dir, env, name="worker"):
+        self.log = Path(tmp_dir) / f"{name}-{time.monotonic_ns()}.log"
+        full_env = dict(os.environ, FLASK_TORCH_THREADS="1", **env)
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], cwd=ROOT,
+                                         env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+
+    def output(self):
+        return self.log.read_text(errors="replace")
+
+    def kill(self):
+        """SIGKILL: the worker dies mid-job, with no chance to tidy up."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextlib.contextmanager
+def worker(tmp_dir, env, name="worker"):
+    """A running Worker, stopped at the end."""
+    w = Worker(tmp_dir, env, name)
+    try:
+        yield w
+    finally:
+        w.stop()
