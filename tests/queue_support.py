@@ -63,7 +63,7 @@ class Worker:
 
     def __init__(self, tmp_dir, env, name="worker"):
         self.log = Path(tmp_dir) / f"{name}-{time.monotonic_ns()}.log"
-        full_env = dict(os.environ, FLASK_TORCH_THREADS="1", **env)
+        full_env = {**os.environ, "FLASK_TORCH_THREADS": "1", **env}
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], cwd=ROOT,
                                          env=full_env, stdout=out, stderr=subprocess.STDOUT)
