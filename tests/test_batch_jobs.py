@@ -1,6 +1,7 @@
 """Batch cutouts on the job queue (app/jobs/, app/web/jobs.py): real `flask worker` processes, the
 default SQLite queue and a real Redis server behind gunicorn, workers killed with SIGKILL mid-job,
 and the limits a submission meets. Every wait is bounded."""
+import datetime
 import io
 import time
 import zipfile
@@ -12,10 +13,12 @@ from conftest import encode, needs_cutout
 from PIL import Image
 from queue_support import redis_server, worker
 from servers import gunicorn
+from sqlalchemy import update
 
 from app import create_app
 from app.jobs import store
 from app.storage import db
+from app.storage.models import Job, utcnow
 
 pytestmark = needs_cutout
 
@@ -248,7 +251,6 @@ def test_an_unreachable_queue_answers_503_and_keeps_nothing(make_app):
     assert int(down.headers["Retry-After"]) >= 1
     assert not any((store.folder(app, "x").parent).glob("*"))
     with db.session(app) as s:
-        from app.storage.models import Job
         assert s.query(Job).count() == 0
 
 
@@ -278,3 +280,31 @@ def test_behind_gunicorn_with_redis_a_worker_runs_jobs_submitted_over_http(tmp_p
                 with Image.open(io.BytesIO(mask.data)) as image:
                     assert image.mode == "L" and image.size == (200, 150)
             assert "redis://127.0.0.1" in w.output()
+
+
+def test_a_picture_the_worker_cannot_decode_fails_at_once_without_retries(make_app, tmp_path):
+    app = make_app(JOB_RETRIES=2)
+    client = app.test_client()
+    whole = picture(200, 150)
+    truncated = whole[: len(whole) // 2]  # its header is whole: accepted on submission
+    job_id = submit(client, [truncated]).get_json()["job"]["id"]
+    with worker(tmp_path, settings(app.config["REPORT_DIR"], JOB_RETRIES=2)) as w:
+        failed = wait_for(client, job_id, lambda j: j["status"] in ("failed", "done"), 60)
+        assert failed["status"] == "failed", w.output()[-3000:]
+    assert failed["code"] == "bad_image" and failed["attempts"] == 1  # refused again would be refused again
+    assert "could not be decoded" in failed["message"]
+
+
+def test_a_worker_on_another_machine_is_lost_when_its_heartbeat_stops(make_app):
+    app = make_app(JOB_LEASE_SECONDS=30, JOB_RETRIES=1)
+    client = app.test_client()
+    job_id = submit(client, [picture(64, 64)]).get_json()["job"]["id"]
+    elsewhere = "another-machine|4242|123456"  # no process of ours to look at: only its heartbeat
+    with db.session(app, write=True) as s:
+        s.execute(update(Job).where(Job.key == job_id).values(status="running", worker=elsewhere, attempts=1,
+                                                              heartbeat=utcnow()))
+    assert client.get(f"/api/jobs/{job_id}").get_json()["job"]["status"] == "running"  # within its lease
+    with db.session(app, write=True) as s:
+        s.execute(update(Job).where(Job.key == job_id).values(heartbeat=utcnow() - datetime.timedelta(seconds=31)))
+    job = client.get(f"/api/jobs/{job_id}").get_json()["job"]
+    assert job["status"] == "queued" and job["code"] == "worker_lost"  # queued again for a live worker

@@ -19,6 +19,7 @@ from flask.cli import with_appcontext
 def command(threads):
     from app.jobs import cutouts, queue
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the schema check at start is not news
     app = current_app._get_current_object()
     huey, _tasks = queue.get(app)
     lease = float(app.config["JOB_LEASE_SECONDS"])

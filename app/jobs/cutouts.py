@@ -68,8 +68,10 @@ def _attempt(app, job_id, me):
             code, message = "cutout_failed", _("The cutout failed on the server (%(error)s).",
                                                 error=type(exc).__name__)
         job = store.get(app, job_id)
+        # A picture the server refuses (4xx) is refused again: no retry. Anything else may pass next time.
+        retries = 0 if isinstance(exc, APIError) and exc.status < 500 else int(config["JOB_RETRIES"])
         again = store.give_up_or_retry(app, job, [Job.status == "running", Job.worker == me], code, message,
-                                       int(config["JOB_RETRIES"]), int(config["JOB_RESULT_SECONDS"]))
+                                       retries, int(config["JOB_RESULT_SECONDS"]))
         if again:
             _requeue(app, job, delay=retry_delay(job.attempts))
         return

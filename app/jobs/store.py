@@ -175,7 +175,8 @@ def cancel(app, job):
 
 
 def lost_jobs(app, lease_seconds):
-    """Running rows whose worker is gone: dead on this machine, or silent past the lease elsewhere."""
+    """Running rows whose worker is gone: its process dead (on this machine), or no heartbeat for the
+    lease (anywhere: a live worker that dropped the job, say after losing the database, counts too)."""
     horizon = utcnow() - datetime.timedelta(seconds=lease_seconds)
     with db.session(app) as s:
         running = list(s.scalars(select(Job).where(Job.status == "running", Job.key.is_not(None))))
@@ -184,7 +185,7 @@ def lost_jobs(app, lease_seconds):
         alive = worker_alive(job.worker)
         heartbeat = job.heartbeat.replace(tzinfo=datetime.UTC) if job.heartbeat and not job.heartbeat.tzinfo \
             else job.heartbeat
-        if alive is False or (alive is None and (heartbeat is None or heartbeat < horizon)):
+        if alive is False or heartbeat is None or heartbeat < horizon:
             lost.append(job)
     return lost
 
