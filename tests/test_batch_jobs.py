@@ -16,7 +16,7 @@ from servers import gunicorn
 from sqlalchemy import update
 
 from app import create_app
-from app.jobs import store
+from app.jobs import files
 from app.storage import db
 from app.storage.models import Job, utcnow
 
@@ -105,11 +105,11 @@ def test_a_batch_is_cut_out_by_a_worker_and_its_results_served(make_app, tmp_pat
                 assert cut.mode == "RGBA" and cut.size == (width, height)
                 alpha = np.asarray(cut)[..., 3]
             assert alpha.min() < 128 < alpha.max()  # something kept, something made transparent
-    assert not (store.folder(app, job["id"]) / "in").exists()  # the pictures as sent are not kept
+    assert not (files.folder(app, job["id"]) / "in").exists()  # the pictures as sent are not kept
     # The client deletes the results: gone from disk, and the job says so (410).
     deleted = client.delete(f"/api/jobs/{job['id']}")
     assert deleted.status_code == 200 and deleted.get_json()["job"]["status"] == "expired"
-    assert not store.folder(app, job["id"]).exists()
+    assert not files.folder(app, job["id"]).exists()
     gone = client.get(f"/api/jobs/{job['id']}")
     assert gone.status_code == 410 and gone.get_json()["error"]["code"] == "expired"
 
@@ -175,7 +175,7 @@ def test_a_running_job_is_cancelled_and_its_files_removed(make_app, tmp_path):
         cancelled = client.delete(f"/api/jobs/{job_id}")
         assert cancelled.status_code == 200 and cancelled.get_json()["job"]["status"] == "cancelled"
         deadline = time.monotonic() + 30
-        while store.folder(app, job_id).exists():  # the worker stops at the next picture and tidies up
+        while files.folder(app, job_id).exists():  # the worker stops at the next picture and tidies up
             assert time.monotonic() < deadline, "a cancelled job's files stayed"
             time.sleep(0.1)
         job = client.get(f"/api/jobs/{job_id}").get_json()["job"]
@@ -190,7 +190,7 @@ def test_results_expire_after_the_setting(make_app, tmp_path):
     with worker(tmp_path, settings(app.config["REPORT_DIR"], JOB_RESULT_SECONDS=2, JOB_LEASE_SECONDS=2)):
         done = wait_for(client, job_id, lambda j: j["status"] == "done", 60)
         deadline = time.monotonic() + 20
-        while store.folder(app, job_id).exists():  # the worker's sweep deletes them
+        while files.folder(app, job_id).exists():  # the worker's sweep deletes them
             assert time.monotonic() < deadline, "expired results were not deleted"
             time.sleep(0.2)
     assert fetch(client, done["zip"])[0] == 410
@@ -224,7 +224,7 @@ def test_submissions_meet_clear_limits(make_app):
     job_id = first.get_json()["job"]["id"]
     assert client.get(f"/api/jobs/{job_id}/results/0").status_code == 409
     assert client.delete(f"/api/jobs/{job_id}").get_json()["job"]["status"] == "cancelled"
-    assert not store.folder(app, job_id).exists()
+    assert not files.folder(app, job_id).exists()
     assert submit(client, [picture(32, 32)]).status_code == 202  # the cancelled one no longer counts
 
 
@@ -249,7 +249,7 @@ def test_an_unreachable_queue_answers_503_and_keeps_nothing(make_app):
     client = app.test_client()
     down = json_error(submit(client, [picture(32, 32)]), 503, "queue_unavailable")
     assert int(down.headers["Retry-After"]) >= 1
-    assert not any((store.folder(app, "x").parent).glob("*"))
+    assert not any((files.folder(app, "x").parent).glob("*"))
     with db.session(app) as s:
         assert s.query(Job).count() == 0
 
@@ -308,3 +308,41 @@ def test_a_worker_on_another_machine_is_lost_when_its_heartbeat_stops(make_app):
         s.execute(update(Job).where(Job.key == job_id).values(heartbeat=utcnow() - datetime.timedelta(seconds=31)))
     job = client.get(f"/api/jobs/{job_id}").get_json()["job"]
     assert job["status"] == "queued" and job["code"] == "worker_lost"  # queued again for a live worker
+
+
+def test_with_postgresql_and_redis_instances_share_jobs_without_a_shared_disk(tmp_path, postgres):
+    """Three instances, each with its own empty report folder: web 1 takes the job, a worker runs it,
+    web 2 serves its progress and results; the pictures and results are rows in PostgreSQL."""
+    database_url = postgres()
+    with redis_server() as redis_url:
+        shared = {"DATABASE_URL": database_url, "JOB_QUEUE_URL": redis_url}
+        web1 = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "web1"), "CUTOUT_MODEL": "demo-cutout",
+                           **shared})
+        web2 = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "web2"), "CUTOUT_MODEL": "demo-cutout",
+                           **shared})
+        try:
+            job_id = submit(web1.test_client(), [picture(160, 120, 0), picture(120, 160, 1)]).get_json()["job"]["id"]
+            reader = web2.test_client()
+            with worker(tmp_path, settings(tmp_path / "worker", **shared)) as w:
+                done = wait_for(reader, job_id, lambda j: j["status"] not in ("queued", "running"), 120)
+                assert done["status"] == "done", w.output()[-3000:]
+            status, _mimetype, archive = fetch(reader, done["zip"])
+            assert status == 200
+            with zipfile.ZipFile(io.BytesIO(archive)) as z:
+                assert len(z.namelist()) == 2
+                for (width, height), name in zip([(160, 120), (120, 160)], z.namelist()):
+                    with Image.open(io.BytesIO(z.read(name))) as cut:
+                        assert cut.mode == "RGBA" and cut.size == (width, height)
+            assert fetch(reader, done["results"][1]["url"])[0] == 200
+            for folder in ("web1", "web2", "worker"):  # nothing of the job on any instance's disk
+                assert not list((tmp_path / folder / "jobs" / "batch").glob("*")), folder
+            with db.session(web2) as s:
+                job = s.query(Job).filter(Job.key == job_id).one()
+                assert files.sizes(web2, job, "out/") and not files.sizes(web2, job, "in/")
+            assert reader.delete(f"/api/jobs/{job_id}").get_json()["job"]["status"] == "expired"
+            with db.session(web1) as s:
+                assert not files.exists(web1, s.query(Job).filter(Job.key == job_id).one())
+            assert web1.test_client().get(f"/api/jobs/{job_id}").status_code == 410
+        finally:
+            db.dispose(web1)
+            db.dispose(web2)

@@ -4,10 +4,11 @@ the reaper of jobs whose worker died, deleting results past their time).
 A job's pictures are cut out one by one into `out/NNNN.png`; a retried job skips the pictures
 an earlier attempt finished. Between pictures the worker checks that the job is still its own,
 so a client's DELETE (or the reaper handing the job to another worker) stops it at the next
-picture. At the end the PNGs are also packed into `results.zip` and the inputs deleted.
+picture. At the end the PNGs are also packed into `results.zip` and the inputs deleted. Files live
+where app/jobs/files.py keeps them: the report folder, or PostgreSQL.
 """
+import io
 import logging
-import shutil
 import threading
 import zipfile
 
@@ -17,8 +18,7 @@ from PIL import Image
 from app.errors import APIError
 from app.i18n import _, message_of
 from app.inference import imaging
-from app.jobs import queue, store
-from app.storage.files import atomic_path, write_atomic
+from app.jobs import files, queue, store
 from app.storage.models import Job
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def _abandon(app, job_id):
     """The job stopped being ours mid-run: if it was cancelled, its files go now."""
     job = store.get(app, job_id)
     if job is not None and job.status == "cancelled":
-        shutil.rmtree(store.folder(app, job.key), ignore_errors=True)
+        files.remove(app, job)
 
 
 def _requeue(app, job, delay=None):
@@ -110,19 +110,19 @@ def _cut_all(app, job, me):
     from app.web import registry
     config = app.config
     options = json.loads(job.options or "{}")
-    root = store.folder(app, job.key)
-    inputs, outputs = root / "in", root / "out"
-    outputs.mkdir(parents=True, exist_ok=True)
     cutter = registry.get_cutter(options.get("model"))
-    done = sum(1 for i in range(job.pictures) if (outputs / f"{picture_name(i)}.png").exists())
+    finished = files.sizes(app, job, "out/")
+    done = len(finished)
     if not store.progress(app, job.id, me, done, job.pictures):
         return None
     for index in range(job.pictures):
-        target = outputs / f"{picture_name(index)}.png"
-        if target.exists():
+        target = f"out/{picture_name(index)}.png"
+        if target in finished:
             continue
-        image = imaging.decode_image((inputs / picture_name(index)).read_bytes(),
-                                     int(config["JOB_MAX_BYTES"]), int(config["MAX_IMAGE_PIXELS"]),
+        data = files.get(app, job, f"in/{picture_name(index)}")
+        if data is None:
+            raise FileNotFoundError(f"job {job.id}: picture {index} is missing")
+        image = imaging.decode_image(data, int(config["JOB_MAX_BYTES"]), int(config["MAX_IMAGE_PIXELS"]),
                                      max_out_pixels=int(config["MAX_CUTOUT_PIXELS"]))
         settings = {k: options[k] for k in ("alpha", "threshold", "largest_component", "clean")}
         if options["output"] == "mask":
@@ -132,21 +132,24 @@ def _cut_all(app, job, me):
             if options["decontaminate"]:
                 rgba = Image.fromarray(decontaminate(np.asarray(rgba)))
             png = imaging.png_bytes(rgba)
-        write_atomic(target, png)
+        if not store.still_mine(app, job.id, me):  # cancelled meanwhile: write nothing more
+            return None
+        files.put(app, job, target, png)
         done += 1
         if not store.progress(app, job.id, me, done, job.pictures):
             return None
     names = options.get("names") or []
-    pictures = []
-    with atomic_path(root / ZIP_NAME) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+    pictures, archive = [], io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:  # PNGs do not compress further
         for index in range(job.pictures):
-            path = outputs / f"{picture_name(index)}.png"
+            png = files.get(app, job, f"out/{picture_name(index)}.png")
             name = f"{picture_name(index)}-{names[index]}.png" if index < len(names) and names[index] \
                 else f"{picture_name(index)}.png"
-            archive.write(path, name)
-            pictures.append({"index": index, "name": name, "bytes": path.stat().st_size})
-    shutil.rmtree(inputs, ignore_errors=True)  # the pictures as sent are not kept past the job
-    return {"pictures": pictures, "zip_bytes": (root / ZIP_NAME).stat().st_size}
+            z.writestr(name, png)
+            pictures.append({"index": index, "name": name, "bytes": len(png)})
+    files.put(app, job, ZIP_NAME, archive.getvalue())
+    files.remove(app, job, "in/")  # the pictures as sent are not kept past the job
+    return {"pictures": pictures, "zip_bytes": len(archive.getvalue())}
 
 
 def reap(app, only=None):

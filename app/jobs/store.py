@@ -3,31 +3,25 @@
 A row moves queued -> running -> done | failed, or to cancelled from queued or running; done and
 failed become expired when their results are deleted. Every move is an UPDATE ... WHERE on the
 state it leaves (and, for a running job, on the worker that runs it), so a worker, a client's
-DELETE and the reaper can race without two of them winning. Files live under
-`<REPORT_DIR>/jobs/batch/<key>/`: `in/` the pictures as sent, `out/` the results.
+DELETE and the reaper can race without two of them winning. Pictures and results are kept by
+app/jobs/files.py.
 """
 import datetime
 import json
 import os
 import secrets
-import shutil
 import socket
 from pathlib import Path
 
 from sqlalchemy import func, select, update
 
-from app.config import resolve_path
+from app.jobs import files
 from app.storage import db
 from app.storage.models import Job, iso, utcnow
 
 ACTIVE = ("queued", "running")
 FINISHED = ("done", "failed")
 _SERIALISE_KEY = 7_140_300  # advisory lock: per-client counts checked and a row added, in turn
-
-
-def folder(app, key):
-    """The folder of job `key`'s files."""
-    return resolve_path(app.config["REPORT_DIR"]) / "jobs" / "batch" / key
 
 
 def new_key():
@@ -163,13 +157,13 @@ def cancel(app, job):
         moved = _move(app, job.id, [Job.status == job.status], status="cancelled", expires=utcnow(),
                       message="Cancelled by the client.")
         if moved and job.status == "queued":
-            shutil.rmtree(folder(app, job.key), ignore_errors=True)  # no worker writes there
+            files.remove(app, job)  # no worker writes there
         return moved  # a running job's worker sees the change and removes its files
     if job.status in FINISHED:
         moved = _move(app, job.id, [Job.status == job.status], status="expired", expires=None,
                       message="Its results were deleted by the client.")
         if moved:
-            shutil.rmtree(folder(app, job.key), ignore_errors=True)
+            files.remove(app, job)
         return moved
     return False
 
@@ -211,7 +205,7 @@ def is_expired(job):
 
 def purge(app, job):
     """Delete an expired job's files; done/failed rows become expired, cancelled ones stay cancelled."""
-    shutil.rmtree(folder(app, job.key), ignore_errors=True)
+    files.remove(app, job)
     status = "expired" if job.status in FINISHED else job.status
     _move(app, job.id, [Job.status == job.status], status=status, expires=None)
 

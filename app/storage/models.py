@@ -127,6 +127,15 @@ class Job(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON {msgid, params}: translatable
 
 
+class JobFile(Base):
+    """A batch job's picture or result, kept in the database when it is PostgreSQL (app/jobs/files.py)."""
+    __tablename__ = "job_files"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)  # in/0000, out/0000.png
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Counter(Base):
     """Version counters: a worker re-reads the gallery or the live model only when one moves."""
     __tablename__ = "counters"

@@ -5,17 +5,16 @@ else can read or cancel it. Submissions are checked here, before anything is que
 recognised by content, within the byte and pixel limits, the same options /api/cutout takes, and
 the per-client and per-queue limits (429 and 503 with Retry-After).
 """
+import io
 import json
 import re
-import shutil
 
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 
 from app.errors import APIError
 from app.i18n import Message, _, translate
 from app.inference import imaging
-from app.jobs import cutouts, queue, store
-from app.storage.files import write_atomic
+from app.jobs import cutouts, files, queue, store
 from app.web import registry
 from app.web.api import _cutout_options, _switch
 from app.web.ratelimit import client_key
@@ -108,17 +107,15 @@ def create():
             raise _busy(_("You have %(count)d jobs queued or running (at most %(limit)d); wait for one to "
                           "finish.", count=count, limit=limits["client"]), 429, "too_many_jobs", CLIENT_RETRY_AFTER)
         raise _busy(_("The job queue is full; try again later."), 503, "queue_full", QUEUE_RETRY_AFTER)
-    root = store.folder(app, job.key)
     try:
-        (root / "in").mkdir(parents=True, exist_ok=True)
         for index, (data, _name) in enumerate(pictures):
-            write_atomic(root / "in" / cutouts.picture_name(index), data)
+            files.put(app, job, f"in/{cutouts.picture_name(index)}", data)
         queue.enqueue(app, "cutout", job.id)
-    except (OSError, queue.QueueUnavailable) as exc:
-        shutil.rmtree(root, ignore_errors=True)
+    except BaseException as exc:
+        files.remove(app, job)
         store.remove(app, job.id)
-        if isinstance(exc, OSError):
-            raise  # disk full -> 507 through the app's storage errors
+        if not isinstance(exc, queue.QueueUnavailable):
+            raise  # disk or database full -> 507, unreachable -> 503, through the app's storage errors
         current_app.logger.error("%s", exc)
         raise _busy(_("The job queue is unavailable for now; try again later."), 503, "queue_unavailable",
                     QUEUE_RETRY_AFTER) from None
@@ -169,8 +166,7 @@ def _finished(job_id):
 def results_zip(job_id):
     """Every result of a finished job in one ZIP."""
     job = _finished(job_id)
-    path = store.folder(_app(), job.key) / cutouts.ZIP_NAME
-    return send_file(path, mimetype="application/zip", download_name=f"cutouts-{job.key}.zip", max_age=0)
+    return _send(job, cutouts.ZIP_NAME, "application/zip", f"cutouts-{job.key}.zip")
 
 
 @bp.get("/<job_id>/results/<int:index>")
@@ -179,5 +175,18 @@ def result(job_id, index):
     job = _finished(job_id)
     if not 0 <= index < job.pictures:
         raise APIError(_("No such job."), 404, "not_found")
-    path = store.folder(_app(), job.key) / "out" / f"{cutouts.picture_name(index)}.png"
-    return send_file(path, mimetype="image/png", download_name=f"{cutouts.picture_name(index)}.png", max_age=0)
+    name = f"{cutouts.picture_name(index)}.png"
+    return _send(job, f"out/{name}", "image/png", name)
+
+
+def _send(job, name, mimetype, download_name):
+    """A stored file of a finished job: streamed from the report folder, or from its database row."""
+    app = _app()
+    if not files.in_database(app):
+        path = files.folder(app, job.key) / name
+        if path.is_file():
+            return send_file(path, mimetype=mimetype, download_name=download_name, max_age=0)
+    data = files.get(app, job, name)
+    if data is None:
+        raise APIError(_("This job's results have expired or were deleted."), 410, "expired")
+    return send_file(io.BytesIO(data), mimetype=mimetype, download_name=download_name, max_age=0)
