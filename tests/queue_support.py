@@ -28,34 +28,54 @@ def _ping(port):
         return False
 
 
+class RedisServer:
+    """redis-server on 127.0.0.1:<port>, no persistence: restart() loses every message, as a Redis
+    restarted without a save would."""
+
+    def __init__(self, binary, folder):
+        self.binary, self.folder, self.port = binary, folder, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = None
+
+    def start(self):
+        log = self.folder / "redis.log"
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                          "--appendonly", "no", "--dir", str(self.folder), "--daemonize", "no"],
+                                         stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while not _ping(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not start:\n{log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+
 @contextlib.contextmanager
 def redis_server():
-    """Start redis-server on 127.0.0.1:<free port> (no persistence, its own folder); yields its URL."""
+    """Start redis-server on 127.0.0.1:<free port> (no persistence, its own folder); yields the RedisServer."""
     binary = redis_binary()
     if binary is None:
         pytest.skip("redis-server missing: run scripts/setup.sh --dev (Debian's redis-server)")
-    folder = Path(tempfile.mkdtemp(prefix="faces-redis-"))
-    port = free_port()
-    log = folder / "redis.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", str(folder), "--daemonize", "no"],
-                                stdout=out, stderr=subprocess.STDOUT)
+    server = RedisServer(binary, Path(tempfile.mkdtemp(prefix="faces-redis-")))
     try:
-        deadline = time.monotonic() + 20
-        while not _ping(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"redis-server did not start:\n{log.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
+        server.start()
+        yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(folder, ignore_errors=True)
+        server.stop()
+        shutil.rmtree(server.folder, ignore_errors=True)
 
 
 class Worker:

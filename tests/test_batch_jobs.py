@@ -256,8 +256,8 @@ def test_an_unreachable_queue_answers_503_and_keeps_nothing(make_app):
 
 def test_behind_gunicorn_with_redis_a_worker_runs_jobs_submitted_over_http(tmp_path):
     report_dir = tmp_path / "reports"
-    with redis_server() as redis_url:
-        env = settings(report_dir, JOB_QUEUE_URL=redis_url)
+    with redis_server() as redis:
+        env = settings(report_dir, JOB_QUEUE_URL=redis.url)
         with gunicorn(tmp_path, env, workers=2) as (url, _log), worker(tmp_path, env) as w, \
                 urllib3.PoolManager(retries=False) as http:
             ids = []
@@ -314,8 +314,8 @@ def test_with_postgresql_and_redis_instances_share_jobs_without_a_shared_disk(tm
     """Three instances, each with its own empty report folder: web 1 takes the job, a worker runs it,
     web 2 serves its progress and results; the pictures and results are rows in PostgreSQL."""
     database_url = postgres()
-    with redis_server() as redis_url:
-        shared = {"DATABASE_URL": database_url, "JOB_QUEUE_URL": redis_url}
+    with redis_server() as redis:
+        shared = {"DATABASE_URL": database_url, "JOB_QUEUE_URL": redis.url}
         web1 = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "web1"), "CUTOUT_MODEL": "demo-cutout",
                            **shared})
         web2 = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "web2"), "CUTOUT_MODEL": "demo-cutout",
@@ -346,3 +346,18 @@ def test_with_postgresql_and_redis_instances_share_jobs_without_a_shared_disk(tm
         finally:
             db.dispose(web1)
             db.dispose(web2)
+
+
+def test_jobs_whose_messages_a_restarted_redis_lost_are_queued_again(make_app, tmp_path):
+    with redis_server() as redis:
+        app = make_app(JOB_QUEUE_URL=redis.url, JOB_CLIENT_ACTIVE=5)
+        client = app.test_client()
+        ids = [submit(client, [picture(96, 96, n)]).get_json()["job"]["id"] for n in range(2)]
+        redis.restart()  # no persistence: both messages are gone, the jobs' rows still say queued
+        time.sleep(2.5)  # older than the lease below: a worker looks for stranded jobs
+        with worker(tmp_path, settings(app.config["REPORT_DIR"], JOB_QUEUE_URL=redis.url,
+                                       JOB_LEASE_SECONDS=2)) as w:
+            for job_id in ids:
+                done = wait_for(client, job_id, lambda j: j["status"] not in ("queued", "running"), 60)
+                assert done["status"] == "done" and done["attempts"] == 1, (done, w.output()[-3000:])
+            assert "queued with no message" in w.output()

@@ -173,6 +173,22 @@ def reap(app, only=None):
     return handled
 
 
+def requeue_stranded(app):
+    """Queued jobs older than the lease with no message on the queue get one again (the queue lost
+    it: Redis restarted without persistence). Claiming is conditional, so a duplicate runs nothing."""
+    stranded = store.stranded_jobs(app, float(app.config["JOB_LEASE_SECONDS"]))
+    if not stranded:
+        return 0
+    waiting = queue.waiting_job_ids(app)
+    put_back = 0
+    for job in stranded:
+        if job.id not in waiting and store.touch(app, job.id):
+            log.warning("job %s was queued with no message on the queue: queued again", job.id)
+            queue.enqueue(app, job.kind, job.id)
+            put_back += 1
+    return put_back
+
+
 def sweep(app):
     """Delete the files of jobs past their time."""
     for job in store.expired_jobs(app):
@@ -180,7 +196,7 @@ def sweep(app):
 
 
 def maintain(app, stop, interval):
-    """The worker's upkeep loop until `stop` is set: heartbeats, the reaper, the sweep."""
+    """The worker's upkeep loop until `stop` is set: heartbeats, the reaper, stranded jobs, the sweep."""
     me = store.worker_id()
     with app.app_context():
         while not stop.is_set():
@@ -189,6 +205,7 @@ def maintain(app, stop, interval):
                     mine = set(_running)
                 store.heartbeat(app, mine, me)
                 reap(app)
+                requeue_stranded(app)
                 sweep(app)
             except Exception:  # noqa: BLE001 - the database may be away for a while: try again later
                 log.exception("job upkeep failed; trying again in %s s", interval)

@@ -70,3 +70,9 @@ def describe(app):
     from urllib.parse import urlsplit
     parts = urlsplit(str(url))
     return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def waiting_job_ids(app):
+    """Ids of the jobs with a message on the queue now (waiting, or scheduled for a retry)."""
+    huey, _tasks = get(app)
+    return {task.args[0] for task in [*huey.pending(), *huey.scheduled()] if task.args}

@@ -184,6 +184,20 @@ def lost_jobs(app, lease_seconds):
     return lost
 
 
+def stranded_jobs(app, older_than_s):
+    """Queued rows (batch cutouts and retraining) unchanged for `older_than_s`: waiting in a long
+    queue, or their message lost (a Redis restarted without persistence); the caller tells which."""
+    horizon = utcnow() - datetime.timedelta(seconds=older_than_s)
+    with db.session(app) as s:
+        rows = list(s.scalars(select(Job).where(Job.status == "queued", Job.kind.in_(("cutout", "retrain")))))
+    return [job for job in rows if _aware(job.updated) < horizon]
+
+
+def touch(app, job_id):
+    """Mark a queued job as just looked at (its message put back); False if it is not queued now."""
+    return _move(app, job_id, [Job.status == "queued"])
+
+
 def expired_jobs(app):
     """Rows whose results' time is up (done, failed, cancelled), with files still to delete."""
     now = utcnow()
