@@ -27,7 +27,7 @@ def create_app(config=None):
         app.wsgi_app = TrustedProxyFix(app.wsgi_app, app.config["PROXY_TRUSTED"])
 
     from app import commands, errors, i18n
-    from app.web import api, auth, characters, connections, memory, origin, pages, ratelimit, review, static_files
+    from app.web import api, auth, characters, connections, jobs, memory, origin, pages, ratelimit, review, static_files
     errors.init_app(app)
     i18n.init_app(app)  # error messages in the client's language (Accept-Language)
     connections.init_app(app)
@@ -42,6 +42,7 @@ def create_app(config=None):
     app.register_blueprint(api.bp)
     app.register_blueprint(characters.bp)
     app.register_blueprint(review.bp)
+    app.register_blueprint(jobs.bp)
     ratelimit.init_app(app)
     app.after_request(security_headers)
     commands.init_app(app)

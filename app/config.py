@@ -82,6 +82,24 @@ DEFAULTS = {
     "CUTOUT_SLOTS": 1,
     "CUTOUT_QUEUE": 1,
     "QUEUE_WAIT": 10.0,
+    # Background jobs (app/jobs/): the queue Huey keeps them in. None: a SQLite file in REPORT_DIR
+    # (one machine, nothing to run besides `flask worker`); "redis://host:6379/0" for several machines.
+    "JOB_QUEUE_URL": None,
+    # Batch cutouts (POST /api/jobs): pictures and decoded pixels per job, bytes per submission (the
+    # request body; nginx's client_max_body_size must allow it), queued or running jobs per client
+    # (429 beyond) and in all (503 beyond), submissions per client, seconds results are kept.
+    "JOB_MAX_PICTURES": 50,
+    "JOB_MAX_PIXELS": 200_000_000,
+    "JOB_MAX_BYTES": 16 * 1024 * 1024,
+    "JOB_CLIENT_ACTIVE": 2,
+    "JOB_QUEUE_MAX": 100,
+    "JOB_RATE_LIMIT": "10 per minute; 100 per hour",
+    "JOB_RESULT_SECONDS": 3600,
+    # A job whose attempt fails (an error, or its worker stopped) runs again this many more times.
+    "JOB_RETRIES": 2,
+    # A running job whose worker (on another machine) has not written a heartbeat for this long is
+    # taken as lost; a worker on the same machine is checked by its process at once.
+    "JOB_LEASE_SECONDS": 60,
     # torch intra-op threads per worker; None means CPU cores // WORKERS.
     "TORCH_THREADS": None,
     # ONNX Runtime threads of a cutout, per worker; None means every core. A worker runs one cutout

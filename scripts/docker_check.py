@@ -76,7 +76,7 @@ CASCADE = "lbpcascade_animeface.xml"
 # setting in docker-compose.yml cannot be silently left out of the check.
 HANDLED_KEYS = {"image", "build", "command", "user", "restart", "ports", "volumes", "networks",
                 "depends_on", "deploy", "read_only", "tmpfs", "cap_drop", "security_opt",
-                "environment", "stop_grace_period"}
+                "environment", "stop_grace_period", "healthcheck"}
 
 
 class CheckFailed(Exception):
@@ -499,7 +499,11 @@ class Deployment:
         if networks:
             options += ["--network", self.name(networks[0]), "--network-alias", service]
         for key, value in (spec.get("environment") or {}).items():
+            if value is None:  # passed only when set in .env or the shell: the check runs the defaults
+                continue
             options += ["-e", f"{key}={interpolate(value, overrides)}"]
+        if (spec.get("healthcheck") or {}).get("disable"):
+            options.append("--no-healthcheck")
         if "user" in spec:
             options += ["--user", str(spec["user"])]
         if spec.get("read_only"):
@@ -802,7 +806,7 @@ def main():
 
         compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
         build_args = {}
-        images = {"app": IMAGE}
+        images = {"app": IMAGE, "worker": IMAGE}  # the worker runs the app's image
         proxy_image = interpolate(compose["services"]["proxy"]["image"], {})
         if engine.private:
             step("Base images (no registry: local stand-ins, made once)")

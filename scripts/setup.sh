@@ -33,6 +33,8 @@ if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     done
     # PostgreSQL binaries: the storage tests start a private server on a temporary folder.
     command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+    # Redis: the job tests start a private redis-server on loopback (tests/queue_support.py).
+    command -v redis-server >/dev/null || need+=(redis-server)
   fi
   if [ ${#need[@]} -gt 0 ]; then
     step "Debian packages: ${need[*]}"

@@ -525,3 +525,17 @@ def test_image_command_serves_healthz(runtime, tmp_path):
     assert "[ERROR]" not in output, output
     assert "Shutting down" in output or "Handling signal" in output
     assert subprocess.run(check, env=env, timeout=10, capture_output=True).returncode != 0
+
+
+def test_the_worker_runs_queued_jobs_on_the_apps_image_volume_and_settings(compose, app_service):
+    worker = compose["services"]["worker"]
+    assert worker["command"] == ["flask", "--app", "wsgi", "worker"]
+    assert worker["image"] == app_service["image"] and "build" not in worker  # built once, as the app
+    assert worker["networks"] == ["internal"] and "ports" not in worker
+    assert [volume_parts(v) for v in worker["volumes"]] == [volume_parts(v) for v in app_service["volumes"]]
+    shared = {k: v for k, v in app_service["environment"].items() if not k.startswith("GUNICORN_")}
+    assert worker["environment"] == shared  # the same FLASK_* settings: the same models and queue
+    assert worker["healthcheck"] == {"disable": True}  # the image's check asks gunicorn
+    assert worker["read_only"] is True and worker["cap_drop"] == ["ALL"] and worker["tmpfs"] == ["/tmp"]
+    assert "no-new-privileges:true" in worker["security_opt"]
+    assert set(worker) <= docker_check.HANDLED_KEYS

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import urllib3
 from conftest import encode
+from queue_support import worker
 from servers import gunicorn
 
 from app import create_app
@@ -221,11 +222,16 @@ def test_workers_and_job_processes_killed_at_random_points(tmp_path):
                     kills += 1
             time.sleep(3)  # the master replaces them; load goes on
         # A retrain job killed at a random point of its life: the next request starts one at once.
+        # A queue worker (`flask worker`) runs the jobs the requests queue.
         statuses = []
-        with urllib3.PoolManager(retries=False) as http:
+        with urllib3.PoolManager(retries=False) as http, worker(tmp_path, env):
             for _ in range(3):
                 first = http.request("POST", url + "/api/classifiers/retrain", headers=auth, timeout=60)
                 assert first.status == 202, first.data
+                deadline = time.monotonic() + 30
+                while not job_lock.is_held(root, "retrain"):  # until the worker has started it
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
                 time.sleep(rng.uniform(0.0, 1.0))
                 pid = job_lock.holder_pid(root, "retrain")
                 if pid:

@@ -14,6 +14,7 @@ LAZY = {
     "reports": "app.commands.reports",
     "cutout": "app.commands.cutout",
     "bench": "app.commands.bench",
+    "worker": "app.commands.worker",
 }
 
 

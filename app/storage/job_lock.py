@@ -2,10 +2,12 @@
 
 The lock is an OS lock (flock) on `<REPORT_DIR>/jobs/<kind>.lock`: the kernel drops it the moment
 its holder exits, however it exits (kill -9 included), so a dead job never blocks the next one
-and no timestamp has to guess. The web worker that starts a job takes the lock first and hands its
-descriptor to the job's process (FLASK_JOB_LOCK_FD), so the lock is held without a gap from
-before the job's row exists until the job ends. Every instance of the app shares the report
-folder (pictures live there), so the lock covers several instances on SQLite or PostgreSQL alike.
+and no timestamp has to guess. The web request that queues a job holds it for an instant while it
+checks that no job is queued or running; the queue worker that runs the job (app/jobs/retrain.py)
+takes it before claiming the job's row and hands its descriptor to the job's process
+(FLASK_JOB_LOCK_FD), so a running job's lock is held without a gap until the job ends. Every
+instance of the app shares the report folder (pictures live there), so the lock covers several
+instances on SQLite or PostgreSQL alike.
 """
 import fcntl
 import os

@@ -100,12 +100,13 @@ def latest_job(session, kind):
 
 
 def fail_dead_jobs(session, kind, up_to_id):
-    """Mark queued or running jobs of `kind` (ids up to `up_to_id`) failed: their process is gone.
+    """Mark running jobs of `kind` (ids up to `up_to_id`) failed: their process is gone. (A queued job
+    waits on the job queue, app/jobs/, and holds no lock yet.)
 
     Call it only after seeing the job's lock free (app/storage/job_lock.py) *after* reading those
     rows: a job started since then has a larger id and is left alone."""
     for dead in session.scalars(select(Job).where(Job.kind == kind, Job.id <= up_to_id,
-                                                  Job.status.in_(("queued", "running")))):
+                                                  Job.status == "running")):
         dead.status, dead.message = "failed", "The job's process died before it finished."
         dead.updated = utcnow()
 

@@ -100,8 +100,9 @@ class ModelVersion(Base):
 
 
 class Job(Base):
-    """A background job (retraining) and its progress, written by the job's own process."""
+    """A background job (retraining, a batch of cutouts) and its progress, written by whoever runs it."""
     __tablename__ = "jobs"
+    __table_args__ = (Index("uq_jobs_key", "key", unique=True), Index("ix_jobs_status_client", "status", "client"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))
@@ -111,6 +112,28 @@ class Job(Base):
     result: Mapped[str] = mapped_column(Text, default="{}")
     created: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Queued jobs (app/jobs/, migration 0004): the public id a client holds, who sent it (limits per
+    # client), attempts so far, who runs it ("host|pid|start") and when it last said so.
+    key: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    heartbeat: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    options: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON
+    pictures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    code: Mapped[str | None] = mapped_column(String(40), nullable=True)  # why it failed, stable
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON {msgid, params}: translatable
+
+
+class JobFile(Base):
+    """A batch job's picture or result, kept in the database when it is PostgreSQL (app/jobs/files.py)."""
+    __tablename__ = "job_files"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)  # in/0000, out/0000.png
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Counter(Base):

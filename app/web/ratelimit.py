@@ -26,7 +26,7 @@ from app.i18n import _
 from app.storage import counters  # noqa: F401  (registers the sqlite:// storage scheme)
 
 # endpoint -> the setting with its limit, in the `limits` syntax ("20 per minute; 200 per hour").
-LIMITED = {"api.create_report": "REPORT_RATE_LIMIT"}
+LIMITED = {"api.create_report": "REPORT_RATE_LIMIT", "jobs.create": "JOB_RATE_LIMIT"}
 # Failed operator authentication (a wrong Bearer token, a wrong token at /signin): counted only when a
 # request fails (app/web/auth.py marks it), tested before every attempt, on every operator endpoint
 # and the sign-in form, per client and over all clients. One shared scope each: guesses spread

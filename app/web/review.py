@@ -7,14 +7,13 @@ only when its held-out figures are not worse than the live one's.
 """
 import io
 import os
-import subprocess
-import sys
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, send_file, url_for
 
-from app.config import ROOT, model_path, resolve_path
+from app.config import resolve_path
 from app.errors import APIError
 from app.i18n import _, message_of
+from app.jobs import queue
 from app.storage import db, images, job_lock, model_versions
 from app.storage import reports as report_store
 from app.storage.models import Job
@@ -152,45 +151,11 @@ def rollback():
     return jsonify(body)
 
 
-def job_env(app):
-    """The settings a job process needs, as FLASK_* variables (the app may have been configured in code)."""
-    config = app.config
-    env = dict(os.environ)
-    env.update({
-        "FLASK_REPORT_DIR": str(resolve_path(config["REPORT_DIR"])),
-        "FLASK_DATABASE_URL": db.database_url(config),
-        "FLASK_MODEL_DIR": str(resolve_path(config["MODEL_DIR"])),
-        "FLASK_CLASSIFIER_MODEL": str(model_path(config, "CLASSIFIER_MODEL")),
-        "FLASK_EMBEDDING_MODEL": str(model_path(config, "EMBEDDING_MODEL")),
-    })
-    for key in ("RETRAIN_DATA_DIR", "TORCH_THREADS"):
-        if config.get(key) is not None:
-            env[f"FLASK_{key}"] = str(config[key])
-    return env
-
-
-def start_job_process(args, env, log_path, lock_fd):
-    """Start `flask --app wsgi ARGS` detached (its own session, reparented to init: no zombie), handing
-    it the job's lock (app/storage/job_lock.py) as descriptor `lock_fd`; returns its pid."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "flask", "--app", "wsgi", *args]
-    launcher = ("import os, subprocess, sys\n"
-                "fd = int(os.environ['FLASK_JOB_LOCK_FD'])\n"
-                "with open(sys.argv[1], 'ab') as log:\n"
-                "    job = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, "
-                "stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(fd,))\n"
-                "print(job.pid)\n")
-    done = subprocess.run([sys.executable, "-c", launcher, str(log_path), *command], cwd=ROOT,
-                          env={**env, job_lock.ENV_FD: str(lock_fd)}, pass_fds=(lock_fd,), check=True,
-                          timeout=60, capture_output=True, text=True)
-    return int(done.stdout.strip())
-
-
 def active_job(app, kind):
     """The running job of `kind`, or None; the rows of jobs whose process died are marked failed."""
     with db.session(app) as s:
         row = model_versions.latest_job(s, kind)
-    if row is None or job_lock.is_held(_root(), kind):  # the probe after the read: see fail_dead_jobs
+    if row is None or row.status == "queued" or job_lock.is_held(_root(), kind):  # probe after the read
         return row
     with db.session(app, write=True) as s:
         model_versions.fail_dead_jobs(s, kind, row.id)
@@ -200,10 +165,11 @@ def active_job(app, kind):
 @bp.post("/api/classifiers/retrain")
 @operator_required
 def retrain():
-    """Start retraining the head on the gallery plus the existing data -> 202 {"job"}; one at a time.
+    """Queue retraining the head on the gallery plus the existing data -> 202 {"job"}; one at a time.
 
-    One at a time is the job lock (app/storage/job_lock.py), taken here and handed to the job's
-    process: held by a live process or by nobody, whatever the database."""
+    A worker (`flask worker`, app/jobs/retrain.py) runs it. One at a time is the job lock
+    (app/storage/job_lock.py): held here for the instant of the check, then by the running job's
+    process, so a job that is queued or running refuses a second one (409)."""
     app = _app()
     try:
         lock_fd = job_lock.acquire(_root(), "retrain", wait_s=0.5)  # 0.5 s: a status probe's instant
@@ -217,20 +183,28 @@ def retrain():
     try:
         with db.session(app, write=True) as s:
             latest = model_versions.latest_job(s, "retrain")
-            if latest is not None:  # we hold the lock: no process runs that job any more
+            if latest is not None and latest.status == "running":  # we hold the lock: its process is gone
                 model_versions.fail_dead_jobs(s, "retrain", latest.id)
-            job_id = model_versions.create_job(s, "retrain").id
-        log_path = _root() / "jobs" / f"retrain-{job_id}.log"
+                latest = None
+            waiting = latest.id if latest is not None else None
+            job_id = waiting if waiting is not None else model_versions.create_job(s, "retrain").id
         try:
-            pid = start_job_process(["train", "classifier", "--from-gallery", "--job", str(job_id)], job_env(app),
-                                    log_path, lock_fd)
-            os.pwrite(lock_fd, f"{pid}\n".encode(), 0)  # the holder, for operators (the job rewrites it)
-        except (OSError, subprocess.SubprocessError, ValueError) as exc:
-            with db.session(app, write=True) as s:
-                model_versions.update_job(s, job_id, status="failed", message=f"Could not start: {exc}")
-            raise APIError(_("The retraining job could not be started."), 500, "job_failed") from None
+            # A waiting job is put on the queue again: a message lost with a queue (Redis restarted)
+            # must not leave it waiting for ever; the worker claims a job only once.
+            queue.enqueue(app, "retrain", job_id)
+        except queue.QueueUnavailable as exc:
+            current_app.logger.error("%s", exc)
+            if waiting is None:
+                with db.session(app, write=True) as s:
+                    model_versions.update_job(s, job_id, status="failed",
+                                              message="The job queue could not be reached.")
+            err = APIError(_("The job queue is unavailable for now; try again later."), 503, "queue_unavailable")
+            err.headers["Retry-After"] = "30"
+            raise err from None
     finally:
-        os.close(lock_fd)  # the job's process holds the lock now (or nobody, if it did not start)
+        os.close(lock_fd)
+    if waiting is not None:
+        raise APIError(_("A retraining job is already running (job %(job)d).", job=waiting), 409, "job_running")
     with db.session(app) as s:
         body = model_versions.job_dict(s.get(Job, job_id))
     return jsonify({"job": body}), 202
