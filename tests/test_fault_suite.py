@@ -133,6 +133,7 @@ def test_postgresql_stopped_and_restarted_under_load(tmp_path):
                 time.sleep(2)
                 during = health(url)
                 time.sleep(4)
+                restarting = time.monotonic()  # PostgreSQL answers before pg_ctl's wait returns
                 databases.start()
                 up = time.monotonic()
                 deadline = up + 30
@@ -145,7 +146,7 @@ def test_postgresql_stopped_and_restarted_under_load(tmp_path):
         stored = check_stored(app, root, load.acknowledged())
         db.dispose(app)
     check_answers(load)
-    outage = load.statuses(down + 0.5, up)
+    outage = load.statuses(down + 0.5, restarting)
     print(f"\nPostgreSQL down {up - down:.1f} s: statuses during the outage {dict(outage)}, "
           f"overall {dict(load.statuses())}; acknowledged {len(load.acknowledged())}, stored {stored}; "
           f"first report stored {load.first_success_after(up):.2f} s after restart")
