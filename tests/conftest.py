@@ -1,5 +1,7 @@
 """Shared fixtures: the app on a temporary report dir, its clients, and real test pictures."""
+import contextlib
 import io
+import subprocess
 import sys
 from pathlib import Path
 
@@ -126,3 +128,18 @@ def database_url(request):
     if request.param == "sqlite":
         return None
     return request.getfixturevalue("postgres")()
+
+
+@contextlib.contextmanager
+def tmpfs(folder, size):
+    """A real file system of `size` (e.g. "4m") mounted on a new `folder`, unmounted afterwards;
+    the test is skipped where mounting is refused."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True, timeout=30)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)

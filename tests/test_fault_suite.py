@@ -14,7 +14,6 @@ import os
 import random
 import re
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import urllib3
-from conftest import encode
+from conftest import encode, tmpfs
 from queue_support import worker
 from servers import gunicorn
 
@@ -156,13 +155,7 @@ def test_postgresql_stopped_and_restarted_under_load(tmp_path):
 
 
 def test_the_report_disk_fills_up_and_is_freed_under_load(tmp_path):
-    disk = tmp_path / "tiny"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(disk)],
-                             capture_output=True, text=True, timeout=30)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", "5m") as disk:
         root = disk / "reports"
         filler = disk / "filler"
         filler.write_bytes(b"\0" * (2 * 1024 * 1024))  # freed later: the operator makes room
@@ -188,8 +181,6 @@ def test_the_report_disk_fills_up_and_is_freed_under_load(tmp_path):
               f"stored {stored}; first report stored {recovered:.2f} s after space was freed")
         assert full["disk"]["ok"] is False and full["status"] == "degraded"
         assert 500 not in load.statuses()
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=30)
 
 
 def worker_pids(master):

@@ -7,12 +7,11 @@ Every step is bounded in time: the database timeout is set to a second or two.
 import io
 import os
 import sqlite3
-import subprocess
 import time
 
 import numpy as np
 import pytest
-from conftest import encode, needs_classifier, needs_cutout
+from conftest import encode, needs_classifier, needs_cutout, tmpfs
 from PIL import Image
 
 from app import create_app
@@ -144,16 +143,8 @@ def test_postgresql_stopped_and_restarted_mid_run(tmp_path):
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 4 MB tmpfs (a real file system that fills up); skipped where mounting is not allowed."""
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)],
-                             capture_output=True, text=True, timeout=30)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", "4m") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
 
 
 def fill(folder):

@@ -7,6 +7,7 @@ training set draws, so the bench can never be built from training art by mistake
 Fetched into .cache/field_bench (git-ignored, never committed): Debian packages are downloaded
 with apt-get, the unseen Live2D characters rendered in Chromium from npm (package-lock.json).
 """
+import functools
 import io
 import zlib
 from pathlib import Path
@@ -60,6 +61,7 @@ MAX_BACKGROUND_SIDE = 1920
 MAX_FIGURE_SIDE = 1024
 
 
+@functools.cache
 def _training_keys():
     """Provenance keys of every figure a training set may draw."""
     from app.demo_data import clipart, renpy_cast
