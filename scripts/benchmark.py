@@ -40,6 +40,7 @@ from drawn_picture import drawn_picture  # noqa: E402  (scripts/ is on sys.path 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.build import backbone_export  # noqa: E402
 from app.config import resolve_path  # noqa: E402
 from app.inference import backbone_onnx  # noqa: E402
 from app.inference.imaging import png_bytes  # noqa: E402
@@ -97,7 +98,7 @@ def spread_inception_weights(path):
             module.momentum = None
     net.train()
     with torch.no_grad():
-        net(torch.from_numpy(face_arrays(backbone_onnx.verification_faces(8, 299), 299,
+        net(torch.from_numpy(face_arrays(backbone_export.verification_faces(8, 299), 299,
                                          IMAGENET_MEAN, IMAGENET_STD)))
     torch.save(net.state_dict(), path)
     return path
@@ -106,13 +107,13 @@ def spread_inception_weights(path):
 def bench_identify(threads, runs, tmp):
     import torch
 
-    from app.inference.backbones import SPECS, load_backbone
-    from app.inference.preprocess import face_batch
+    from app import nets
+    from app.build.backbones import face_batch, load_backbone
 
-    faces = backbone_onnx.verification_faces(8, 160, seed=1)
+    faces = backbone_export.verification_faces(8, 160, seed=1)
     faces = [f.crop((10, 0, 150, 160)) for f in faces]  # 140 x 160, like a face box
     rows = []
-    for name in sorted(SPECS):
+    for name in nets.names("backbone"):
         try:
             weights, _ = backbone_onnx.weights_file(name)
             described, onnx_dir = "official", backbone_onnx.default_dir()
@@ -123,7 +124,8 @@ def bench_identify(threads, runs, tmp):
             described, onnx_dir = "random (not installed; timing only)", Path(tmp) / "onnx"
         print(f"identify: {name} ({described} weights): exporting/loading ...", flush=True)
         backbone = load_backbone(name, weights)
-        runner = backbone_onnx.load_onnx_backbone(name, onnx_dir, threads, weights_path=weights, build=True)
+        backbone_export.ensure_export(name, onnx_dir, weights)
+        runner = backbone_onnx.load_onnx_backbone(name, onnx_dir, threads, weights_path=weights)
         _, record = backbone_onnx.check_export(onnx_dir, name, backbone.weights_sha256)
         for batch in (1, 8):
             crops = faces[:batch]
@@ -177,6 +179,7 @@ def rembg_cutter(card, model_dir, onnx_path, home, threads):
 def cutout_variants(model_dir, card, threads, tmp, with_rembg, notes):
     """{name: picture -> RGBA}: ours through ONNX Runtime (as served, and at rembg's input size),
     ours through torch for torch cards, and rembg on the same ONNX file."""
+    from app.build.torch_cutout import cutter_from_net, load_torch_cutter
     from app.inference.cutout import Cutter
     from app.inference.onnx_runner import OnnxCutout, onnx_file
 
@@ -188,11 +191,11 @@ def cutout_variants(model_dir, card, threads, tmp, with_rembg, notes):
     if same and same != served.input_size:
         variants[f"ours, ORT @{same}"] = Cutter(OnnxCutout.load(model_dir, threads=threads, size=same), card).cutout
     if card.get("format") != "onnx":
-        torch_cutter = Cutter.load_torch(model_dir)
+        torch_cutter = load_torch_cutter(model_dir)
         variants[f"ours, torch @{torch_cutter.input_size}"] = torch_cutter.cutout
         if same and same != torch_cutter.input_size:
             net = torch_cutter.runner.net
-            variants[f"ours, torch @{same}"] = Cutter.from_net(net, dict(card, input_size=same)).cutout
+            variants[f"ours, torch @{same}"] = cutter_from_net(net, dict(card, input_size=same)).cutout
     if with_rembg:
         home = Path(tmp) / "rembg-home"
         home.mkdir(exist_ok=True)

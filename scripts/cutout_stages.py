@@ -128,7 +128,7 @@ def main():
     try:
         import rembg
         home = Path(tempfile.mkdtemp())
-        from app.inference import isnet_general
+        from app.build import isnet_general
         source = ROOT / "models" / isnet_general.NAME / isnet_general.NPM_FILE  # the file rembg users run
         if not source.is_file():
             raise FileNotFoundError(f"{source} is missing (scripts/setup.sh makes it)")

@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Images, build cache and logs; DOCKER_CHECK_CACHE moves them (e.g. to a bigger disk).
 CACHE = Path(os.environ.get("DOCKER_CHECK_CACHE") or ROOT / ".cache" / "docker")
 IMAGE = "anime-face-app:check"
+WORKER_IMAGE = "anime-face-worker:check"
 PYTHON_DEFAULT = "python:3.11.14-slim-bookworm"  # the Dockerfile's PYTHON_IMAGE
 # Stand-ins for the official images, made locally (step 2). The "1" is the recipe's version.
 LOCAL_PYTHON = "afd-local/python:bookworm-2"
@@ -361,7 +362,7 @@ def ensure_base_images(engine, summary):
 # ---- a loopback mirror of the torch CPU wheel and the cascade ---------------------------------
 
 def torch_version():
-    match = re.search(r"^torch==(\S+)", (ROOT / "requirements.txt").read_text(), re.M)
+    match = re.search(r"^torch==(\S+)", (ROOT / "requirements-build.txt").read_text(), re.M)
     return match.group(1)
 
 
@@ -424,9 +425,12 @@ def uncached_steps(log):
     return [text for number, text in steps.items() if number not in cached]
 
 
-def build(engine, build_args, log_name):
-    """One `docker build`; returns its wall time in seconds. Its log goes to .cache/docker/LOG_NAME."""
-    command = ["build", "--network", "host", "--progress", "plain", "-t", IMAGE]
+def build(engine, build_args, log_name, image=IMAGE, target=None):
+    """One `docker build` (of `target`, else the last stage); returns its wall time in seconds.
+    Its log goes to .cache/docker/LOG_NAME."""
+    command = ["build", "--network", "host", "--progress", "plain", "-t", image]
+    if target:
+        command += ["--target", target]
     for key, value in build_args.items():
         command += ["--build-arg", f"{key}={value}"]
     started = time.monotonic()
@@ -806,7 +810,8 @@ def main():
 
         compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
         build_args = {}
-        images = {"app": IMAGE, "worker": IMAGE}  # the worker runs the app's image
+        # The worker runs the Dockerfile's build stage (torch, for retraining); the app the last.
+        images = {"app": IMAGE, "worker": WORKER_IMAGE}
         proxy_image = interpolate(compose["services"]["proxy"]["image"], {})
         if engine.private:
             step("Base images (no registry: local stand-ins, made once)")
@@ -831,7 +836,15 @@ def main():
             cached, log = build(engine, build_args, "build-cached.log")
             rerun = uncached_steps(log)
             note(f"second build: {cached} s, {len(rerun)} steps run again {rerun}")
+            worker_s, _ = build(engine, build_args, "build-worker.log", WORKER_IMAGE, "build")
+            note(f"worker image (the build stage): {worker_s} s")
         size = int(engine("image", "inspect", "-f", "{{.Size}}", IMAGE).stdout)
+        worker_size = int(engine("image", "inspect", "-f", "{{.Size}}", WORKER_IMAGE).stdout)
+        torch_in_app = engine("run", "--rm", "--entrypoint", "python", IMAGE, "-c",
+                              "import importlib.util as u; print(u.find_spec('torch') is not None)").stdout.strip()
+        expect(torch_in_app == "False", f"the app's image has torch ({torch_in_app!r})")
+        note(f"worker image size: {worker_size / 1e6:.0f} MB; the app's image has no torch")
+        summary.update(worker_image_size_bytes=worker_size, app_image_has_torch=False)
         python_image = build_args.get("PYTHON_IMAGE", PYTHON_DEFAULT)
         base = engine("image", "inspect", "-f", "{{.Size}}", python_image, check=False).stdout.strip()
         summary["base_image_size_bytes"] = int(base) if base else None

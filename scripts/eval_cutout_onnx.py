@@ -23,16 +23,16 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.demo_data.stream import heldout  # noqa: E402
 from app.inference.onnx_runner import OnnxCutout  # noqa: E402
 from app.training import cutout_eval  # noqa: E402
+from app.training.cutout_data import heldout  # noqa: E402
 
 
 def runner_for(model_dir, size, threads, npm_file=False):
     """OnnxCutout for a model directory at `size` (None: the card's); `npm_file`: isnet-general's
     original npm file instead of its served export (fixed at 1024)."""
     if npm_file:
-        from app.inference import isnet_general
+        from app.build import isnet_general
 
         return OnnxCutout(Path(model_dir) / isnet_general.NPM_FILE,
                           dict(isnet_general.PREPROCESS, size=1024), threads=threads, name="isnet-general npm file")
@@ -105,7 +105,7 @@ def main():
 def record(model_dir, data, figures):
     """Put one held-out set's figures in the model's card (metrics.sets), where the card is ours to
     write: a committed card.json, or a tuned IS-Net's tuned.json and its built card."""
-    from app.inference import isnet_tuned
+    from app.build import isnet_tuned
     from app.storage.model_dirs import load_card, write_card
 
     tuned = (Path(model_dir) / isnet_tuned.TUNED_CARD).is_file()

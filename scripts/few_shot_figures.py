@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
 from app.demo_data import compose, outsiders, renpy_cast  # noqa: E402
-from app.demo_data.faces import non_face_box  # noqa: E402
 from app.training import crop_kinds  # noqa: E402
+from app.training.demo_faces import non_face_box  # noqa: E402
 
 ENROLLED = ("Nicholas", "Sasha")
 NOT_ENROLLED = "Tom"

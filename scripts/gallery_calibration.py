@@ -30,10 +30,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.inference.backbones import load_backbone  # noqa: E402
+from app.build.backbones import load_backbone  # noqa: E402
 from app.inference.gallery import normalise  # noqa: E402
-from app.training.classifier_train import kind_of, load_folder  # noqa: E402
-from app.training.face_dataset import UNKNOWN_LABEL  # noqa: E402
+from app.training.face_dataset import (  # noqa: E402
+    UNKNOWN_LABEL,  # noqa: E402
+    kind_of,
+    load_folder,
+)
 from app.training.feature_cache import FeatureCache  # noqa: E402
 from app.training.open_set_fit import fit_logistic  # noqa: E402
 

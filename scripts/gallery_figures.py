@@ -34,10 +34,10 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.build.backbones import load_backbone  # noqa: E402
 from app.config import CACHE_ROOT  # noqa: E402
 from app.demo_data import compose, outsiders, renpy_cast  # noqa: E402
-from app.inference.backbones import load_backbone  # noqa: E402
-from app.inference.gallery import Embedder, Gallery, make_projection, normalise  # noqa: E402
+from app.inference.gallery import Embedder, Gallery, normalise  # noqa: E402
 from app.inference.identify import Identifier  # noqa: E402
 from app.inference.open_set import rank  # noqa: E402
 from app.training.face_dataset import crop_face  # noqa: E402
@@ -113,7 +113,7 @@ def train_projection(x, y, dim=128, epochs=300, seed=0):
     torch.manual_seed(seed)
     x = torch.from_numpy(normalise(x))
     y = torch.from_numpy(y).long()
-    proj = make_projection(x.shape[1], dim)
+    proj = torch.nn.Sequential(torch.nn.Linear(x.shape[1], dim))  # outputs L2-normalised by the caller
     proxies = torch.nn.Parameter(torch.randn(int(y.max()) + 1, dim))
     opt = torch.optim.Adam(list(proj.parameters()) + [proxies], lr=1e-3, weight_decay=1e-4)
     for _ in range(epochs):
@@ -337,7 +337,8 @@ def main():
     if use_projection:
         from app.storage.model_dirs import write_model_dir
         card["projection"] = {"dim": 128, "input": "L2-normalised backbone features"}
-        write_model_dir(out, card, {k: v.detach().clone() for k, v in proj.state_dict().items()})
+        write_model_dir(out, card, {k: v.detach().numpy() for k, v in proj.state_dict().items()},
+                        weights_name="weights.npz")
     else:
         out.mkdir(parents=True, exist_ok=True)
         (out / "card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")

@@ -17,8 +17,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.inference.backbones import load_backbone  # noqa: E402
-from app.training import classifier_train  # noqa: E402
+from app.build.backbones import load_backbone  # noqa: E402
+from app.training import classifier_train, face_dataset  # noqa: E402
 from app.training.feature_cache import FeatureCache  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def main():
     train, val = classifier_train.split_data(args.data, config.val_fraction, config.seed)
     labels = card["labels"]
     prep = classifier_train.prepare_features(backbone, train, val, labels, config)
-    test = [(im, lab) for im, lab in classifier_train.load_folder(Path(args.data) / "test") if lab in labels]
+    test = [(im, lab) for im, lab in face_dataset.load_folder(Path(args.data) / "test") if lab in labels]
     test_x = FeatureCache(backbone).features([im for im, _ in test])
     test_y = np.array([labels.index(lab) for _, lab in test], np.int64)
     loco = classifier_train.leave_one_out(prep, test_x, test_y, config)

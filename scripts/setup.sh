@@ -47,7 +47,8 @@ if [ "${SKIP_VENV:-0}" != 1 ]; then
   step "Python environment in $VENV"
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
-  if [ "$DEV" = 1 ]; then $PIP install -r requirements-dev.txt; else $PIP install -r requirements.txt; fi
+  # requirements-build.txt: serving's packages plus torch and onnx, which build the ONNX exports below.
+  if [ "$DEV" = 1 ]; then $PIP install -r requirements-dev.txt; else $PIP install -r requirements-build.txt; fi
   PYBIN="$VENV/bin/python"
   PYBABEL=("$VENV/bin/pybabel")
 else
@@ -60,7 +61,7 @@ if [ -d app ]; then
   step "Message catalogs (app/translations/*.po) compiled to .mo for Flask-Babel"
   "${PYBABEL[@]}" compile -d app/translations
   step "ONNX exports of the installed backbones, verified against torch (.cache/onnx)"
-  "$PYBIN" -m app.inference.backbone_onnx
+  "$PYBIN" -m app.build.backbone_export
 fi
 
 step "Front-end assets (npm) into static/vendor"
@@ -71,11 +72,11 @@ if [ "$DEV" = 1 ]; then "$PYBIN" scripts/vendor_assets.py --dev; else "$PYBIN" s
 if [ -d app ]; then
   step "IS-Net general weights (npm @imgly/background-removal-data) into models/isnet-general"
   [ -f node_modules/@imgly/background-removal-data/package.json ] || npm ci --no-audit --no-fund
-  "$PYBIN" -m app.inference.isnet_general
+  "$PYBIN" -m app.build.isnet_general
   step "Fine-tuned IS-Nets (models/*/tuned.pt on isnet-general) for ONNX Runtime"
-  "$PYBIN" -m app.inference.isnet_tuned
+  "$PYBIN" -m app.build.isnet_tuned
   step "ONNX exports of the committed cutout models (verified against torch)"
-  "$PYBIN" -m app.inference.onnx_export models/demo-cutout models/u2netp-anime
+  "$PYBIN" -m app.build.cutout_export models/demo-cutout models/u2netp-anime
 fi
 
 if [ "$DEV" = 1 ]; then

@@ -1,5 +1,6 @@
 """Shared fixtures: the app on a temporary report dir, its clients, and real test pictures."""
 import contextlib
+import inspect
 import io
 import subprocess
 import sys
@@ -22,8 +23,44 @@ DEMO_CACHE = ROOT / ".cache" / "demo_cast"
 MODELS = ROOT / "models"
 
 
+# What a test starts, read from its own code and the fixtures it uses (their code): each is a
+# marker, and each makes the test `slow`. A developer's loop between edits is
+# `pytest -m "not slow"` (scripts/test.sh --fast); CI runs everything.
+STARTS = {
+    "browser": ("webdriver.",),  # Debian Chromium (tests/page_support.py's browser fixture)
+    "server": ("gunicorn(", "worker(", "subprocess.", "Popen("),  # gunicorn, a job worker, any process
+    "postgres": ("postgres_server(",),  # a private PostgreSQL (tests/postgres.py)
+    "redis": ("redis_server(",),  # a private Redis (tests/queue_support.py)
+    "training": ("train_model_dir(", "cutout_train.train(", "train(cfg", "build_pool(", "fit_head("),
+}
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "docker: builds and runs the Docker image (minutes; -m 'not docker' skips)")
+    for name in STARTS:
+        config.addinivalue_line("markers", f"{name}: starts {name} (found from the test's code and fixtures)")
+    config.addinivalue_line("markers", "slow: starts a browser, server, database, Docker or training")
+
+
+def _code(func):
+    try:
+        return inspect.getsource(func)
+    except (OSError, TypeError):
+        return ""
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        code = [_code(getattr(item, "function", None))]
+        for name in getattr(item, "fixturenames", ()):
+            for fixturedef in item._fixtureinfo.name2fixturedefs.get(name, ()):
+                code.append(_code(fixturedef.func))
+        text = "\n".join(code)
+        starts = [name for name, needles in STARTS.items() if any(n in text for n in needles)]
+        for name in starts:
+            item.add_marker(name)
+        if starts or item.get_closest_marker("docker"):
+            item.add_marker("slow")
 
 
 def model_present(name):

@@ -6,8 +6,8 @@ import pytest
 from conftest import encode, needs_classifier, needs_cutout, read_image
 from PIL import Image
 
+from app.serving import registry
 from app.storage import db, images, reports
-from app.web import registry
 
 
 def upload(data, name="picture.png"):

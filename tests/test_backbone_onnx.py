@@ -12,12 +12,13 @@ from conftest import DEMO_CACHE, MODELS, encode, needs_classifier
 from PIL import Image
 
 from app import create_app
+from app.build import backbone_export
+from app.build.backbones import face_batch, load_backbone
 from app.inference import backbone_onnx
-from app.inference.backbones import load_backbone
 from app.inference.identify import Identifier
-from app.inference.preprocess import face_arrays, face_batch
+from app.inference.preprocess import face_arrays
 from app.nets.inception import IMAGENET_MEAN, IMAGENET_STD, Inception3
-from app.storage.model_dirs import ModelError, load_card, load_weights
+from app.storage.model_dirs import ModelError, load_arrays, load_card
 
 skimage_data = pytest.importorskip("skimage.data")
 torch.set_num_threads(1)
@@ -50,7 +51,7 @@ def agreement(backbone, runner, images):
 @pytest.fixture(scope="module")
 def efficientnet_export():
     """The repository's cached export of EfficientNet-Lite0 (built here if setup has not)."""
-    record, _ = backbone_onnx.ensure_export("efficientnet_lite0")
+    record, _ = backbone_export.ensure_export("efficientnet_lite0")
     return backbone_onnx.DEFAULT_DIR / record["file"], record
 
 
@@ -58,7 +59,7 @@ def test_efficientnet_onnx_agrees_with_torch_on_photos(efficientnet_export):
     backbone = load_backbone("efficientnet_lite0")
     runner = backbone_onnx.load_onnx_backbone("efficientnet_lite0", threads=1)
     diff, top_torch, top_ort = agreement(backbone, runner, photos())
-    assert diff <= backbone_onnx.MAX_ABS_DIFF
+    assert diff <= backbone_export.MAX_ABS_DIFF
     assert top_ort == top_torch
     assert top_ort[0] in CAT_CLASSES  # Chelsea is a cat through ONNX Runtime too
     assert top_ort[2] == 967  # and the coffee an espresso
@@ -71,16 +72,16 @@ def test_served_identifier_names_every_held_out_face_as_torch_does(efficientnet_
     head give the same top-1 for every face."""
     if not (DEMO_CACHE / "sprites").is_dir():
         pytest.skip("demo cast not fetched: run `scripts/setup.sh --dev`")
-    from app.demo_data.faces import demo_face_crops
+    from app.training.demo_faces import demo_face_crops
 
     faces = [c.image for c in itertools.islice(demo_face_crops("test", 30, seed=0), 40)]
     model_dir = MODELS / "demo-classifier"
-    identifier = Identifier.load(model_dir, build=False)
+    identifier = Identifier.load(model_dir)
     card = load_card(model_dir)
     backbone = load_backbone(card["backbone"])
     head = torch.nn.Linear(backbone.feature_dim, len(card["labels"]))
-    state = load_weights(model_dir, card)
-    head.load_state_dict({k: state[k] for k in ("weight", "bias")})  # the decision's references aside
+    state = load_arrays(model_dir, card)
+    head.load_state_dict({k: torch.from_numpy(state[k]) for k in ("weight", "bias")})  # the decision's references aside
     with torch.inference_mode():
         features = backbone.features(face_batch(faces, backbone))
         # The same calibrated decision on the torch backbone's features and head.
@@ -112,13 +113,13 @@ def test_inception_onnx_agrees_with_torch_on_photos(tmp_path):
         real = True
     except ModelError:  # the official file is a manual download: use spread random weights
         weights, real = inception_weights(tmp_path / "inception.pth"), False
-    record = backbone_onnx.build_export("inception_v3", tmp_path / "onnx", weights,
-                                        faces=backbone_onnx.verification_faces(3))
+    record = backbone_export.build_export("inception_v3", tmp_path / "onnx", weights,
+                                        faces=backbone_export.verification_faces(3))
     assert record["verified"]["same_top1"] == 3
     backbone = load_backbone("inception_v3", weights)
     runner = backbone_onnx.load_onnx_backbone("inception_v3", tmp_path / "onnx", weights_path=weights)
     diff, top_torch, top_ort = agreement(backbone, runner, photos())
-    assert diff <= backbone_onnx.MAX_ABS_DIFF
+    assert diff <= backbone_export.MAX_ABS_DIFF
     with torch.inference_mode():
         scale = float(backbone.features(face_batch(photos()[:2], backbone)).abs().max())
     assert scale > 0.1  # the comparison above is not between two near-zero vectors
@@ -139,7 +140,7 @@ def copy_export(export, onnx_dir):
 
 
 def test_missing_export_is_refused_with_the_command(tmp_path):
-    with pytest.raises(ModelError, match=r"python -m app\.inference\.backbone_onnx efficientnet_lite0"):
+    with pytest.raises(ModelError, match=r"python -m app\.build\.backbone_export efficientnet_lite0"):
         backbone_onnx.load_onnx_backbone("efficientnet_lite0", tmp_path / "empty")
 
 
@@ -154,7 +155,7 @@ def test_served_identify_without_an_export_answers_503_naming_the_command(tmp_pa
     assert error["code"] == "model_unavailable"
     # The command is for the operator's log; clients are told which model, not how to rebuild it.
     assert "classifier" in error["message"] and "python -m" not in error["message"]
-    assert "python -m app.inference.backbone_onnx efficientnet_lite0" in caplog.text
+    assert "python -m app.build.backbone_export efficientnet_lite0" in caplog.text
 
 
 @pytest.mark.parametrize("damage, reason", [
@@ -175,18 +176,18 @@ def test_stale_or_damaged_export_is_refused(efficientnet_export, tmp_path, damag
     record_path.write_text("{not json" if damage == "bad record" else json.dumps(record))
     with pytest.raises(ModelError, match=reason):
         backbone_onnx.load_onnx_backbone("efficientnet_lite0", tmp_path / "onnx")
-    with pytest.raises(ModelError, match="python -m app.inference.backbone_onnx"):
-        Identifier.load(MODELS / "demo-classifier", tmp_path / "onnx", build=False)
+    with pytest.raises(ModelError, match="python -m app.build.backbone_export"):
+        Identifier.load(MODELS / "demo-classifier", tmp_path / "onnx")
 
 
 def test_stale_export_is_rebuilt_at_model_build_time(efficientnet_export, tmp_path):
     onnx_path, record_path = copy_export(efficientnet_export, tmp_path / "onnx")
     record = json.loads(record_path.read_text())
     record_path.write_text(json.dumps(dict(record, export_version=0)))
-    rebuilt, built = backbone_onnx.ensure_export("efficientnet_lite0", tmp_path / "onnx")
+    rebuilt, built = backbone_export.ensure_export("efficientnet_lite0", tmp_path / "onnx")
     assert built and rebuilt["export_version"] == backbone_onnx.EXPORT_VERSION
     assert rebuilt["verified"]["same_top1"] == rebuilt["verified"]["count"]
-    again, built = backbone_onnx.ensure_export("efficientnet_lite0", tmp_path / "onnx")
+    again, built = backbone_export.ensure_export("efficientnet_lite0", tmp_path / "onnx")
     assert not built and again == rebuilt
     runner = backbone_onnx.load_onnx_backbone("efficientnet_lite0", tmp_path / "onnx")
     assert runner.face_features([Image.fromarray(skimage_data.chelsea())]).shape == (1, 1280)
@@ -196,7 +197,7 @@ def test_stale_export_is_rebuilt_at_model_build_time(efficientnet_export, tmp_pa
 def test_export_that_disagrees_with_torch_is_not_kept(tmp_path, monkeypatch):
     """A graph that computes something else (here: its input scaled by 1.5) fails verification,
     and neither a file nor a record is left behind."""
-    original = backbone_onnx.export_graph
+    original = backbone_export.export_graph
 
     def wrong_graph(module, input_size, dest):
         class Scaled(torch.nn.Module):
@@ -208,7 +209,7 @@ def test_export_that_disagrees_with_torch_is_not_kept(tmp_path, monkeypatch):
                 return module.forward_features(x * 1.5)
         original(Scaled(), input_size, dest)
 
-    monkeypatch.setattr(backbone_onnx, "export_graph", wrong_graph)
+    monkeypatch.setattr(backbone_export, "export_graph", wrong_graph)
     with pytest.raises(ModelError, match="disagrees with torch"):
-        backbone_onnx.build_export("efficientnet_lite0", tmp_path / "onnx")
+        backbone_export.build_export("efficientnet_lite0", tmp_path / "onnx")
     assert list((tmp_path / "onnx").iterdir()) == []

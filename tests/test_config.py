@@ -3,7 +3,7 @@ from conftest import needs_classifier, needs_cutout
 
 from app import create_app
 from app.config import cutout_threads, torch_threads
-from app.web import registry
+from app.serving import registry
 
 
 def test_thread_count_is_the_setting_or_cores_shared_among_workers():

@@ -2,9 +2,8 @@
 import numpy as np
 import pytest
 
-from app.demo_data import faces as demo_faces
 from app.demo_data import renpy_cast
-from app.training import crop_kinds
+from app.training import crop_kinds, demo_faces
 from app.training.face_dataset import UNKNOWN_LABEL, crop_kind, write_crops
 
 needs_cast = pytest.mark.skipif(not renpy_cast.is_fetched(),

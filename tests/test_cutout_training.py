@@ -15,7 +15,7 @@ from app.training.cutout_train import CutoutTrainConfig, bce_loss, export_model_
 
 def run(cfg, run_dir, **kwargs):
     """The trainer on a folder of pairs, as `flask train cutout FOLDER` feeds it."""
-    return train(cfg, lambda seed: cutout_data.FolderStream(cfg.data, cfg.size, seed),
+    return train(cfg, lambda seed: cutout_data.folder_stream(cfg.data, cfg.size, seed),
                  cutout_data.validation_pairs(cfg.data, cfg.eval_count, cfg.seed), run_dir, **kwargs)
 
 
@@ -105,7 +105,7 @@ def test_fine_tune_starts_from_a_runs_best_checkpoint_and_the_card_says_so(tmp_p
 
 
 def test_hue_shift_turns_red_into_green_and_a_full_turn_changes_nothing():
-    from app.training.cutout_data import shift_hue
+    from app.demo_data.compose import shift_hue
     red = Image.new("RGB", (4, 4), (200, 30, 30))
     r, g, b = shift_hue(red, 1 / 3).getpixel((0, 0))
     assert g > 150 and r < 60 and b < 60
@@ -138,10 +138,10 @@ def test_metrics_on_hand_made_masks():
 
 
 def test_evaluation_reports_each_group_and_sheets_the_worst_pictures(tmp_path):
-    from app.inference.cutout import Cutter
+    from app.build.torch_cutout import cutter_from_net
     from app.training.cutout_eval import evaluate
     torch.manual_seed(0)
-    cutter = Cutter.from_net(U2NETP(), {"input_size": 64})
+    cutter = cutter_from_net(U2NETP(), {"input_size": 64})
     images, masks = _pictures(4, 64, seed=3)
     groups = [("sprite a", "background x"), ("sprite a", "sprite b", "background y"),
               ("sprite b", "background x"), ("background y",)]

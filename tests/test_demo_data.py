@@ -8,6 +8,7 @@ from PIL import Image
 
 from app.demo_data import compose, renpy_cast
 from app.demo_data.stream import CompositeStream, MixConfig, demo_stream
+from app.training.cutout_data import Batcher
 
 needs_cast = pytest.mark.skipif(not renpy_cast.is_fetched(),
                                 reason="demo cast not fetched (scripts/setup.sh does it)")
@@ -51,7 +52,7 @@ def test_extra_art_joins_the_training_sprites_with_exact_masks_and_no_faces():
         assert comp.faces == [] and (comp.mask > 127).sum() > 1000
         # Black background: every pixel outside the mask stays black.
         assert comp.image[comp.mask == 0].max() == 0
-    x, y = extra.batch(4)
+    x, y = Batcher(extra.pair, 64).batch(4)
     assert x.shape == (4, 3, 64, 64) and y.shape == (4, 1, 64, 64)
 
 
@@ -276,10 +277,10 @@ def test_distractors_lie_behind_the_figures_as_background(tmp_path):
 
 def test_live2d_faces_split_by_pose_for_the_classifier(tmp_path):
     """Every Live2D character is known to the classifier; its poses ending in 8 and 9 are kept for
-    validation and test (the rule written in app/demo_data/faces.py)."""
+    validation and test (the rule written in app/training/demo_faces.py)."""
     import json
 
-    from app.demo_data import faces as demo_faces
+    from app.training import demo_faces
     rgba = np.zeros((60, 40, 4), np.uint8)
     rgba[10:50, 5:35] = (200, 100, 50, 255)
     for character, outfit in (("haruto", "default"), ("shizuku", "default")):
@@ -300,10 +301,10 @@ def test_live2d_faces_split_by_pose_for_the_classifier(tmp_path):
 
 
 def test_non_face_crops_lie_away_from_every_face():
-    """The _unknown crops of no face (app/demo_data/faces.py) never cover a face, and a picture
+    """The _unknown crops of no face (app/training/demo_faces.py) never cover a face, and a picture
     filled with faces gives none rather than one on a face."""
-    from app.demo_data import faces as demo_faces
     from app.demo_data.figures import Composite
+    from app.training import demo_faces
     rng = np.random.default_rng(0)
     image = np.zeros((200, 300, 3), np.uint8)
     faces = [("a", (20, 30, 40, 40)), ("b", (200, 100, 50, 50))]

@@ -65,15 +65,15 @@ def pool_folder(tmp_path):
 
 
 def test_targets_blend_the_mask_with_the_teacher_map_by_its_weight(pool_folder):
-    masks = [m for _, m in cutout_data.FolderStream(pool_folder, 32).pairs]
+    masks = [m for _, m in cutout_data.FolderPairs(pool_folder).pairs]
     assert set(np.unique(masks)) == {0, 255}  # no weight: the exact masks
-    quarter = [m for _, m in cutout_data.FolderStream(pool_folder, 32, teacher_weight=0.25).pairs]
+    quarter = [m for _, m in cutout_data.FolderPairs(pool_folder, teacher_weight=0.25).pairs]
     assert set(np.unique(quarter)) == {64, 191}  # 0.75 * 255 + 0.25 * 0 and 0.25 * 255
     assert all(((q == 191) == (m == 255)).all() for q, m in zip(quarter, masks))
 
     (pool_folder / "teacher" / "00003.png").unlink()
     with pytest.raises(FileNotFoundError, match="needs a teacher map for every pair; 1 missing"):
-        cutout_data.FolderStream(pool_folder, 32, teacher_weight=0.5)
+        cutout_data.FolderPairs(pool_folder, teacher_weight=0.5)
 
 
 def test_train_command_distils_from_a_pool_and_records_the_weight(pool_folder, tmp_path):

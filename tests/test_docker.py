@@ -98,7 +98,14 @@ def dockerfile():
 
 @pytest.fixture(scope="module")
 def runtime(dockerfile):
+    """The web app's image: the last stage, without torch."""
     return dockerfile[-1]
+
+
+@pytest.fixture(scope="module")
+def build_stage(dockerfile):
+    """Where models are made ready for serving (torch), and the workers' image."""
+    return next(stage for stage in dockerfile if stage["name"] == "build")
 
 
 @pytest.fixture(scope="module")
@@ -207,10 +214,11 @@ def test_node_stage_builds_front_end_from_the_lock_file(dockerfile):
     copied = " ".join(args for keyword, args in node["body"] if keyword == "COPY")
     assert "package.json" in copied and "package-lock.json" in copied
     assert any(re.search(r"\bnpm ci\b", run) for run in runs(node)), "npm ci installs the lock file"
-    # The runtime stage uses those packages during setup without copying node_modules into a layer.
-    final = dockerfile[-1]
-    assert any(f"from={node['name']}" in run and "node_modules" in run for run in runs(final))
-    assert not any(f"--from={node['name']}" in args for k, args in final["body"] if k == "COPY")
+    # The build stage uses those packages during setup without copying node_modules into a layer.
+    build = next(stage for stage in dockerfile if stage["name"] == "build")
+    assert any(f"from={node['name']}" in run and "node_modules" in run for run in runs(build))
+    for stage in dockerfile[1:]:
+        assert not any(f"--from={node['name']}" in args for k, args in stage["body"] if k == "COPY")
 
 
 def test_runs_as_a_non_root_user(runtime):
@@ -227,31 +235,45 @@ def test_runs_as_a_non_root_user(runtime):
     assert any(f"-o {user}" in run and report_dir in run for run in runs(runtime))
 
 
-def test_torch_is_the_cpu_build_installed_before_setup(runtime):
-    run_lines = runs(runtime)
+def test_torch_is_the_cpu_build_installed_before_setup(build_stage):
+    run_lines = runs(build_stage)
     torch_at = next(i for i, run in enumerate(run_lines) if "torch==" in run)
     setup_at = next(i for i, run in enumerate(run_lines) if SETUP_SCRIPT in run)
     assert torch_at < setup_at, "torch must be satisfied before setup.sh installs requirements.txt"
-    arg = args_of(runtime["body"])
+    arg = args_of(build_stage["body"])
     assert arg["TORCH_INDEX_URL"] == CPU_INDEX
     torch_run = run_lines[torch_at]
     assert "--index-url" in torch_run and "TORCH_INDEX_URL" in torch_run
     # "+cpu" pins the CPU build wherever it comes from; the build then refuses a CUDA torch.
     assert '"torch==${TORCH_VERSION}+cpu"' in torch_run
     assert "torch.version.cuda is None" in torch_run
-    pinned = re.search(r"^torch==(\S+)", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    pinned = re.search(r"^torch==(\S+)", (ROOT / "requirements-build.txt").read_text(), re.M).group(1)
     assert arg["TORCH_VERSION"] == pinned == docker_check.torch_version()
 
 
-def test_image_uses_the_setup_script_the_readme_and_ci_use(runtime):
+def test_the_apps_image_serves_without_torch(runtime, build_stage, compose):
+    """The last stage (the web app) installs serving's requirements only and refuses torch; it
+    takes the ready models from the build stage; compose runs workers (retraining) on the build stage."""
+    assert not re.search(r"^(torch|onnx)==", (ROOT / "requirements.txt").read_text(), re.M)
+    installs = [run for run in runs(runtime) if "pip install" in run]
+    assert len(installs) == 1 and "requirements.txt" in installs[0] and "requirements-build" not in installs[0]
+    assert "find_spec('torch') is not None" in installs[0]
+    copies = [args for keyword, args in runtime["body"] if keyword == "COPY"]
+    assert copies == [f"--from={build_stage['name']} /app /app"]
+    worker = compose["services"]["worker"]
+    assert worker["build"]["target"] == build_stage["name"] and "build" not in compose["services"]["app"] or \
+        compose["services"]["app"]["build"].get("target") in (None, runtime["name"])
+
+
+def test_image_uses_the_setup_script_the_readme_and_ci_use(build_stage):
     assert (ROOT / SETUP_SCRIPT).is_file()
-    setup_runs = [run for run in runs(runtime) if SETUP_SCRIPT in run]
+    setup_runs = [run for run in runs(build_stage) if SETUP_SCRIPT in run]
     assert len(setup_runs) == 1
     assert "--dev" not in setup_runs[0], "the image gets the runtime setup, not the test tools"
     assert "VENDOR_STRICT=1" in setup_runs[0], "a build without the face cascade fails"
     # Every file setup reads is mounted for that step.
-    for path in ("requirements.txt", "package.json", "package-lock.json", SETUP_SCRIPT,
-                 "scripts/vendor_assets.py"):
+    for path in ("requirements.txt", "requirements-build.txt", "package.json", "package-lock.json",
+                 SETUP_SCRIPT, "scripts/vendor_assets.py"):
         assert f"source={path},target=/app/{path}" in setup_runs[0]
     assert SETUP_SCRIPT in self_hosting_docs()
     ci = ROOT / ".ci" / "run"
@@ -263,13 +285,13 @@ def test_image_uses_the_setup_script_the_readme_and_ci_use(runtime):
         assert any(SETUP_SCRIPT in text for text in texts)
 
 
-def test_official_weights_are_a_build_choice(runtime):
-    arg = args_of(runtime["body"])
+def test_official_weights_are_a_build_choice(build_stage):
+    arg = args_of(build_stage["body"])
     assert arg["WEIGHTS"] == "demo", "the default build downloads nothing beyond packages"
-    assert any("flask --app wsgi models download" in run and "official" in run for run in runs(runtime))
+    assert any("flask --app wsgi models download" in run and "official" in run for run in runs(build_stage))
     # The names and options the build passes exist in the command it runs.
     from app import create_app
-    from app.storage.official import MANIFEST
+    from app.build.official import MANIFEST
     assert set(arg["OFFICIAL_MODELS"].split()) <= set(MANIFEST)
     result = create_app().test_cli_runner().invoke(args=["models", "download", "--help"])
     assert result.exit_code == 0 and "--allow-unverified" in result.output
@@ -365,7 +387,7 @@ def test_dockerignore_keeps_out_user_data_caches_and_tests(path):
     assert docker_ignores(path)
 
 
-def test_dockerignore_keeps_what_the_image_needs(runtime):
+def test_dockerignore_keeps_what_the_image_needs(build_stage):
     needed = ["app/__init__.py", "app/config.py", "wsgi.py", "gunicorn.conf.py", SETUP_SCRIPT,
               "scripts/vendor_assets.py", "requirements.txt", "package.json", "package-lock.json",
               "templates/index.html", "static/js/main.js", "models/demo-classifier/card.json",
@@ -378,11 +400,11 @@ def test_dockerignore_keeps_what_the_image_needs(runtime):
         needed += [str(p.relative_to(ROOT)) for p in (ROOT / folder).rglob("*")
                    if p.is_file() and "vendor" not in p.parts and "__pycache__" not in p.parts
                    and p.suffix != ".mo"]
-    for run in runs(runtime):
+    for run in runs(build_stage):
         needed += re.findall(r"--mount=type=bind,source=([^,]+),target=", run)
     for path in needed:
         assert not docker_ignores(path), path
-    copied = [args for keyword, args in runtime["body"] if keyword == "COPY"]
+    copied = [args for keyword, args in build_stage["body"] if keyword == "COPY"]
     assert ". ." in copied, "the app is copied as a whole, filtered by .dockerignore"
 
 
@@ -531,7 +553,8 @@ def test_image_command_serves_healthz(runtime, tmp_path):
 def test_the_worker_runs_queued_jobs_on_the_apps_image_volume_and_settings(compose, app_service):
     worker = compose["services"]["worker"]
     assert worker["command"] == ["flask", "--app", "wsgi", "worker"]
-    assert worker["image"] == app_service["image"] and "build" not in worker  # built once, as the app
+    # The Dockerfile's build stage (torch, for retraining), from the same context and arguments.
+    assert worker["build"] == dict(app_service["build"], target="build") and worker["image"] != app_service["image"]
     assert worker["networks"] == ["internal"] and "ports" not in worker
     assert [volume_parts(v) for v in worker["volumes"]] == [volume_parts(v) for v in app_service["volumes"]]
     shared = {k: v for k, v in app_service["environment"].items() if not k.startswith("GUNICORN_")}

@@ -7,11 +7,10 @@ import pytest
 from conftest import read_image
 from PIL import Image
 
-from app.demo_data import faces as demo_faces
 from app.demo_data import outsiders
 from app.demo_data import renpy_cast as demo_cast
 from app.inference import faces
-from app.training import face_dataset
+from app.training import demo_faces, face_dataset
 from app.training.face_dataset import build_dataset, crop_face, dhash, hamming
 
 needs_art = pytest.mark.skipif(not demo_cast.is_fetched() or not faces.cascade_available(),

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from app.inference.backbones import load_backbone
+from app.build.backbones import load_backbone
 from app.training.feature_cache import FeatureCache, image_key
 
 

@@ -20,8 +20,8 @@ from PIL import Image
 from servers import gunicorn
 
 from app import create_app
+from app.serving import registry
 from app.storage import files, model_dirs
-from app.web import registry
 
 
 def upload(data, name="picture.png"):
@@ -180,7 +180,8 @@ def test_memory_returns_to_baseline_after_large_requests(tmp_path):
         small = encode(np.random.default_rng(1).integers(0, 255, (400, 300, 3), np.uint8))
         for path, field in [("/api/identify", "faces"), ("/api/cutout", "image"), ("/api/faces", "image"),
                             ("/api/reports", "face")]:
-            assert http.request("POST", url + path, fields={field: ("f.png", small), "label": "lucy"}).status in (200, 201)
+            answer = http.request("POST", url + path, fields={field: ("f.png", small), "label": "lucy"})
+            assert answer.status in (200, 201), path
         baseline = _rss_mb(worker)
 
         big = flat_png(6000, 6666)

@@ -4,9 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from app.inference.backbones import load_backbone
-from app.inference.identify import Identifier, classifier_card, make_head
-from app.inference.preprocess import PREPROCESSING_VERSION, face_batch, face_tensor
+from app.build.backbones import face_batch, load_backbone
+from app.inference.identify import Identifier, classifier_card
+from app.inference.preprocess import PREPROCESSING_VERSION, face_array
 from app.storage.model_dirs import ModelError, load_card, write_model_dir
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -37,7 +37,7 @@ def trained(backbone, tmp_path_factory):
     targets = torch.tensor([0] * 6 + [1] * 6)
     feats = backbone.features(face_batch(images, backbone))
     torch.manual_seed(0)
-    head = make_head(backbone.feature_dim, 2)
+    head = torch.nn.Linear(backbone.feature_dim, 2)
     opt = torch.optim.Adam(head.parameters(), lr=1e-2)
     for _ in range(100):
         opt.zero_grad()
@@ -47,7 +47,7 @@ def trained(backbone, tmp_path_factory):
     card = classifier_card("two-labels", backbone, ["cat", "coffee"], 0.6,
                            training={"data": "skimage chelsea/coffee crops", "command": "pytest"},
                            metrics={})
-    write_model_dir(model_dir, card, head.state_dict())
+    write_model_dir(model_dir, card, head.state_dict(), weights_name="weights.npz")
     return head.eval(), model_dir
 
 
@@ -67,8 +67,9 @@ def test_saved_head_predicts_the_same(backbone, trained):
 def test_identify_scores_sorted_and_sum_at_most_one(backbone, tmp_path):
     labels = [f"character-{i}" for i in range(7)]
     torch.manual_seed(1)
-    head = make_head(backbone.feature_dim, len(labels))
-    write_model_dir(tmp_path / "seven", classifier_card("seven", backbone, labels, 0.3), head.state_dict())
+    head = torch.nn.Linear(backbone.feature_dim, len(labels))
+    write_model_dir(tmp_path / "seven", classifier_card("seven", backbone, labels, 0.3), head.state_dict(),
+                    weights_name="weights.npz")
     ident = Identifier.load(tmp_path / "seven")
     faces = crops(skimage_data.astronaut(), 3, 5)
     faces.append(Image.new("RGBA", (40, 70), (200, 30, 30, 128)))  # odd size, transparency
@@ -87,9 +88,9 @@ def test_identify_scores_sorted_and_sum_at_most_one(backbone, tmp_path):
 def test_unknown_threshold_comes_from_card(backbone, trained, tmp_path):
     _, model_dir = trained
     card = load_card(model_dir)
-    head = make_head(backbone.feature_dim, 2)
-    head.load_state_dict(torch.load(model_dir / card["weights"], weights_only=True))
-    write_model_dir(tmp_path / "strict", dict(card, unknown_threshold=1.01), head.state_dict())
+    with np.load(model_dir / card["weights"]) as saved:
+        state = {k: saved[k] for k in saved.files}
+    write_model_dir(tmp_path / "strict", dict(card, unknown_threshold=1.01), state, weights_name="weights.npz")
     result = Identifier.load(tmp_path / "strict").identify(crops(skimage_data.chelsea(), 1, 3))
     assert result[0]["unknown"] is True
 
@@ -97,14 +98,15 @@ def test_unknown_threshold_comes_from_card(backbone, trained, tmp_path):
 def test_load_refuses_mismatched_files(backbone, trained, tmp_path):
     _, model_dir = trained
     card = load_card(model_dir)
-    head = make_head(backbone.feature_dim, 2)
-    write_model_dir(tmp_path / "other-backbone", dict(card, backbone_sha256="0" * 64), head.state_dict())
+    head = torch.nn.Linear(backbone.feature_dim, 2)
+    write_model_dir(tmp_path / "other-backbone", dict(card, backbone_sha256="0" * 64), head.state_dict(),
+                    weights_name="weights.npz")
     with pytest.raises(ModelError, match="retrain"):
         Identifier.load(tmp_path / "other-backbone")
-    write_model_dir(tmp_path / "wrong-shape", card, make_head(10, 2).state_dict())
+    write_model_dir(tmp_path / "wrong-shape", card, torch.nn.Linear(10, 2).state_dict(), weights_name="weights.npz")
     with pytest.raises(ModelError, match="do not fit"):
         Identifier.load(tmp_path / "wrong-shape")
-    write_model_dir(tmp_path / "cutout", dict(card, kind="cutout"), head.state_dict())
+    write_model_dir(tmp_path / "cutout", dict(card, kind="cutout"), head.state_dict(), weights_name="weights.npz")
     with pytest.raises(ModelError, match="not a classifier"):
         Identifier.load(tmp_path / "cutout")
 
@@ -112,7 +114,7 @@ def test_load_refuses_mismatched_files(backbone, trained, tmp_path):
 def test_preprocessing_keeps_colours(backbone):
     """No colour changes: a flat colour comes out as exactly (colour - mean) / std."""
     image = Image.new("RGB", (50, 80), (255, 0, 128))
-    x = face_tensor(image, 224, backbone.mean, backbone.std)
+    x = torch.from_numpy(face_array(image, 224, backbone.mean, backbone.std))
     assert x.shape == (3, 224, 224)
     for channel, value in enumerate((255, 0, 128)):
         expected = (value / 255 - backbone.mean[channel]) / backbone.std[channel]

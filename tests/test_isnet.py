@@ -10,11 +10,10 @@ import torch
 from skimage import data
 from torch import nn
 
-from app.inference import isnet_general
+from app.build import isnet_general, npm_weights
 from app.inference.onnx_runner import OnnxCutout
 from app.nets.isnet import ISNetDIS
 from app.nets.isnet_onnx import ConversionError, isnet_state_dict
-from app.storage import npm_weights
 from app.storage.model_dirs import ModelError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,11 +111,11 @@ def test_the_npm_file_takes_1024_pictures_only(npm_file):
         OnnxCutout(npm_file, dict(isnet_general.PREPROCESS, size=640), threads=1)
 
 
-# models/isnet-general as scripts/setup.sh builds it (python -m app.inference.isnet_general).
+# models/isnet-general as scripts/setup.sh builds it (python -m app.build.isnet_general).
 INSTALLED = ROOT / "models" / "isnet-general"
 needs_installed = pytest.mark.skipif(
     not (INSTALLED / "card.json").is_file(),
-    reason="models/isnet-general not built (scripts/setup.sh runs python -m app.inference.isnet_general)")
+    reason="models/isnet-general not built (scripts/setup.sh runs python -m app.build.isnet_general)")
 
 
 @needs_installed

@@ -8,7 +8,7 @@ import torch
 from conftest import MODELS, needs_isnet, needs_isnet_anime
 from test_cutout_training import _pictures
 
-from app.inference import isnet_general, isnet_tuned
+from app.build import isnet_general, isnet_tuned
 from app.inference.cutout import normalise
 from app.inference.onnx_runner import OnnxCutout
 from app.nets.u2net import U2NETP

@@ -1,5 +1,6 @@
-"""The package layout holds: serving never loads training or the demo-data engine, and no
-module imports itself back through a cycle."""
+"""The package layout holds: serving never loads training, building or the demo-data engine (nor
+torch), and no module or package imports itself back through a cycle, not even through an import
+deferred into a function."""
 import ast
 import subprocess
 import sys
@@ -35,11 +36,11 @@ def _module_name(path):
 
 
 def _imports(path, name, modules):
-    """Modules of app/ imported at import time of `path` (module level, not inside functions)."""
+    """Modules of app/ that `path` imports anywhere (module level or deferred into a function)."""
     tree = ast.parse(path.read_text())
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in tree.body:
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -53,22 +54,24 @@ def _imports(path, name, modules):
     return {m for m in found if m.startswith("app") and not name.startswith(m + ".")}
 
 
-def test_no_import_cycles_in_the_app():
+def _graph(level=None):
+    """{module: modules it imports} over app/ (or over packages, cut to `level` name parts)."""
     modules = {_module_name(p): p for p in (ROOT / "app").rglob("*.py")}
-    graph = {name: {m for m in _imports(path, name, modules) if m in modules and m != name}
-             for name, path in modules.items()}
-    # Importing a.b.c imports its packages a and a.b first.
-    for name in list(graph):
-        for target in list(graph[name]):
-            t_parts = target.split(".")
-            graph[name] |= {p for p in (".".join(t_parts[:i]) for i in range(1, len(t_parts)))
-                            if p != name and not name.startswith(p + ".")}
-    cycles = []
-    state = {}
+    graph = {}
+    for name, path in modules.items():
+        targets = {m for m in _imports(path, name, modules) if m in modules and m != name}
+        if level:
+            name, targets = ".".join(name.split(".")[:level]), {".".join(m.split(".")[:level]) for m in targets}
+        graph.setdefault(name, set()).update(t for t in targets if t != name)
+    return graph
+
+
+def _cycles(graph):
+    cycles, state = [], {}
 
     def visit(node, stack):
         state[node] = "open"
-        for nxt in sorted(graph[node]):
+        for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
                 cycles.append(stack[stack.index(nxt):] + [nxt])
             elif nxt not in state:
@@ -78,4 +81,29 @@ def test_no_import_cycles_in_the_app():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
-    assert cycles == []
+    return cycles
+
+
+def test_no_import_cycles_between_modules_or_packages():
+    assert _cycles(_graph()) == []
+    assert _cycles(_graph(level=2)) == []  # app.inference, app.storage, app.training, ...
+
+
+SERVING = ("app.inference", "app.serving", "app.web", "app.storage", "app.jobs", "app.errors", "app.i18n")
+NOT_FOR_SERVING = ("torch", "app.build", "app.training", "app.demo_data", "app.field_bench")
+
+
+def test_serving_code_never_imports_torch_building_or_training():
+    """Not even in a function: serving runs where torch is not installed (heads are numpy files,
+    networks ONNX Runtime sessions). app.nets is only its registry (the package itself)."""
+    found = []
+    for path in (ROOT / "app").rglob("*.py"):
+        name = _module_name(path)
+        if not name.startswith(SERVING):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found += [f"{name}: {t}" for t in targets
+                      if t.startswith(NOT_FOR_SERVING) or (t.startswith("app.nets.") and t != "app.nets")]
+    assert found == []

@@ -17,6 +17,7 @@ from PIL import Image
 
 from app.demo_data import compose, live2d, renpy_cast, stream
 from app.demo_data.live2d.renderer import figure_name
+from app.training.cutout_data import Batcher
 
 needs_cast = pytest.mark.skipif(not renpy_cast.is_fetched(),
                                 reason="demo cast not fetched (scripts/setup.sh does it)")
@@ -130,7 +131,7 @@ def test_training_stream_draws_only_training_poses_never_haruto():
     drawn = [k for _ in range(40) for k in mixed.composite().figures]
     assert drawn and all(live2d.split_of(*_pose(k)) == "train" for k in drawn)
     assert not {_pose(k)[0] for k in drawn} & set(live2d.HELD_OUT_CHARACTERS)
-    x, y = mixed.batch(2)
+    x, y = Batcher(mixed.pair, 64).batch(2)
     assert x.shape == (2, 3, 64, 64) and y.shape == (2, 1, 64, 64)
 
 
@@ -178,7 +179,7 @@ def test_evaluate_cutout_scores_a_live2d_set_per_figure(tmp_path):
 
 
 @pytest.mark.skipif(not (ROOT / "models" / "demo-cutout" / "model.onnx").is_file(),
-                    reason="models/demo-cutout has no ONNX export (python -m app.inference.onnx_export)")
+                    reason="models/demo-cutout has no ONNX export (python -m app.build.cutout_export)")
 def test_eval_script_scores_a_folder_of_pairs(tmp_path):
     for sub in ("images", "masks"):
         (tmp_path / "pairs" / sub).mkdir(parents=True)

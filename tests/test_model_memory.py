@@ -8,7 +8,7 @@ import numpy as np
 from conftest import encode, needs_cutout, needs_u2netp_anime
 
 from app import create_app
-from app.web import registry
+from app.serving import registry
 
 
 def cut(client, model=None):

@@ -3,8 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.inference.backbones import load_backbone
-from app.inference.preprocess import face_batch
+from app.build.backbones import face_batch, load_backbone
 from app.nets.efficientnet_lite import EfficientNetLite0, SameConv2d
 from app.nets.inception import Inception3
 from app.nets.u2net import U2NET, U2NETP

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from app.storage import npm_weights
-from app.storage.npm_weights import NpmWeightsError, assemble, assemble_resource
+from app.build import npm_weights
+from app.build.npm_weights import NpmWeightsError, assemble, assemble_resource
 
 RESOURCE = "/models/tiny"
 

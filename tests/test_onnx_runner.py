@@ -9,10 +9,11 @@ import torch
 from conftest import MODELS, needs_cutout
 from skimage import data
 
-from app.inference import onnx_export
+from app.build import cutout_export as onnx_export
+from app.build.torch_weights import load_state_dict, write_torch_model_dir
 from app.inference.cutout import Cutter
 from app.inference.onnx_runner import OnnxCutout, check_preprocess, onnx_file
-from app.storage.model_dirs import ModelError, load_card, load_weights, write_model_dir
+from app.storage.model_dirs import ModelError, load_card
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +74,7 @@ def test_a_missing_export_is_refused_with_the_command_that_builds_it(exported, t
     model_dir = tmp_path / "demo-cutout"
     shutil.copytree(exported[0], model_dir)
     (model_dir / "onnx.json").unlink()
-    with pytest.raises(ModelError, match=r"no ONNX export.*python -m app.inference.onnx_export"):
+    with pytest.raises(ModelError, match=r"no ONNX export.*python -m app.build.cutout_export"):
         OnnxCutout.load(model_dir)
 
 
@@ -92,11 +93,11 @@ def test_an_export_of_older_weights_is_refused_then_rebuilt(exported, tmp_path):
     model_dir = tmp_path / "demo-cutout"
     shutil.copytree(exported[0], model_dir)
     card = load_card(model_dir)
-    state = load_weights(model_dir, card)
+    state = load_state_dict(model_dir, card)
     state["side1.bias"] = state["side1.bias"] + 0.5  # retrained weights: a new sha256
     # New weights arrive as a `git pull` brings them: card and weights replaced, the git-ignored
     # export left behind.
-    write_model_dir(tmp_path / "retrained", card, state)
+    write_torch_model_dir(tmp_path / "retrained", card, state)
     for name in ("card.json", "weights.pt"):
         shutil.copyfile(tmp_path / "retrained" / name, model_dir / name)
     with pytest.raises(ModelError, match=r"made from other weights.*stale"):

@@ -11,10 +11,10 @@ from flask import Flask
 from PIL import Image
 
 from app import create_app
+from app.build import official
+from app.build.torch_weights import write_torch_model_dir
 from app.commands.models import command as models_cli
 from app.nets.u2net import U2NETP
-from app.storage import official
-from app.storage.model_dirs import write_model_dir
 
 
 def u2netp_bytes():
@@ -170,8 +170,8 @@ def test_builtin_manifest_names_the_official_files():
 
 def test_list_shows_whether_weights_verify(runner, tmp_path):
     models = tmp_path / "models"
-    write_model_dir(models / "good", {"name": "good", "kind": "cutout"}, {"w": torch.ones(1)})
-    write_model_dir(models / "bad", {"name": "bad", "kind": "cutout"}, {"w": torch.ones(1)})
+    write_torch_model_dir(models / "good", {"name": "good", "kind": "cutout"}, {"w": torch.ones(1)})
+    write_torch_model_dir(models / "bad", {"name": "bad", "kind": "cutout"}, {"w": torch.ones(1)})
     (models / "bad" / "weights.pt").write_bytes(b"tampered")
     result = runner.invoke(args=["models", "list", "--models-dir", str(models)])
     assert result.exit_code == 0, result.output

@@ -64,8 +64,8 @@ def faces_command(out_dir, sources, reports, unlabelled, every, margin, dedupe_b
                    "box), drawn (boxes a person might drag), known (the known box with a 30% margin).")
 def demo_faces_command(out_dir, n_train, n_val, n_test, seed, hold_out_val, live2d_share, non_face_share, kinds):
     """Face crops of the demo cast (and of amoebax outsiders as _unknown) in OUT_DIR/{train,val,test}/."""
-    from app.demo_data import faces as demo_faces
     from app.demo_data import outsiders, renpy_cast
+    from app.training import demo_faces
     from app.training.crop_kinds import KINDS
     counts = {"train": n_train, "val": n_val, "test": n_test}
     kinds = tuple(k.strip() for k in kinds.split(",") if k.strip())

@@ -58,9 +58,9 @@ def cutout_command(model, data, count, out):
     (held-out Wesnoth portraits: for choosing between training recipes), live2d-characters (Haruto,
     held out whole) or live2d-poses (the other Live2D figures' test poses; `demo render` first).
     """
-    from app.demo_data.stream import heldout
     from app.inference.cutout import Cutter
     from app.training import cutout_eval
+    from app.training.cutout_data import heldout
     try:
         cutter = Cutter.load(model)
         _, items = heldout(data, count)

@@ -6,10 +6,10 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from app.build.official import MANIFEST, DownloadError, download, official_status, serves_cutout, write_cutout_card
 from app.config import OFFICIAL_DIR, ROOT
 from app.storage.files import sha256_file
 from app.storage.model_dirs import ModelError, list_model_dirs, load_card, verify_weights
-from app.storage.official import MANIFEST, DownloadError, download, official_status, serves_cutout, write_cutout_card
 
 command = AppGroup("models", help="Download and inspect model weights.")
 
@@ -35,12 +35,12 @@ def _shown(path):
 
 def _export_backbone(name, dest):
     """After a backbone's weights arrive in their default place: its verified ONNX export, which
-    serving needs (app/inference/backbone_onnx.py)."""
+    serving needs (app/build/backbone_export.py)."""
+    from app import nets
+    from app.build.backbone_export import ensure_export
     from app.config import resolve_path
-    from app.inference.backbone_onnx import ensure_export
-    from app.inference.backbones import SPECS
 
-    if name not in SPECS or dest:
+    if name not in nets.names("backbone") or dest:
         return
     try:
         record, built = ensure_export(name, resolve_path(current_app.config["ONNX_DIR"]))
@@ -78,7 +78,7 @@ def download_command(name, dest, manifest_path, url, sha256, allow_unverified, f
         if serves and not (target.parent / "card.json").is_file():
             write_cutout_card(name, entry, target, expected, url or entry["url"], True)
         if serves:
-            from app.inference.onnx_export import ensure_export
+            from app.build.cutout_export import ensure_export
             ensure_export(target.parent)
         _export_backbone(name, dest)
         return
@@ -92,7 +92,7 @@ def download_command(name, dest, manifest_path, url, sha256, allow_unverified, f
                                     allow_unverified=allow_unverified, progress=progress)
         if serves:
             write_cutout_card(name, entry, path, digest, url or entry["url"], expected is not None)
-            from app.inference.onnx_export import export_cutout
+            from app.build.cutout_export import export_cutout
             export_cutout(path.parent)  # served through ONNX Runtime, verified against torch
     except (DownloadError, ModelError) as exc:
         raise click.ClickException(f"{exc}. Nothing was written to {dest_dir}.") from None
@@ -153,3 +153,30 @@ def versions_command():
         click.echo("no retrained versions: the configured model serves")
     for v in rows:
         click.echo(f"{v.id:>4}  {v.status:<12} {v.created:%Y-%m-%d %H:%M}  {v.path}  {v.note}")
+
+
+@command.command("convert")
+@click.argument("roots", nargs=-1, type=click.Path(file_okay=False, exists=True))
+def convert_command(roots):
+    """Rewrite heads and projections kept in torch files as numpy (`weights.npz`), once.
+
+    Serving reads heads without torch; this converts model folders made before that (ROOTS,
+    default: the model folder and the retrained versions under the report folder). Needs torch.
+    """
+    from app.build.torch_weights import convert_to_arrays
+    from app.config import resolve_path
+    from app.storage.model_dirs import CARD_NAME
+
+    roots = [Path(r) for r in roots] or [resolve_path(current_app.config["MODEL_DIR"]),
+                                         resolve_path(current_app.config["REPORT_DIR"]) / "models"]
+    converted = 0
+    for root in roots:
+        for card_path in sorted(Path(root).rglob(CARD_NAME)) if Path(root).is_dir() else []:
+            try:
+                card = convert_to_arrays(card_path.parent)
+            except ModelError as exc:
+                raise click.ClickException(str(exc)) from None
+            if card is not None:
+                converted += 1
+                click.echo(f"{_shown(card_path.parent)}: now {card['weights']} (sha256 {card['sha256'][:16]}...)")
+    click.echo(f"{converted} model folder(s) converted")

@@ -107,7 +107,8 @@ def run(app, data_dir=None, job_id=None, out_dir=None, tolerance=None, options=N
 def _run(app, root, data_dir, job_id, out_dir, tolerance, options, command, log):
     from app.inference.identify import Identifier
     from app.training import classifier_eval, retrain
-    from app.training.classifier_train import TrainConfig, load_folder, train_model_dir
+    from app.training.classifier_train import TrainConfig, train_model_dir
+    from app.training.face_dataset import load_folder
 
     tolerance = retrain.DEFAULT_TOLERANCE if tolerance is None else tolerance
     reporter = JobReporter(app, job_id, log)

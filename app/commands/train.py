@@ -96,12 +96,12 @@ def _data_arg(ctx, param, value):
 
 def cutout_inputs(cfg):
     """(stream factory, validation pairs) for cfg.data: the demo-data engine or a folder of pairs."""
+    from app.training import cutout_data
     if cfg.data == "demo-cast":
         from app.demo_data import stream
         mix = build_config(stream.MixConfig, None, cfg.mix)
-        return (lambda seed: stream.demo_stream(mix, cfg.size, seed, cfg.arch),
+        return (lambda seed: cutout_data.demo_batches(mix, cfg.size, seed, cfg.arch),
                 stream.validation_pairs(cfg.eval_count, cfg.seed, live2d_count=cfg.live2d_val))
-    from app.training import cutout_data
     if cfg.val not in ("", "demo-cast"):
         raise ValueError(f"val must be \"\" (the folder's own pairs) or \"demo-cast\", not {cfg.val!r}")
     if cfg.val == "demo-cast":
@@ -109,14 +109,14 @@ def cutout_inputs(cfg):
         val = stream.validation_pairs(cfg.eval_count, cfg.seed, live2d_count=cfg.live2d_val)
     else:
         val = cutout_data.validation_pairs(cfg.data, cfg.eval_count, cfg.seed)
-    return (lambda seed: cutout_data.FolderStream(cfg.data, cfg.size, seed, cfg.arch, cfg.teacher_weight),
+    return (lambda seed: cutout_data.folder_stream(cfg.data, cfg.size, seed, cfg.arch, cfg.teacher_weight),
             val)
 
 
 def heldout_set(name):
     """(description, items) of a held-out set: a folder of pairs or a demo set (stream.HELDOUT_SETS)."""
-    from app.demo_data import stream
-    return stream.heldout(name)
+    from app.training import cutout_data
+    return cutout_data.heldout(name)
 
 
 @command.command("pool")

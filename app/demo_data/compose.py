@@ -9,7 +9,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from app.demo_data.figures import Composite
-from app.training.cutout_data import shift_hue
+
+
+def shift_hue(img, amount):
+    """Rotate a PIL RGB image's hue by `amount` of a full turn."""
+    h, sat, v = img.convert("HSV").split()
+    h = h.point(lambda value: (value + int(amount * 256)) % 256)
+    return Image.merge("HSV", (h, sat, v)).convert("RGB")
 
 
 def synthetic_background(rng, size):

@@ -5,12 +5,10 @@ sources by a MixConfig, the one place where the demo recipe's data options live.
 """
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from app.demo_data import compose, renpy_cast
-from app.training.cutout_data import augment, to_tensors
 
 EVAL_SIZE = (448, 336)  # validation and held-out composites
 HELDOUT_SETS = ("demo-cast", "portraits-dev", "live2d-characters", "live2d-poses")
@@ -32,7 +30,8 @@ class MixConfig:
 
 
 class CompositeStream:
-    """Endless augmented (image, mask) training batches composed from what it is given.
+    """Endless training composites (numpy pictures and masks) made from what it is given; the
+    training side (app/training/cutout_data.py's Batcher) augments them and makes the tensors.
 
     figures: the main figures; others: [(share, figures)] that replace a main figure at that
     share; photos and backdrops: RGB backgrounds (backdrops take half of the photo draws);
@@ -40,9 +39,8 @@ class CompositeStream:
     """
 
     def __init__(self, size, figures, photos, *, others=(), backdrops=(), objects=(),
-                 object_share=0.0, warp=0.0, seed=0, arch="u2netp"):
+                 object_share=0.0, warp=0.0, seed=0):
         self.size = size
-        self.arch = arch  # the network's input normalisation (app.inference.cutout.normalise)
         self.rng = np.random.default_rng(seed)
         self.figures = list(figures)
         self.others = [(share, list(group)) for share, group in others if share and group]
@@ -80,14 +78,13 @@ class CompositeStream:
                 return group[self.rng.integers(len(group))]
         return figure
 
-    def batch(self, n):
-        """n augmented pictures as (N x 3 x S x S normalised, N x 1 x S x S masks in [0, 1])."""
-        items = [self.composite() for _ in range(n)]
-        pairs = [augment(self.rng, c.image, c.mask, self.size) for c in items]
-        return to_tensors(*zip(*pairs), self.arch)
+    def pair(self):
+        """One training composite as (H x W x 3 uint8 picture, H x W uint8 mask)."""
+        c = self.composite()
+        return c.image, c.mask
 
 
-def demo_stream(mix, size, seed=0, arch="u2netp"):
+def demo_stream(mix, size, seed=0):
     """A CompositeStream of the demo cast's training split plus what `mix` (a MixConfig) adds."""
     spec = renpy_cast.SPLITS["train"]
     figures = renpy_cast.load_sprites(renpy_cast.DEFAULT_CACHE, spec["sprites"])
@@ -113,7 +110,7 @@ def demo_stream(mix, size, seed=0, arch="u2netp"):
         objects = distractors.load()
     return CompositeStream(size, figures, [photos[k] for k in sorted(photos)], others=others,
                            backdrops=backdrops, objects=objects, object_share=mix.distractors,
-                           warp=mix.warp, seed=seed, arch=arch)
+                           warp=mix.warp, seed=seed)
 
 
 def validation_pairs(count, seed=0, size=EVAL_SIZE, live2d_count=0):
@@ -155,17 +152,6 @@ def _group(name, key):
         from app.demo_data.live2d import figure_of
         return f"figure {figure_of(key)}"
     return f"sprite {key}"
-
-
-def heldout(data, count=60):
-    """(description, items) of held-out pairs: a folder of images/ + masks/ or one of HELDOUT_SETS
-    (what `evaluate cutout`, `train cutout --heldout` and scripts/eval_cutout_onnx.py score on)."""
-    if Path(data, "images").is_dir():
-        from app.training.cutout_data import heldout_items as folder_items
-        items = folder_items(data, count)
-        return f"{len(items)} held-out pairs from {data}", items
-    items = heldout_items(data, count)
-    return describe_heldout(data, len(items)), items
 
 
 def describe_heldout(name, count):

@@ -1,4 +1,7 @@
-"""Background removal with U2-Net / U2-NetP: preprocessing, inference, post-processing."""
+"""Background removal: a cutout runner's map made into alpha, boxes and faces as prompts applied.
+
+Serving runs the network through ONNX Runtime (app/inference/onnx_runner.py); a torch network in
+training goes through the same Cutter via app/build/torch_cutout.py."""
 import threading
 
 import cv2
@@ -7,11 +10,10 @@ from PIL import Image
 
 from app import nets
 from app.inference import prompts
-from app.storage.model_dirs import ModelError, load_card, load_weights
+from app.storage.model_dirs import load_card
 
 # ImageNet statistics, as in the official U-2-Net test code.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+MEAN, STD = nets.IMAGENET_MEAN, nets.IMAGENET_STD
 
 
 def normalise(rgb, arch="u2netp"):
@@ -26,19 +28,6 @@ def normalise(rgb, arch="u2netp"):
     x = x / max(float(x.max()), 1e-6)
     x = (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
-
-
-def predict_maps(net, rgb, size, arch="u2netp"):
-    """Main map (U-2-Net's fused d0, IS-Net's d1) for one picture, min-max normalised as the
-    official test scripts do; H x W float."""
-    import torch  # serving imports torch only once a torch model is used
-
-    h, w = rgb.shape[:2]
-    small = cv2.resize(np.ascontiguousarray(rgb[..., :3]), (size, size), interpolation=cv2.INTER_AREA)
-    with torch.inference_mode():
-        d0 = net(torch.from_numpy(normalise(small, arch)).unsqueeze(0))[0][0, 0].numpy()
-    d0 = (d0 - d0.min()) / max(float(d0.max() - d0.min()), 1e-8)
-    return cv2.resize(d0, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 # Soft alpha ramps from threshold - EDGE (transparent) to threshold + EDGE (opaque): anti-aliased
@@ -74,33 +63,6 @@ def postprocess(prob, *, alpha="soft", threshold=0.5, largest_component=False, c
     return np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)
 
 
-def cutout_card(name, architecture, input_size, *, version="1", training=None, metrics=None,
-                **extra):
-    """The card of a U-2-Net-family cutout model directory (weights and sha256 are added on write)."""
-    card = {
-        "name": name, "kind": "cutout", "version": version, "architecture": architecture,
-        "input_size": int(input_size), "mean": list(MEAN), "std": list(STD),
-        "normalisation": "divide by the picture's maximum, then ImageNet mean/std (official U-2-Net)",
-        "training": training or {}, "metrics": metrics or {},
-    }
-    card.update(extra)
-    return card
-
-
-class TorchCutout:
-    """A torch cutout network behind the runners' one call, `probability(rgb)`: for training and
-    for evaluating a checkpoint before it is exported; serving uses onnx_runner.OnnxCutout."""
-
-    def __init__(self, net, input_size, arch="u2netp"):
-        self.net = net.eval()
-        self.input_size = int(input_size)
-        self.arch = arch
-
-    def probability(self, rgb):
-        """H x W map in [0, 1] for an RGB uint8 array."""
-        return predict_maps(self.net, rgb, self.input_size, self.arch)
-
-
 class Cutter:
     """A loaded cutout model: a runner (ONNX Runtime when served) plus the card; boxes and alpha
     post-processing are done here, the same for every runner. Shared read-only by requests."""
@@ -116,22 +78,6 @@ class Cutter:
         torch weights; a missing or stale export is refused with the command that rebuilds it)."""
         from app.inference.onnx_runner import OnnxCutout
         return cls(OnnxCutout.load(model_dir, threads=threads), load_card(model_dir))
-
-    @classmethod
-    def from_net(cls, net, card):
-        """A Cutter over a torch network in memory (training, evaluation of a checkpoint)."""
-        return cls(TorchCutout(net, card.get("input_size", 320), card.get("architecture", "u2netp")), card)
-
-    @classmethod
-    def load_torch(cls, model_dir):
-        """A torch model directory's weights in a torch network (the export's reference)."""
-        card = load_card(model_dir)
-        try:
-            net = nets.build(card.get("architecture"), "cutout")
-        except ValueError as exc:
-            raise ModelError(f"{model_dir}: {exc}") from None
-        net.load_state_dict(load_weights(model_dir, card), strict=True)
-        return cls.from_net(net, card)
 
     @property
     def input_size(self):

@@ -15,18 +15,9 @@ import numpy as np
 
 from app.inference.backbone_onnx import load_onnx_backbone
 from app.inference.preprocess import PREPROCESSING_VERSION
-from app.storage.model_dirs import ModelError, load_card, load_weights
+from app.storage.model_dirs import ModelError, load_arrays, load_card
 
 BATCH_SIZE = 16
-
-
-def make_projection(feature_dim, dim, hidden=None):
-    """The metric-learning projection (torch, for training): features -> (hidden ->) dim;
-    outputs are L2-normalised by the caller. Serving runs its weights in numpy (Embedder)."""
-    from torch import nn
-    if hidden:
-        return nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
-    return nn.Sequential(nn.Linear(feature_dim, dim))
 
 
 def normalise(x):
@@ -43,8 +34,8 @@ def _numpy_layers(state, feature_dim, dim, hidden):
         raise ModelError(f"projection weights hold {sorted(state)}, expected layers {names}")
     layers = []
     for name, shape in zip(names, shapes):
-        weight = state[f"{name}.weight"].float().numpy()
-        bias = state[f"{name}.bias"].float().numpy()
+        weight = np.asarray(state[f"{name}.weight"], np.float32)
+        bias = np.asarray(state[f"{name}.bias"], np.float32)
         if weight.shape != shape or bias.shape != (shape[0],):
             raise ModelError(f"projection layer {name} is {weight.shape}, expected {shape}")
         layers.append((np.ascontiguousarray(weight), np.ascontiguousarray(bias)))
@@ -67,20 +58,20 @@ class Embedder:
                              (card.get("sha256") or "raw")[:16]])
 
     @classmethod
-    def load(cls, model_dir, onnx_dir=None, threads=1, build=True):
+    def load(cls, model_dir, onnx_dir=None, threads=1):
         """An embedding model directory: card.json (kind "embedding") and, for a projection, its
-        weights; the backbone through its ONNX export (build=False in serving, as for Identifier)."""
+        weights (`.npz`); the backbone through its ONNX export, as for Identifier."""
         card = load_card(model_dir)
         if card["kind"] != "embedding":
             raise ModelError(f"{model_dir} holds a {card['kind']!r} model, not an embedding")
-        backbone = load_onnx_backbone(card["backbone"], onnx_dir, threads, build=build)
+        backbone = load_onnx_backbone(card["backbone"], onnx_dir, threads)
         expected = card.get("backbone_sha256")
         if expected and expected != backbone.weights_sha256:
             raise ModelError(f"{model_dir} was calibrated on other {card['backbone']} weights")
         layers = None
         if card.get("weights"):
             spec = card.get("projection") or {}
-            layers = _numpy_layers(load_weights(model_dir, card), backbone.feature_dim,
+            layers = _numpy_layers(load_arrays(model_dir, card), backbone.feature_dim,
                                    int(spec.get("dim", 128)), spec.get("hidden"))
         return cls(card, backbone, layers)
 

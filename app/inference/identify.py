@@ -1,28 +1,22 @@
 """Classifier service: a frozen backbone plus a linear softmax head, read from a model directory.
 
 Serving runs the backbone through ONNX Runtime (its verified export, app/inference/backbone_onnx.py)
-and the head in numpy; torch only reads the head's weights file. Training uses the torch backbone.
+and the head in numpy, without torch. Training uses the torch backbone.
 
-The model directory's weights file is the head's `nn.Linear` state dict (`weight`: L x D, `bias`:
+The model directory's weights file (`weights.npz`) holds the linear head (`weight`: L x D, `bias`:
 L), with `references` (R x D) and `reference_labels` (R) when its open-set decision compares with
 training faces; the card names the backbone, labels and the decision (`open_set`,
 app/inference/open_set.py; older cards: softmax at `unknown_threshold`).
 """
 import numpy as np
-from torch import nn
 
 from app.inference.backbone_onnx import load_onnx_backbone, weights_file
 from app.inference.open_set import HeadCalibration, rank
 from app.inference.preprocess import PREPROCESSING_VERSION
-from app.storage.model_dirs import ModelError, load_card, load_weights
+from app.storage.model_dirs import ModelError, load_arrays, load_card
 
 TOP_K = 5
 BATCH_SIZE = 16  # faces per forward pass; bounds memory for pictures with many faces
-
-
-def make_head(feature_dim, num_labels):
-    """A fresh linear head: features -> one logit per label."""
-    return nn.Linear(feature_dim, num_labels)
 
 
 def classifier_card(name, backbone, labels, unknown_threshold, *, version="1", training=None,
@@ -62,12 +56,9 @@ class Identifier:
         self.threshold = self.calibration.threshold
 
     @classmethod
-    def load(cls, model_dir, onnx_dir=None, threads=1, build=True):
-        """Load a classifier model directory (sha256-checked) and the ONNX export of its backbone.
-
-        build=True (training, evaluation, tests) exports the backbone if its export is missing or
-        stale; serving passes build=False and gets a ModelError naming the command instead.
-        """
+    def load(cls, model_dir, onnx_dir=None, threads=1):
+        """Load a classifier model directory (sha256-checked) and the ONNX export of its backbone
+        (a missing or stale export is a ModelError naming the command that builds it)."""
         card = load_card(model_dir)
         if card["kind"] != "classifier":
             raise ModelError(f"{model_dir} holds a {card['kind']!r} model, not a classifier")
@@ -81,12 +72,12 @@ class Identifier:
             raise ModelError(f"{model_dir} was trained on {card['backbone']} weights with sha256 "
                              f"{expected[:16]}... but {weights_path} has "
                              f"{digest[:16]}...; retrain the head or restore those weights")
-        backbone = load_onnx_backbone(card["backbone"], onnx_dir, threads, build=build)
-        state = load_weights(model_dir, card)
+        backbone = load_onnx_backbone(card["backbone"], onnx_dir, threads)
+        state = load_arrays(model_dir, card)
         labels, dim = len(card["labels"]), backbone.feature_dim
         try:
-            weight, bias = state["weight"].float().numpy(), state["bias"].float().numpy()
-            refs = {k: state[k].numpy() for k in ("references", "reference_labels") if k in state}
+            weight, bias = np.asarray(state["weight"], np.float32), np.asarray(state["bias"], np.float32)
+            refs = {k: state[k] for k in ("references", "reference_labels") if k in state}
             fits = (set(state) - set(refs) == {"weight", "bias"} and weight.shape == (labels, dim)
                     and bias.shape == (labels,) and len(refs) in (0, 2)
                     and (not refs or refs["references"].shape[1:] == (dim,)))

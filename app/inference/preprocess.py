@@ -32,17 +32,3 @@ def face_arrays(images, input_size, mean, std):
     if not images:
         return np.empty((0, 3, input_size, input_size), np.float32)
     return np.stack([face_array(im, input_size, mean, std) for im in images])
-
-
-def face_tensor(pil_image, input_size, mean, std):
-    """A face crop (PIL) -> 3 x S x S float tensor, resized and normalised."""
-    import torch
-
-    return torch.from_numpy(face_array(pil_image, input_size, mean, std))
-
-
-def face_batch(images, backbone):
-    """A list of face crops -> N x 3 x S x S tensor for `backbone` (its size, mean and std)."""
-    import torch
-
-    return torch.from_numpy(face_arrays(images, backbone.input_size, backbone.mean, backbone.std))

@@ -107,7 +107,7 @@ def _cut_all(app, job, me):
     import json
 
     from app.inference.decontaminate import decontaminate
-    from app.web import registry
+    from app.serving import registry
     config = app.config
     options = json.loads(job.options or "{}")
     cutter = registry.get_cutter(options.get("model"))

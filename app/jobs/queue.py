@@ -34,6 +34,10 @@ def _make_huey(app):
     return SqliteHuey(QUEUE_NAME, filename=str(folder / SQLITE_NAME), results=False, timeout=30)
 
 
+def _bound(app, run):
+    return lambda job_id: run(app, job_id)
+
+
 def get(app):
     """This process's (huey, {kind: task}) for `app`, built on first use (after any fork)."""
     state = app.extensions.get("job_queue")
@@ -41,10 +45,10 @@ def get(app):
         with _lock:
             state = app.extensions.get("job_queue")
             if state is None or state["pid"] != os.getpid():
-                from app.jobs import cutouts, retrain
                 huey = _make_huey(app)
-                tasks = {"cutout": huey.task(name="cutout")(lambda job_id: cutouts.run(app, job_id)),
-                         "retrain": huey.task(name="retrain")(lambda job_id: retrain.run(app, job_id))}
+                # Each kind's runner, registered by app/jobs/kinds.py when the app was made.
+                tasks = {kind: huey.task(name=kind)(_bound(app, run))
+                         for kind, run in app.extensions["job_runners"].items()}
                 state = {"pid": os.getpid(), "huey": huey, "tasks": tasks}
                 app.extensions["job_queue"] = state
     return state["huey"], state["tasks"]

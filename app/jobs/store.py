@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 
 from app.jobs import files
-from app.storage import db
+from app.storage import db, transactions
 from app.storage.models import Job, iso, utcnow
 
 ACTIVE = ("queued", "running")
@@ -57,7 +57,7 @@ def worker_alive(worker):
 def create(app, client, kind, pictures, options, limits):
     """Add a queued row unless a limit stops it; returns the Job, or ("client"|"queue", count)."""
     with db.session(app, write=True) as s:
-        db.serialise(s, _SERIALISE_KEY)
+        transactions.serialise(s, _SERIALISE_KEY)
         mine = s.scalar(select(func.count()).select_from(Job).where(Job.client == client,
                                                                     Job.status.in_(ACTIVE)))
         if mine >= limits["client"]:

@@ -1,15 +1,14 @@
 """The gallery in the database: characters, their enrolled faces, and the faces' embeddings.
 
 Every change bumps the "gallery" counter in the same transaction, so that each worker notices
-it with one cheap query and re-reads the gallery (app/web/live.py).
+it with one cheap query and re-reads the gallery (app/serving/live.py).
 """
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from app.storage import db, images
-from app.storage.labels import name_key
+from app.storage import images, transactions
+from app.storage.labels import clean_label, name_key
 from app.storage.models import Character, Embedding, Face
-from app.storage.reports import clean_label
 
 COUNTER = "gallery"
 
@@ -51,7 +50,7 @@ def add_faces(session, name, sha256s, source="upload", report_id=None):
         session.add(face)
         have.add(sha256)
         added.append(face)
-    db.bump(session, COUNTER)
+    transactions.bump(session, COUNTER)
     session.flush()
     return character, added
 
@@ -74,7 +73,7 @@ def remove(session, name):
     if character is None:
         return False
     session.delete(character)
-    db.bump(session, COUNTER)
+    transactions.bump(session, COUNTER)
     return True
 
 

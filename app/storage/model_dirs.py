@@ -8,6 +8,8 @@ import json
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+
 from app.storage.files import atomic_path, sha256_file, staged_dir, write_json
 
 CARD_NAME = "card.json"
@@ -63,30 +65,39 @@ def verify_weights(model_dir, card):
     return path
 
 
-def load_weights(model_dir, card):
-    """The state dict of a model directory, after the sha256 check."""
-    import torch  # only for torch weight files: loading torch costs seconds
-
+def load_arrays(model_dir, card):
+    """The weights of a head or projection (`.npz`) as numpy arrays, after the sha256 check.
+    Serving reads them without torch; a head still in a torch `.pt` file (made before) is refused
+    with the command that converts it once (app/build/torch_weights.py)."""
     path = verify_weights(model_dir, card)
+    if path.suffix != ".npz":
+        raise ModelError(f"{path} is a torch file, which serving does not read; convert it once with "
+                         f"`flask --app wsgi models convert` (where torch is installed)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt pickle can raise almost anything
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read {path} ({exc}); {_remedy(card)}") from None
 
 
-def write_model_dir(model_dir, card, state_dict, weights_name="weights.pt", save=None):
+def write_model_dir(model_dir, card, arrays=None, weights_name="weights.npz", save=None):
     """Write card + weights into `model_dir` atomically; fills weights, sha256 and created. Returns the card.
 
-    `save(path)` writes the weights file instead of torch.save(state_dict) (e.g. an ONNX file).
+    The weights are `arrays` ({name: numpy array}) in a `.npz` file, or whatever `save(path)`
+    writes (an ONNX file; a torch state dict: app/build/torch_weights.py).
     """
     with staged_dir(model_dir) as tmp:
         weights_path = tmp / weights_name
         with atomic_path(weights_path) as part:
-            if save is None:
-                import torch
-                torch.save(state_dict, part)
-            else:
+            if save is not None:
                 save(part)
+            else:
+                arrays = {k: np.asarray(v) for k, v in arrays.items()}
+                odd = sorted(k for k, v in arrays.items() if v.dtype == object)
+                if odd:  # would need pickle, which load_arrays never reads
+                    raise TypeError(f"weights {odd} are not numeric arrays")
+                with open(part, "wb") as out:
+                    np.savez(out, **arrays)
         card = dict(card)
         card["weights"] = weights_name
         card["sha256"] = sha256_file(weights_path)

@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from app.i18n import _
-from app.storage import db
+from app.storage import transactions
 from app.storage.models import Job, ModelVersion, iso, utcnow
 
 COUNTER = "classifier"
@@ -63,7 +63,7 @@ def make_live(session, version):
     if current is not None and current.id != version.id:
         current.status = "superseded"
     version.status = "live"
-    db.bump(session, COUNTER)
+    transactions.bump(session, COUNTER)
 
 
 def rollback(session):
@@ -79,7 +79,7 @@ def rollback(session):
                               .order_by(ModelVersion.id.desc()))
     if previous is not None:
         previous.status = "live"
-    db.bump(session, COUNTER)
+    transactions.bump(session, COUNTER)
     return current, previous
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.i18n import _, message_of
-from app.storage import db, images, labels
+from app.storage import images, labels, transactions
 from app.storage.models import Report, iso, utcnow
 
 MAX_LABEL_CHARS = labels.MAX_CHARS
@@ -85,7 +85,7 @@ def submit(session, root, png, label, predicted="", quota_bytes=None):
     label = clean_label(label)
     predicted = clean_label(predicted or "", field="predicted label", allow_empty=True)
     sha256 = hashlib.sha256(png).hexdigest()
-    db.serialise(session, _SUBMIT_LOCK)
+    transactions.serialise(session, _SUBMIT_LOCK)
     existing = _first_report(session, sha256)
     if existing is not None:
         return existing, False

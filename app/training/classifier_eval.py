@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from app.storage.files import atomic_path, write_json
-from app.training.classifier_train import kind_of, load_folder
+from app.training.face_dataset import kind_of, load_folder
 
 OUTSIDE = "(outside cast)"
 UNKNOWN_COLUMN = "unknown"

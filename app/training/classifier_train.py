@@ -17,8 +17,10 @@ import torch
 from PIL import Image, ImageFilter
 
 from app.training import open_set_fit
-from app.training.face_dataset import IMAGE_SUFFIXES, UNKNOWN_LABEL, crop_kind
+from app.training.face_dataset import UNKNOWN_LABEL, kind_of, load_folder
 from app.training.feature_cache import FeatureCache, image_key
+
+HEAD_FILE = "weights.npz"  # numpy: serving reads heads without torch
 
 
 @dataclass
@@ -38,32 +40,6 @@ class TrainConfig:
 
 
 # --- data -------------------------------------------------------------------------------------
-
-def kind_of(image):
-    """The crop kind load_folder noted on an image ("known" for crops from elsewhere)."""
-    return image.info.get("crop_kind", "known")
-
-
-def load_folder(root):
-    """[(PIL RGB image, label)] for DATA/<label>/* image files, labels sorted; `_unknown` kept, other `_` skipped."""
-    root = Path(root)
-    items = []
-    for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        label = label_dir.name
-        if label.startswith("_") and label != UNKNOWN_LABEL:
-            continue
-        for path in sorted(label_dir.iterdir()):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(path) as im:
-                    image = im.convert("RGB")
-                image.info["crop_kind"] = crop_kind(path)  # how it was cut, for per-kind figures
-                items.append((image, label))
-            except (OSError, ValueError):
-                continue  # unreadable file: skipped, as the data-set builder would have
-    return items
-
 
 def split_data(data_dir, val_fraction=0.2, seed=0):
     """(train items, val items) from DATA/train + DATA/val, or a stratified split of DATA/<label>."""
@@ -278,11 +254,12 @@ def train_prepared(prep, config, on_epoch=None):
 
 
 def head_state(head, calibration):
-    """The weights file's tensors: the linear head, plus the reference centres when the decision uses them."""
-    state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    """The weights file's arrays (numpy: serving reads them without torch): the linear head, plus
+    the reference centres when the decision uses them."""
+    state = {k: v.detach().numpy().copy() for k, v in head.state_dict().items()}
     if len(calibration.references) and calibration.method == "nearest":
-        state["references"] = torch.from_numpy(calibration.references.astype(np.float16))
-        state["reference_labels"] = torch.from_numpy(calibration.reference_labels)
+        state["references"] = calibration.references.astype(np.float16)
+        state["reference_labels"] = np.asarray(calibration.reference_labels)
     return state
 
 
@@ -339,7 +316,7 @@ def train_model_dir(data_dir, out_dir, config, name=None, command=None, loco=Fal
 
     extra: {"train": [(image, label)], "val": [...]} added to DATA's splits (gallery faces).
     """
-    from app.inference.backbones import load_backbone
+    from app.build.backbones import load_backbone
     from app.inference.identify import classifier_card
     from app.storage.model_dirs import write_model_dir
     from app.training import classifier_eval
@@ -380,7 +357,7 @@ def train_model_dir(data_dir, out_dir, config, name=None, command=None, loco=Fal
     card = classifier_card(name or out_dir.name, backbone, labels, threshold, training=training,
                            open_set=calibration.to_card())
     state = head_state(head, calibration)
-    write_model_dir(out_dir, card, state)
+    write_model_dir(out_dir, card, state, weights_name=HEAD_FILE)
     test_dir = data_dir / "test"
     if test_dir.is_dir():
         items = load_folder(test_dir)
@@ -402,7 +379,7 @@ def train_model_dir(data_dir, out_dir, config, name=None, command=None, loco=Fal
             test_x = cache.features([im for im, _ in cast])
             test_y = np.array([labels.index(lab) for _, lab in cast], np.int64)
             card["metrics"]["leave_one_character_out"] = leave_one_out(prep, test_x, test_y, config)
-        write_model_dir(out_dir, card, state)
+        write_model_dir(out_dir, card, state, weights_name=HEAD_FILE)
         if "per_kind" in metrics:
             classifier_eval.draw_tradeoff(metrics["per_kind"], threshold, out_dir / "tradeoff-test.png",
                                           "held-out test split, per crop kind")

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
+from app.demo_data.compose import shift_hue
 from app.inference.cutout import normalise
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
@@ -52,13 +53,6 @@ def augment(rng, image, mask, size):
     return np.asarray(img), np.asarray(msk)
 
 
-def shift_hue(img, amount):
-    """Rotate a PIL RGB image's hue by `amount` of a full turn."""
-    h, sat, v = img.convert("HSV").split()
-    h = h.point(lambda value: (value + int(amount * 256)) % 256)
-    return Image.merge("HSV", (h, sat, v)).convert("RGB")
-
-
 def to_tensors(images, masks, arch="u2netp"):
     """Lists of HxWx3 / HxW uint8 -> (N x 3 x H x W normalised for `arch`, N x 1 x H x W in [0, 1])."""
     x = torch.from_numpy(np.stack([normalise(im, arch) for im in images]))
@@ -66,16 +60,30 @@ def to_tensors(images, masks, arch="u2netp"):
     return x, y
 
 
-class FolderStream:
-    """Endless augmented batches from a folder of image/mask pairs (loaded once into memory).
+class Batcher:
+    """The one way training pictures become batches, for every source: `draw()` gives one
+    (image, mask) pair (uint8 numpy), this augments it and makes the tensors for `arch`."""
+
+    def __init__(self, draw, size, seed=0, arch="u2netp"):
+        self.draw = draw
+        self.size = size
+        self.arch = arch  # the network's input normalisation (app.inference.cutout.normalise)
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, n):
+        """n augmented pictures as (N x 3 x S x S normalised, N x 1 x S x S masks in [0, 1])."""
+        pairs = [augment(self.rng, *self.draw(), self.size) for _ in range(n)]
+        return to_tensors(*zip(*pairs), self.arch)
+
+
+class FolderPairs:
+    """Random (image, mask) pairs from a folder of pairs (loaded once into memory).
 
     A distillation pool (app/training/distil.py) also holds teacher/ maps: the target is then the
     mask blended with the teacher's map by `teacher_weight`.
     """
 
-    def __init__(self, data_dir, size, seed=0, arch="u2netp", teacher_weight=0.0):
-        self.size = size
-        self.arch = arch
+    def __init__(self, data_dir, seed=0, teacher_weight=0.0):
         self.rng = np.random.default_rng(seed)
         paths = folder_pairs(data_dir)
         self.pairs = [load_pair(*p) for p in paths]
@@ -89,10 +97,19 @@ class FolderStream:
             self.pairs = [(image, target(mask, np.asarray(Image.open(t).convert("L")), teacher_weight))
                           for (image, mask), t in zip(self.pairs, maps)]
 
-    def batch(self, n):
-        chosen = self.rng.integers(0, len(self.pairs), n)
-        pairs = [augment(self.rng, *self.pairs[i], self.size) for i in chosen]
-        return to_tensors(*zip(*pairs), self.arch)
+    def draw(self):
+        return self.pairs[int(self.rng.integers(0, len(self.pairs)))]
+
+
+def folder_stream(data_dir, size, seed=0, arch="u2netp", teacher_weight=0.0):
+    """Endless augmented batches from a folder of pairs."""
+    return Batcher(FolderPairs(data_dir, seed, teacher_weight).draw, size, seed, arch)
+
+
+def demo_batches(mix, size, seed=0, arch="u2netp"):
+    """Endless augmented batches of the demo-data engine's training composites (app/demo_data/stream.py)."""
+    from app.demo_data import stream
+    return Batcher(stream.demo_stream(mix, size, seed).pair, size, seed + 1, arch)
 
 
 def validation_pairs(data_dir, count, seed=0):
@@ -105,3 +122,15 @@ def validation_pairs(data_dir, count, seed=0):
 def heldout_items(data_dir, count=60):
     """(image, mask, groups) items of a folder of held-out pairs (ungrouped)."""
     return [(*load_pair(*p), ()) for p in folder_pairs(data_dir)[:count]]
+
+
+def heldout(data, count=60):
+    """(description, items) of held-out pairs: a folder of images/ + masks/ or one of the demo
+    engine's HELDOUT_SETS (what `evaluate cutout`, `train cutout --heldout` and
+    scripts/eval_cutout_onnx.py score on)."""
+    if Path(data, "images").is_dir():
+        items = heldout_items(data, count)
+        return f"{len(items)} held-out pairs from {data}", items
+    from app.demo_data import stream
+    items = stream.heldout_items(data, count)
+    return stream.describe_heldout(data, len(items)), items

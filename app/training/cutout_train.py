@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from app import nets
-from app.inference.cutout import predict_maps
+from app.build.cutout_export import preprocess_of
+from app.build.torch_cutout import TorchCutout
 from app.storage.files import atomic_path, write_json
 from app.training import cutout_metrics
 
@@ -73,8 +74,8 @@ def build_net(cfg):
 
 def _isnet_general(cfg):
     """IS-Net with the official general-use weights, from the npm file setup installed."""
+    from app.build import isnet_general
     from app.config import ROOT
-    from app.inference import isnet_general
     from app.nets.isnet_onnx import load_isnet
 
     if cfg.arch != "isnet":
@@ -83,7 +84,7 @@ def _isnet_general(cfg):
     why = isnet_general.status(model_dir)
     if why:
         raise FileNotFoundError(f"isnet-general is not usable ({why}): run "
-                                f"`python -m app.inference.isnet_general`")
+                                f"`python -m app.build.isnet_general`")
     return load_isnet(model_dir / isnet_general.NPM_FILE)
 
 
@@ -122,7 +123,8 @@ def save_checkpoint(path, payload):
 def evaluate_pairs(net, pairs, size, arch="u2netp"):
     """Mean measures (cutout_metrics.scores) of `net` over [(image, mask)]."""
     net.eval()
-    per_picture = [cutout_metrics.scores(predict_maps(net, image, size, arch),
+    runner = TorchCutout(net, preprocess_of({"architecture": arch, "input_size": size}))
+    per_picture = [cutout_metrics.scores(runner.probability(image),
                                          mask.astype(np.float32) / 255.0, thresholds=51)
                    for image, mask in pairs]
     return {k: float(np.mean([s[k] for s in per_picture])) for k in per_picture[0]}
@@ -194,8 +196,8 @@ def export_model_dir(checkpoint, out, name, command="", heldout=None, eval_dir=N
 
     heldout: (description, items) with items as in cutout_eval.evaluate; its figures go in the card.
     """
-    from app.inference.cutout import Cutter, cutout_card
-    from app.storage.model_dirs import write_model_dir
+    from app.build.torch_cutout import cutout_card, cutter_from_net
+    from app.build.torch_weights import write_torch_model_dir
     from app.training import cutout_eval
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -212,20 +214,20 @@ def export_model_dir(checkpoint, out, name, command="", heldout=None, eval_dir=N
         description, items = heldout
         net = nets.build(cfg["arch"], "cutout")
         net.load_state_dict(ckpt["model"])
-        card["metrics"] = {**cutout_eval.evaluate(Cutter.from_net(net, card), items, eval_dir),
+        card["metrics"] = {**cutout_eval.evaluate(cutter_from_net(net, card), items, eval_dir),
                            "heldout": description}
-    write_model_dir(out, card, ckpt["model"])
+    write_torch_model_dir(out, card, ckpt["model"])
     # Served through ONNX Runtime: export beside the weights, verified against torch.
-    from app.inference.onnx_export import export_cutout
+    from app.build.cutout_export import export_cutout
     export_cutout(out)
     return card
 
 
 def export_tuned_dir(checkpoint, out, name, command="", heldout=None, eval_dir=None):
-    """Write a fine-tune of isnet-general as a tuned model directory (app/inference/isnet_tuned.py:
+    """Write a fine-tune of isnet-general as a tuned model directory (app/build/isnet_tuned.py:
     only the trained tensors are kept), build its ONNX file, and put held-out figures in its card."""
+    from app.build import isnet_tuned
     from app.config import ROOT
-    from app.inference import isnet_tuned
     from app.inference.cutout import Cutter
     from app.training import cutout_eval
 

@@ -1,12 +1,12 @@
 """Distillation pools: training composites with a teacher's soft map beside the exact mask.
 
-A pool is a folder cutout_data.FolderStream trains from: images/NNNNN.png, masks/NNNNN.png (the
+A pool is a folder cutout_data.folder_stream trains from: images/NNNNN.png, masks/NNNNN.png (the
 composite's exact mask) and teacher/NNNNN.png (the teacher model's probability map of the same
 picture). The teacher runs once per picture here, not once per training step: a large IS-Net costs
 about 0.7 s a picture on two cores, many times a small student's step.
 """
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,6 @@ def build_pool(cfg, out, log=print):
     stopped and a finished one is the same pictures however often it was resumed. A folder holding
     a pool of other settings is refused rather than mixed.
     """
-    from app.commands.common import build_config  # the recipe's mix, validated as for training
     from app.demo_data import stream
     from app.inference.cutout import Cutter
 
@@ -66,7 +65,11 @@ def build_pool(cfg, out, log=print):
     todo = [i for i in range(cfg.count) if not _done(out, i)]
     if len(todo) < cfg.count:
         log(f"resuming: {cfg.count - len(todo)} of {cfg.count} pictures already in {out}")
-    mix = build_config(stream.MixConfig, None, cfg.mix)
+    known = {f.name for f in fields(stream.MixConfig)}
+    unknown = sorted(set(cfg.mix) - known)
+    if unknown:
+        raise ValueError(f"mix has unknown settings {unknown}; known: {sorted(known)}")
+    mix = stream.MixConfig(**{k: v for k, v in cfg.mix.items() if v is not None})
     composites = stream.demo_stream(mix, cfg.size, cfg.seed)
     for n, i in enumerate(todo, 1):
         composites.rng = np.random.default_rng([cfg.seed, i])

@@ -201,3 +201,31 @@ def build_dataset(out_dir, sources=(), reports=(), labelled=True, every_s=2.0,
 
     with staged_dir(out_dir, replace=False) as staging:
         return write_crops(counted(all_crops()), staging, dedupe_bits)
+
+
+# --- reading a data set back ------------------------------------------------------------------
+
+def kind_of(image):
+    """The crop kind load_folder noted on an image ("known" for crops from elsewhere)."""
+    return image.info.get("crop_kind", "known")
+
+
+def load_folder(root):
+    """[(PIL RGB image, label)] for DATA/<label>/* image files, labels sorted; `_unknown` kept, other `_` skipped."""
+    root = Path(root)
+    items = []
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        label = label_dir.name
+        if label.startswith("_") and label != UNKNOWN_LABEL:
+            continue
+        for path in sorted(label_dir.iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(path) as im:
+                    image = im.convert("RGB")
+                image.info["crop_kind"] = crop_kind(path)  # how it was cut, for per-kind figures
+                items.append((image, label))
+            except (OSError, ValueError):
+                continue  # unreadable file: skipped, as the data-set builder would have
+    return items

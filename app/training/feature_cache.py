@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app.build.backbones import face_batch
 from app.config import CACHE_ROOT
 from app.inference.imaging import flatten
-from app.inference.preprocess import PREPROCESSING_VERSION, face_batch
+from app.inference.preprocess import PREPROCESSING_VERSION
 from app.storage.files import atomic_path, write_json
 
 DEFAULT_ROOT = CACHE_ROOT / "features"

@@ -13,8 +13,8 @@ from app.i18n import _, message_of
 from app.inference import faces, imaging
 from app.inference.cutout import ALPHAS
 from app.inference.decontaminate import decontaminate
+from app.serving import live, registry
 from app.storage import db, reports
-from app.web import live, registry
 from app.web.admission import limited
 from app.web.characters import gallery_names
 

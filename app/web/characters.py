@@ -12,10 +12,9 @@ from app.config import resolve_path
 from app.errors import APIError
 from app.i18n import _, message_of
 from app.inference import imaging
+from app.serving import live
 from app.storage import db, gallery
-from app.storage.labels import name_key, spelling_in
-from app.storage.reports import ReportError
-from app.web import live
+from app.storage.labels import LabelError, name_key, spelling_in
 from app.web.auth import operator_required
 
 bp = Blueprint("characters", __name__, url_prefix="/api")
@@ -60,7 +59,7 @@ def enrol():
                        400, "too_many_faces")
     try:
         name = gallery.clean_label(request.form.get("name", ""), field="name")
-    except ReportError as exc:
+    except LabelError as exc:
         raise APIError(message_of(exc), 400, "bad_name") from None
     name = spelling_in(name, head_labels())  # "Lucy" joins the head's "lucy": one character, one spelling
     pictures = [imaging.flatten(imaging.decode_upload(u, app.config)) for u in uploads]
@@ -83,7 +82,7 @@ def remove(name):
     try:
         with db.session(current_app._get_current_object(), write=True) as s:
             removed = gallery.remove(s, name)
-    except ReportError as exc:
+    except LabelError as exc:
         raise APIError(message_of(exc), 400, "bad_name") from None
     if not removed:
         raise APIError(_("No character %(name)s in the gallery.", name=repr(name)), 404, "not_found")

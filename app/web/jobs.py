@@ -15,7 +15,7 @@ from app.errors import APIError
 from app.i18n import Message, _, translate
 from app.inference import imaging
 from app.jobs import cutouts, files, queue, store
-from app.web import registry
+from app.serving import registry
 from app.web.api import _cutout_options, _switch
 from app.web.ratelimit import client_key
 

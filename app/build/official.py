@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from app import nets
+from app.build.torch_cutout import cutout_card
 from app.config import OFFICIAL_DIR
-from app.inference.cutout import cutout_card
 from app.storage.files import atomic_path, sha256_file
 from app.storage.model_dirs import write_card
 

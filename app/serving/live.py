@@ -15,8 +15,8 @@ from PIL import Image
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.config import resolve_path
+from app.serving import registry
 from app.storage import db, gallery, images, model_versions
-from app.web import registry
 
 _lock = threading.Lock()
 

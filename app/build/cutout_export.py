@@ -1,6 +1,6 @@
 """Export a torch cutout model directory to ONNX, verified against torch, cached beside its weights.
 
-    python -m app.inference.onnx_export models/demo-cutout [--force]
+    python -m app.build.cutout_export models/demo-cutout [--force]
 
 writes models/demo-cutout/model.onnx and onnx.json (both git-ignored). The record names the
 weights' sha256, so app/inference/onnx_runner.py refuses an export that no longer matches them.
@@ -11,7 +11,6 @@ MAX_ABS_DIFF and mask IoU at least MIN_IOU; otherwise nothing is written.
 import argparse
 import json
 import sys
-import warnings
 from datetime import date
 from pathlib import Path
 
@@ -20,31 +19,37 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from app import nets
+from app.build import onnx_graph
+from app.build.onnx_graph import MAX_ABS_DIFF, OPSET
+from app.build.onnx_graph import MIN_MASK_IOU as MIN_IOU
+from app.build.torch_weights import load_state_dict
 from app.config import ROOT
 from app.inference.onnx_runner import EXPORT_NAME, EXPORT_RECORD, OnnxCutout, onnx_file
 from app.storage.files import atomic_path, write_json
-from app.storage.model_dirs import ModelError, load_card, load_weights, sha256_file
+from app.storage.model_dirs import ModelError, load_card, sha256_file
 
 U2NET_ARCHITECTURES = ("u2net", "u2netp")
-OPSET = 17
-MAX_ABS_DIFF = 1e-3  # fp32 against fp32: differences are rounding, far below this
-MIN_IOU = 0.99
 
 # Official U-2-Net preprocessing: divide by the picture's maximum, then ImageNet mean/std.
-U2NET_PREPROCESS = {"divide": "max", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+U2NET_PREPROCESS = {"divide": "max", "mean": list(nets.IMAGENET_MEAN), "std": list(nets.IMAGENET_STD),
                     "output_normalise": "minmax"}
+# IS-Net, as the npm package's own code feeds it; the main map min-max normalised (official DIS).
+ISNET_PREPROCESS = {"divide": 1.0, "mean": [128.0] * 3, "std": [256.0] * 3, "output_normalise": "minmax"}
 
 
 def preprocess_of(card):
-    """The preprocess spec for a torch cutout card: its own `preprocess`, else U-2-Net's official one."""
+    """The preprocess spec for a torch cutout card: its own `preprocess`, else its architecture's
+    official one (U-2-Net: divide by the maximum, ImageNet mean/std; IS-Net: (x - 128) / 256)."""
+    arch = card.get("architecture", "u2netp")
     if "preprocess" in card:
         spec = dict(card["preprocess"])
-    elif card.get("architecture") in U2NET_ARCHITECTURES:
+    elif arch in U2NET_ARCHITECTURES:
         spec = dict(U2NET_PREPROCESS, mean=list(card.get("mean", U2NET_PREPROCESS["mean"])),
                     std=list(card.get("std", U2NET_PREPROCESS["std"])))
+    elif arch == "isnet":
+        spec = dict(ISNET_PREPROCESS)
     else:
-        raise ModelError(f"card of {card.get('name')!r} has no preprocess for architecture "
-                         f"{card.get('architecture')!r}")
+        raise ModelError(f"card of {card.get('name')!r} has no preprocess for architecture {arch!r}")
     spec.setdefault("size", int(card.get("input_size", 320)))
     spec.update(input="input", output="output")
     return spec
@@ -113,14 +118,8 @@ def export_net(net, spec, dest, pictures, threads=1):
     main = MainMap(net).eval()  # eval on the wrapper: export restores the wrapper's mode to all
     with atomic_path(dest) as tmp:
         size = int(spec["size"])
-        with warnings.catch_warnings():
-            # The TorchScript-based exporter is deprecated but gives plain opset-17 graphs
-            # without onnxscript, and handles dynamic height and width via dynamic_axes.
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            torch.onnx.export(main, (torch.zeros(1, 3, size, size),), tmp, dynamo=False,
-                              input_names=["input"], output_names=["output"], opset_version=OPSET,
-                              dynamic_axes={"input": {2: "height", 3: "width"},
-                                            "output": {2: "height", 3: "width"}})
+        onnx_graph.trace(main, torch.zeros(1, 3, size, size), tmp, "input", "output",
+                         {"input": {2: "height", 3: "width"}, "output": {2: "height", 3: "width"}})
         runner = OnnxCutout(tmp, spec, threads=threads, name=dest.parent.name)
         diff, iou = verify(main, runner, pictures)
         if diff > MAX_ABS_DIFF or iou < MIN_IOU:
@@ -144,7 +143,7 @@ def export_cutout(model_dir, pictures=None, threads=1):
         raise ModelError(f"{model_dir} is not a cutout model of a known architecture ({arch!r})")
     spec = preprocess_of(card)
     net = nets.build(arch, "cutout")
-    net.load_state_dict(load_weights(model_dir, card), strict=True)
+    net.load_state_dict(load_state_dict(model_dir, card), strict=True)
     if pictures is None:
         pictures, described = verification_pictures()
     else:
