@@ -3,7 +3,8 @@
 import * as api from "./api.js";
 import { byPosition, centredBox, figureBox, sameBox } from "./boxes.js";
 import { compose, exportCutout, forgetBackground, forgetResult, keepBackground, keepResult } from "./cutout.js";
-import { baseName, bitmapOf, cropBlob, cutoutRefusal, decodeFile, forget, keepBitmap, PictureError } from "./pictures.js";
+import { baseName, bitmapOf, cropBlob, cutoutRefusal, decodeFile, fetchLink, forget, keepBitmap, PictureError,
+         thumbBlob } from "./pictures.js";
 import { currentPicture, faceById, faceNumber, newCutout, newFace, newPicture, pictureById, sortFaces } from "./state.js";
 import { zipBlob } from "./zip.js";
 
@@ -43,7 +44,26 @@ export function createActions(store, detector) {
       });
       first = first || picture;
       detectWaiting();
+      // A small copy for the strip, made now while the pixels are decoded: the strip never
+      // decodes a 40-megapixel file to show 48 pixels.
+      thumbBlob(bitmap).then((thumb) => update(() => { picture.thumb = thumb; }), () => {});
     }
+  }
+
+  /** A picture from a link (pasted, dropped, or the sample): the browser fetches it where the
+   * site allows (CORS); the server never fetches links. */
+  async function addLink(url) {
+    update((s) => { s.notice = []; });
+    let file;
+    try {
+      file = await fetchLink(url);
+    } catch (err) {
+      const notice = err instanceof PictureError ? { key: err.code, params: err.params }
+        : { key: "link.blocked", params: { host: hostOf(url) } };
+      update((s) => { s.notice = [notice]; });
+      return;
+    }
+    await addFiles([file]);
   }
 
   function selectPicture(id) {
@@ -62,6 +82,7 @@ export function createActions(store, detector) {
     forgetBackground(id);
     update((s) => {
       s.pictures.splice(index, 1);
+      s.undo = s.undo.filter((step) => step.pictureId !== id);
       if (s.currentId === id) {
         const next = s.pictures[index] || s.pictures[index - 1];
         s.currentId = next ? next.id : null;
@@ -105,7 +126,31 @@ export function createActions(store, detector) {
   }
 
   // ---------- faces ----------
+  /** Keep the picture's boxes as they are now, so the next change to them can be undone. */
+  function keepForUndo(picture) {
+    const step = { pictureId: picture.id, faces: structuredClone(picture.faces) };
+    update((s) => {
+      s.undo.push(step);
+      if (s.undo.length > UNDO_STEPS) s.undo.shift();
+    });
+  }
+
+  /** The boxes (with their names) as they were before the last change. */
+  function undo() {
+    const step = state.undo[state.undo.length - 1];
+    if (!step) return;
+    const picture = pictureById(state, step.pictureId);
+    update((s) => {
+      s.undo.pop();
+      if (!picture) return;
+      picture.faces = step.faces;
+      s.currentId = picture.id;
+      s.drag = null;
+    });
+  }
+
   function addFace(picture, box, focus = true) {
+    keepForUndo(picture);
     const face = newFace(picture.nextFaceId++, box, "drawn");
     update((s) => {
       picture.faces.push(face);
@@ -124,6 +169,7 @@ export function createActions(store, detector) {
     const picture = currentPicture(state);
     const face = faceById(picture, faceId);
     if (!face) return;
+    keepForUndo(picture);
     update((s) => {
       const index = picture.faces.indexOf(face);
       picture.faces.splice(index, 1);
@@ -137,6 +183,7 @@ export function createActions(store, detector) {
     const picture = currentPicture(state);
     const face = faceById(picture, faceId);
     if (!face || sameBox(face, box)) return;
+    keepForUndo(picture);
     update(() => {
       Object.assign(face, box);
       face.result = null;
@@ -217,7 +264,9 @@ export function createActions(store, detector) {
       const crop = await cropBlob(await bitmapOf(picture), face);
       const saved = await api.report(crop, label, predicted);
       update((s) => {
-        face.report = { ...face.report, open: false, state: "saved", label: saved.label, id: saved.id };
+        // The server keeps one report per picture: a second one is "already reported", not "saved".
+        face.report = { ...face.report, open: false, state: saved.duplicate ? "duplicate" : "saved",
+                        label: saved.label, id: saved.id };
         s.focus = { kind: "wrong", faceId };
       });
     } catch (err) {
@@ -226,7 +275,7 @@ export function createActions(store, detector) {
   }
 
   // ---------- cutout ----------
-  async function cutout(picture, faceId = null, reveal = true) {
+  async function cutout(picture, faceId = null, reveal = true, full = false) {
     if (!picture) return;
     cancelCutout(picture.id);
     const face = faceById(picture, faceId);
@@ -237,7 +286,7 @@ export function createActions(store, detector) {
       if (reveal) s.reveal = { what: "cutout" }; // the panel is below the picture: bring it into view
       // One character comes cropped to itself; the whole picture keeps the reader's choice.
       picture.cutout = { ...newCutout(), background: keep.background, color: keep.color, crop: !!target || keep.crop,
-                         bgVersion: keep.bgVersion, version: keep.version, state: "busy", target };
+                         bgVersion: keep.bgVersion, version: keep.version, state: "busy", target, full };
     });
     const refusal = cutoutRefusal(picture, state.limits);
     if (refusal) {
@@ -249,13 +298,14 @@ export function createActions(store, detector) {
     try {
       // The whole picture goes to the network, the faces as prompts: one character keeps its whole
       // figure (no box to cut its feet off), and salient things no face lies on are dropped.
-      const blob = await api.cutout(picture.file, { faces: picture.faces, face: face || null,
-                                                    signal: controller.signal });
+      const { blob, sizes } = await api.cutout(picture.file, { faces: picture.faces, face: face || null,
+                                                               full, signal: controller.signal });
       const area = target ? target.box : { x: 0, y: 0, w: picture.width, h: picture.height };
       const { empty } = await keepResult(picture, blob, area);
       if (controller.signal.aborted) return false;
       update(() => {
         picture.cutout.state = empty ? "empty" : "done";
+        picture.cutout.sizes = sizes;
         picture.cutout.version++;
       });
       return !empty;
@@ -414,11 +464,27 @@ export function createActions(store, detector) {
   }
 
   return {
-    addFiles, selectPicture, removePicture, detectorStatus, addFace, addCentredFace, removeFace, setFaceBox,
+    addFiles, addLink, selectPicture, removePicture, detectorStatus, addFace, addCentredFace, removeFace, setFaceBox, undo,
     identify: () => identify().catch(() => {}), openReport, closeReport, typeReport, sendReport,
-    cutout: (faceId) => cutout(currentPicture(state), faceId), cancelCutout: () => cancelCutout(state.currentId),
+    cutout: (faceId) => cutout(currentPicture(state), faceId),
+    cutoutFullSize: () => {
+      const picture = currentPicture(state);
+      if (picture) cutout(picture, picture.cutout.target ? picture.cutout.target.faceId : null, true, true);
+    },
+    cancelCutout: () => cancelCutout(state.currentId),
     setCutoutView, chooseBackgroundPicture, download, runBatch, cancelBatch, batchZip, checkServer,
   };
+}
+
+const UNDO_STEPS = 50; // box changes that can be undone, over all pictures
+
+/** The host of a link for a message, or the link itself when it has none. */
+function hostOf(url) {
+  try {
+    return new URL(url).host || url;
+  } catch (e) {
+    return url;
+  }
 }
 
 /** A character from /api/characters: a label string, or {id, name} where the server has names. */

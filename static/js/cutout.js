@@ -93,7 +93,9 @@ export async function compose(picture, kind) {
   const out = new OffscreenCanvas(area.w, area.h);
   const ctx = out.getContext("2d");
   if (kind === "original") {
-    ctx.drawImage(await bitmapOf(picture), area.x, area.y, area.w, area.h, 0, 0, area.w, area.h);
+    // The result may be a smaller copy (the server's pixel budget): the same part of the original.
+    const original = await bitmapOf(picture), sx = original.width / W, sy = original.height / H;
+    ctx.drawImage(original, area.x * sx, area.y * sy, area.w * sx, area.h * sy, 0, 0, area.w, area.h);
     return out;
   }
   if (kind === "mask") {

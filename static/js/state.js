@@ -17,6 +17,7 @@ export function initialState(config, lang) {
     focus: null,              // {kind, faceId}: where keyboard focus goes after the next render
     reveal: null,             // {what}: a part of the page to scroll into view after the next render
     batch: { state: "idle", done: 0, total: 0 },
+    undo: [],                 // [{pictureId, faces}]: the boxes before each change, the last on top
   };
 }
 
@@ -25,6 +26,7 @@ export function newPicture(id, file, width, height) {
   return {
     id, file, width, height,
     name: file.name || "",
+    thumb: null,               // a small JPEG Blob for the picture strip, made once decoded
     detect: { state: "waiting", count: 0, ms: 0 },
     faces: [],
     nextFaceId: 1,
@@ -45,6 +47,8 @@ export function newCutout() {
     crop: false,
     original: false,
     zoom: false,
+    full: false,               // asked at full size (where the server allows more pixels)
+    sizes: null,               // {source: [w, h], output: [w, h]}: the picture as sent, the result
     version: 0,                // bumps with each new result, so the view redraws
     bgVersion: 0,              // bumps when a picture is chosen as the background
   };
