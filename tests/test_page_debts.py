@@ -290,3 +290,72 @@ def test_the_strip_shows_every_thumbnail_and_keeps_the_current_in_view(server, b
         assert browser.find_element(By.ID, "workspace").is_displayed()
     finally:
         desktop(browser)
+
+
+def test_a_reload_keeps_pictures_boxes_names_and_cutouts_until_forgotten(server, browser):
+    from selenium.webdriver.common.by import By
+    open_page(browser, server.base, "zh-Hans")
+    assert not browser.find_element(By.ID, "history").is_displayed()  # nothing kept yet
+    try_sample(browser)
+    draw(browser, touch=False)
+    wait_for(browser, "document.querySelectorAll('#boxes .box').length === 3", timeout=5)
+    browser.find_element(By.ID, "identify").click()
+    wait_for(browser, "document.querySelectorAll('#crops .result .headline').length === 3", timeout=120)
+    browser.find_element(By.ID, "cutout-all").click()
+    wait_for(browser, "document.getElementById('cutout-section').dataset.state === 'done'", timeout=120)
+    kept = wait_for(browser, "!document.getElementById('history').hidden && document.getElementById('history-text').textContent")
+    assert "1 张图片只保存在这个浏览器里" in kept
+    before = browser.execute_script("""return {
+        boxes: Array.from(document.querySelectorAll('#boxes .box')).map((b) => b.getAttribute('aria-label')),
+        names: Array.from(document.querySelectorAll('#crops .headline')).map((h) => h.textContent),
+        cutout: [document.getElementById('cutout-canvas').width, document.getElementById('cutout-canvas').height],
+        line: document.getElementById('detect-status').textContent}""")
+    cutouts = server.count("POST", "/api/cutout")
+    identifies = server.count("POST", "/api/identify")
+
+    open_page(browser, server.base, "zh-Hans", keep_history=True)  # a reload
+    wait_for(browser, "document.getElementById('cutout-section').dataset.state === 'done' && "
+                      "document.getElementById('cutout-canvas').width > 0", timeout=30)
+    after = browser.execute_script("""return {
+        boxes: Array.from(document.querySelectorAll('#boxes .box')).map((b) => b.getAttribute('aria-label')),
+        names: Array.from(document.querySelectorAll('#crops .headline')).map((h) => h.textContent),
+        cutout: [document.getElementById('cutout-canvas').width, document.getElementById('cutout-canvas').height],
+        line: document.getElementById('detect-status').textContent}""")
+    assert after == before
+    assert "sample-cast.webp" in browser.find_element(By.ID, "work-heading").text
+    # Nothing was asked of the server again: the names and the cutout came from this browser.
+    assert server.count("POST", "/api/cutout") == cutouts and server.count("POST", "/api/identify") == identifies
+    shot(browser, "debts-history-zh.png")
+
+    # Forget all: the page empties, and a reload brings nothing back.
+    browser.find_element(By.ID, "forget-all").click()
+    wait_for(browser, "document.getElementById('app').dataset.pictures === '0'")
+    open_page(browser, server.base, "zh-Hans", keep_history=True)
+    assert browser.execute_script("return document.getElementById('app').dataset.pictures") == "0"
+    assert not browser.find_element(By.ID, "history").is_displayed()
+    assert browser.find_element(By.ID, "try-sample").is_displayed()
+    assert not console_problems(browser)
+
+
+def test_the_history_keeps_at_most_its_caps_oldest_first_out(server, browser):
+    open_page(browser, server.base)
+    result = browser.execute_async_script("""
+        const done = arguments[0];
+        (async () => {
+          const h = await import('/static/js/history.js');
+          const db = await h.openHistory(true);
+          const record = (i, bytes) => ({key: 'k' + i, saved: i, name: i + '.png', file: new Blob(['x']), bytes});
+          let total;
+          for (let i = 0; i < h.MAX_PICTURES + 3; i++) total = await h.keep(db, record(i, 10));
+          const byCount = [total.count, (await h.loadAll(db)).map((r) => r.key)[0]];
+          // One record of more than half the byte cap, then another: the older one goes.
+          await h.keep(db, record(100, h.MAX_BYTES * 0.6));
+          total = await h.keep(db, record(101, h.MAX_BYTES * 0.6));
+          const keys = (await h.loadAll(db)).map((r) => r.key);
+          await h.clearAll(db);
+          db.close();
+          return [byCount, total.bytes <= h.MAX_BYTES, keys.includes('k100'), keys.includes('k101'), h.MAX_PICTURES];
+        })().then(done, (e) => done(String(e)));""")
+    (count, oldest), under, has_older, has_newer, cap = result
+    assert count == cap and oldest == "k3"  # the three oldest went first
+    assert under and not has_older and has_newer

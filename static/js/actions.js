@@ -2,7 +2,8 @@
 // server, the detector or the pixels. No DOM here.
 import * as api from "./api.js";
 import { byPosition, centredBox, figureBox, sameBox } from "./boxes.js";
-import { compose, exportCutout, forgetBackground, forgetResult, keepBackground, keepResult } from "./cutout.js";
+import { compose, exportCutout, forgetBackground, forgetResult, keepBackground, keepResult, resultBlob } from "./cutout.js";
+import * as history from "./history.js";
 import { baseName, bitmapOf, cropBlob, cutoutRefusal, decodeFile, fetchLink, forget, keepBitmap, PictureError,
          thumbBlob } from "./pictures.js";
 import { currentPicture, faceById, faceNumber, newCutout, newFace, newPicture, pictureById, sortFaces } from "./state.js";
@@ -70,7 +71,10 @@ export function createActions(store, detector) {
     update((s) => { s.currentId = id; s.drag = null; });
     // Its pixels may have been let go (only a few pictures stay decoded): the thumbnails need them.
     const picture = pictureById(state, id);
-    if (picture) bitmapOf(picture).then(() => update(() => {}), () => {});
+    if (picture) {
+      bitmapOf(picture).then(() => update(() => {}), () => {});
+      unpackCutout(picture);
+    }
   }
 
   function removePicture(id) {
@@ -80,6 +84,7 @@ export function createActions(store, detector) {
     forget(id);
     forgetResult(id);
     forgetBackground(id);
+    storedCutouts.delete(id);
     update((s) => {
       s.pictures.splice(index, 1);
       s.undo = s.undo.filter((step) => step.pictureId !== id);
@@ -89,6 +94,105 @@ export function createActions(store, detector) {
       }
       s.focus = { kind: "drop-zone" };
     });
+  }
+
+  // ---------- history (this browser only) ----------
+  let historyDb = null;           // a promise of the database (or null), opened at the first write
+  let restoring = true;
+  const kept = new Map();         // picture key -> signature of its kept record
+  const storedCutouts = new Map(); // picture id -> cutout PNG from the history, decoded when shown
+  let writes = Promise.resolve(); // one write at a time, in order
+
+  function write(step) {
+    if (!historyDb) historyDb = history.openHistory(true);
+    writes = writes.then(() => historyDb).then((db) => db && step(db)).then((total) => {
+      if (total) update((s) => { s.history = { count: total.count, bytes: total.bytes }; });
+    }).catch((err) => console.warn("could not keep the picture in this browser", err));
+  }
+
+  /** Bring the history up to date with the page (after each change; unchanged pictures cost a string). */
+  function syncHistory() {
+    if (restoring) return;
+    for (const picture of state.pictures) {
+      // Half-done work is kept once done: found faces, a cutout, a cutout not yet unpacked.
+      if (["waiting", "running"].includes(picture.detect.state)) continue;
+      if (["busy", "stored"].includes(picture.cutout.state)) continue;
+      const sig = history.signature(picture);
+      if (kept.get(picture.key) === sig) continue;
+      kept.set(picture.key, sig);
+      const record = history.recordOf(picture, resultBlob(picture.id));
+      write((db) => history.keep(db, record));
+    }
+    for (const key of kept.keys()) {
+      if (!state.pictures.some((p) => p.key === key)) {
+        kept.delete(key);
+        write((db) => history.drop(db, key));
+      }
+    }
+  }
+
+  /** The pictures kept by an earlier visit, back on the page as they were. */
+  async function restoreHistory() {
+    const db = await history.openHistory(false);
+    if (db) historyDb = Promise.resolve(db);
+    let records = [];
+    try {
+      if (db) records = await history.loadAll(db);
+    } catch (err) {
+      console.warn("could not read the history", err);
+    }
+    update((s) => {
+      const restored = [];
+      for (const r of records) {
+        const picture = newPicture(s.nextPictureId++, r.file, r.width, r.height);
+        Object.assign(picture, { key: r.key, name: r.name, thumb: r.thumb || null });
+        picture.detect = { state: "done", count: r.detect.count, ms: r.detect.ms };
+        for (const f of r.faces) {
+          const face = newFace(picture.nextFaceId++, f, f.source);
+          face.result = f.result ? { state: "done", ...f.result } : null;
+          picture.faces.push(face);
+        }
+        if (r.cutout) {
+          picture.cutout = { ...newCutout(), state: "stored", sizes: r.cutout.sizes, target: r.cutout.target,
+                             full: r.cutout.full, crop: !!r.cutout.target };
+          storedCutouts.set(picture.id, r.cutout.blob);
+        }
+        kept.set(picture.key, history.signature(picture));
+        restored.push(picture);
+      }
+      // Kept pictures come first, in their order; pictures given meanwhile stay after them.
+      s.pictures.unshift(...restored);
+      if (restored.length && s.currentId === null) s.currentId = restored[restored.length - 1].id;
+      s.history = { count: records.length, bytes: records.reduce((sum, r) => sum + r.bytes, 0) };
+    });
+    restoring = false;
+    const current = currentPicture(state);
+    if (current) selectPicture(current.id);
+    syncHistory();
+  }
+
+  /** A cutout from the history, decoded when its picture is shown. */
+  async function unpackCutout(picture) {
+    const blob = storedCutouts.get(picture.id);
+    if (!blob || picture.cutout.state !== "stored") return;
+    storedCutouts.delete(picture.id);
+    const t = picture.cutout.target;
+    const area = t ? t.box : { x: 0, y: 0, w: picture.width, h: picture.height };
+    try {
+      const { empty } = await keepResult(picture, blob, area);
+      update(() => { picture.cutout.state = empty ? "empty" : "done"; picture.cutout.version++; });
+    } catch (err) {
+      update(() => { picture.cutout.state = "idle"; });
+    }
+  }
+
+  /** Forget every kept picture: the history and the page both empty. */
+  function forgetAll() {
+    kept.clear();
+    for (const picture of state.pictures.slice()) removePicture(picture.id);
+    storedCutouts.clear();
+    write((db) => history.clearAll(db).then(() => ({ count: 0, bytes: 0 })));
+    update((s) => { s.history = { count: 0, bytes: 0 }; s.undo = []; });
   }
 
   // ---------- detection ----------
@@ -464,7 +568,7 @@ export function createActions(store, detector) {
   }
 
   return {
-    addFiles, addLink, selectPicture, removePicture, detectorStatus, addFace, addCentredFace, removeFace, setFaceBox, undo,
+    addFiles, addLink, selectPicture, restoreHistory, syncHistory, forgetAll, removePicture, detectorStatus, addFace, addCentredFace, removeFace, setFaceBox, undo,
     identify: () => identify().catch(() => {}), openReport, closeReport, typeReport, sendReport,
     cutout: (faceId) => cutout(currentPicture(state), faceId),
     cutoutFullSize: () => {

@@ -24,7 +24,11 @@ const config = {
 
 const lang = preferredLanguage();
 setLanguage(lang);
-const store = createStore(initialState(config, lang), render);
+// After each render the history (this browser's IndexedDB) catches up with the page.
+const store = createStore(initialState(config, lang), (s) => {
+  render(s);
+  if (actions) actions.syncHistory();
+});
 let actions = null;
 const detector = startDetector(config, (status) => actions.detectorStatus(status));
 actions = createActions(store, detector);
@@ -126,6 +130,7 @@ document.addEventListener("click", (event) => {
   else if (target.dataset.download) saveDownload(actions.download(target.dataset.download));
   else if (target.id === "add-box") actions.addCentredFace();
   else if (target.id === "undo") actions.undo();
+  else if (target.id === "forget-all") actions.forgetAll();
   else if (target.id === "try-sample") actions.addLink(config.sampleUrl);
   else if (target.id === "cutout-full") actions.cutoutFullSize();
   else if (target.id === "identify") actions.identify();
@@ -199,3 +204,4 @@ async function saveDownload(promise) {
 
 render(state);
 actions.checkServer();
+actions.restoreHistory();

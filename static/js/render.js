@@ -17,7 +17,7 @@ function elements() {
     "stage", "picture", "boxes", "add-box", "identify", "cutout-all", "characters", "detect-status",
     "no-crops", "crops", "known-names", "cutout-section", "cutout-heading", "cutout-status",
     "cutout-view", "cutout-canvas", "crop-figure", "show-original", "zoom", "bg-color", "undo", "try-sample",
-    "cutout-size", "cutout-full"];
+    "cutout-size", "cutout-full", "history", "history-text"];
   return Object.fromEntries(ids.map((id) => [id, $(id)]));
 }
 
@@ -159,6 +159,9 @@ function renderFirstVisit(state, t) {
   els["try-sample"].hidden = !els.app.dataset.sampleUrl || state.pictures.length > 0;
   setText(els.characters, state.characters.length
     ? t("work.knows", { names: state.characters.map((c) => c.name).join(t("list.separator")) }) : "");
+  const h = state.history;
+  els.history.hidden = !h.count;
+  setText(els["history-text"], h.count ? t("history.kept", { n: h.count, mb: (h.bytes / 1048576).toFixed(1) }) : "");
 }
 
 function renderNotice(state, t) {
@@ -387,7 +390,7 @@ function renderResult(box, face, n, state, t) {
 function renderCutout(state, picture, t) {
   const c = picture ? picture.cutout : null;
   const section = els["cutout-section"];
-  section.hidden = !c || c.state === "idle";
+  section.hidden = !c || c.state === "idle" || c.state === "stored";
   if (section.hidden) return;
   section.dataset.state = c.state;
   const who = c.target ? t("cutout.ofFace", { n: c.target.number }) : t("cutout.ofPicture");

@@ -18,6 +18,7 @@ export function initialState(config, lang) {
     reveal: null,             // {what}: a part of the page to scroll into view after the next render
     batch: { state: "idle", done: 0, total: 0 },
     undo: [],                 // [{pictureId, faces}]: the boxes before each change, the last on top
+    history: { count: 0, bytes: 0 }, // pictures kept in this browser (history.js)
   };
 }
 
@@ -25,6 +26,7 @@ export function initialState(config, lang) {
 export function newPicture(id, file, width, height) {
   return {
     id, file, width, height,
+    key: Date.now().toString(36) + "-" + Math.random().toString(36).slice(2), // its history record
     name: file.name || "",
     thumb: null,               // a small JPEG Blob for the picture strip, made once decoded
     detect: { state: "waiting", count: 0, ms: 0 },
@@ -39,7 +41,7 @@ export function newPicture(id, file, width, height) {
 /** The cutout panel of one picture before a cutout. */
 export function newCutout() {
   return {
-    state: "idle",             // idle, busy, done, empty, error
+    state: "idle",             // idle, busy, done, empty, error; stored: in the history, not decoded yet
     target: null,              // null: the whole picture; {faceId, number, box}: one character
     error: null,
     background: "transparent", // transparent, color, blur, image

@@ -38,6 +38,8 @@ export default {
   "link.blocked": "{host} は他のページから画像を読み込むことを許可していません。画像をいったんパソコンに保存してから、ここにドロップするか選んでください。",
   "link.failed": "このリンクに {host} は {status} を返しました。画像は届きませんでした。",
   "link.bad": "「{url}」は画像へのウェブリンクではありません。",
+  "history.kept": "{n} 枚の画像をこのブラウザーだけに保存しています（{mb} MB）。再読み込みしても消えません。",
+  "history.forget": "すべて消去",
 
   "queue.heading": "画像",
   "queue.run": "すべて名前判定と切り抜き",

@@ -38,6 +38,8 @@ export default {
   "link.blocked": "网站 {host} 不允许其他页面读取它的图片。请先把图片保存到电脑上，再拖到这里或选择它。",
   "link.failed": "{host} 对这个链接的回应是 {status}：没有拿到图片。",
   "link.bad": "“{url}”不是指向图片的网址。",
+  "history.kept": "{n} 张图片只保存在这个浏览器里（{mb} MB）：刷新也不会丢失。",
+  "history.forget": "全部清除",
 
   "queue.heading": "图片",
   "queue.run": "全部识别并抠图",
