@@ -1,15 +1,26 @@
 """Issue 32, the page's small debts, in Debian Chromium at desktop and phone width, in English and
 Japanese: a status line that follows the boxes, undo, the sample picture and the known characters
 on a first visit, a cutout on a smaller copy said and offered at full size, a duplicate report
-said, picture links pasted and dropped (fetched by the browser, never by the server), and a strip
-whose thumbnails show and whose current picture stays in view."""
+said, picture links pasted and dropped (fetched by the browser, never by the server), a strip
+whose thumbnails show and whose current picture stays in view, and the last pictures kept in the
+browser across a reload until forgotten."""
 import http.server
 import threading
 
 import pytest
 from conftest import encode, needs_models
-from page_support import (ARTIFACTS, Server, console_problems, desktop, faces_found, needs_chromium, open_page, phone,
-                          pick, wait_for)
+from page_support import (
+    Server,
+    console_problems,
+    desktop,
+    faces_found,
+    needs_chromium,
+    open_page,
+    phone,
+    pick,
+    screenshot,
+    wait_for,
+)
 
 from app.demo_data import sample
 from app.web import static_files
@@ -39,12 +50,6 @@ def server(tmp_path_factory):
                     "MAX_CUTOUT_PIXELS": CUTOUT_PIXELS, "MAX_CUTOUT_FULL_PIXELS": FULL_PIXELS})
         yield s
         s.close()
-
-
-def shot(driver, name):
-    """A screenshot to look at, beside the other page tests' (git-ignored)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / name))
 
 
 def try_sample(driver):
@@ -99,7 +104,7 @@ def test_first_visit_then_a_status_line_that_follows_the_boxes_and_undo(server, 
         assert button.is_displayed() and button.text == words["sample"]
         known = wait_for(browser, "document.getElementById('characters').textContent")
         assert words["knows"] in known and browser.find_element(By.ID, "characters").is_displayed()
-        shot(browser, f"debts-first-visit-{lang}-{width}.png")
+        screenshot(browser, f"debts-first-visit-{lang}-{width}.png")
 
         assert try_sample(browser) == 2
         assert not browser.find_element(By.ID, "try-sample").is_displayed()
@@ -129,7 +134,7 @@ def test_first_visit_then_a_status_line_that_follows_the_boxes_and_undo(server, 
         named = browser.execute_script("return document.querySelectorAll('#crops .result .headline:not(.unknown)').length")
         line = browser.execute_script("return " + LINE)
         assert named >= 1 and words["named"].format(n=3) in line and f"{named}" in line, line
-        shot(browser, f"debts-status-{lang}-{width}.png")
+        screenshot(browser, f"debts-status-{lang}-{width}.png")
 
         # Delete every box: the line says none are left (not "none found"), and undo restores the last.
         while faces(browser):
@@ -159,7 +164,7 @@ def test_a_cutout_on_a_smaller_copy_says_so_and_offers_the_full_size(server, bro
     assert full.is_displayed() and full.text == "元のサイズで切り抜く"
     # Show original: the same part of the picture, though the picture is larger than the cutout.
     browser.find_element(By.ID, "show-original").click()
-    shot(browser, "debts-cutout-smaller-ja.png")
+    screenshot(browser, "debts-cutout-smaller-ja.png")
     browser.find_element(By.ID, "show-original").click()
 
     full.click()
@@ -286,7 +291,7 @@ def test_the_strip_shows_every_thumbnail_and_keeps_the_current_in_view(server, b
             return item.left >= strip.left - 1 && item.right <= strip.right + 1;""")
         assert inside
         assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
-        shot(browser, "debts-strip-phone.png")
+        screenshot(browser, "debts-strip-phone.png")
         assert browser.find_element(By.ID, "workspace").is_displayed()
     finally:
         desktop(browser)
@@ -325,7 +330,7 @@ def test_a_reload_keeps_pictures_boxes_names_and_cutouts_until_forgotten(server,
     assert "sample-cast.webp" in browser.find_element(By.ID, "work-heading").text
     # Nothing was asked of the server again: the names and the cutout came from this browser.
     assert server.count("POST", "/api/cutout") == cutouts and server.count("POST", "/api/identify") == identifies
-    shot(browser, "debts-history-zh.png")
+    screenshot(browser, "debts-history-zh.png")
 
     # Forget all: the page empties, and a reload brings nothing back.
     browser.find_element(By.ID, "forget-all").click()

@@ -187,8 +187,8 @@ def cutout():
         name = "cutout.png"
     response = send_file(io.BytesIO(png), mimetype="image/png", download_name=name, max_age=0)
     # Never a silent downscale: the size as sent and the size worked on (and answered) are told.
-    response.headers["X-Source-Size"] = "%dx%d" % source
-    response.headers["X-Output-Size"] = "%dx%d" % image.size
+    response.headers["X-Source-Size"] = "{}x{}".format(*source)
+    response.headers["X-Output-Size"] = "{}x{}".format(*image.size)
     return response
 
 
