@@ -2,7 +2,8 @@
 // server, the detector or the pixels. No DOM here.
 import * as api from "./api.js";
 import { byPosition, centredBox, figureBox, sameBox } from "./boxes.js";
-import { compose, exportCutout, forgetBackground, forgetResult, keepBackground, keepResult, resultBlob } from "./cutout.js";
+import { compose, exportCutout, forgetBackground, forgetResult, keepBackground, keepResult,
+         resultBlob } from "./cutout.js";
 import * as history from "./history.js";
 import { baseName, bitmapOf, cropBlob, cutoutRefusal, decodeFile, fetchLink, forget, keepBitmap, PictureError,
          thumbBlob } from "./pictures.js";
@@ -114,8 +115,9 @@ export function createActions(store, detector) {
   function syncHistory() {
     if (restoring) return;
     for (const picture of state.pictures) {
-      // Half-done work is kept once done: found faces, a cutout, a cutout not yet unpacked.
-      if (["waiting", "running"].includes(picture.detect.state)) continue;
+      // Half-done work is kept once done: found faces (unless detection is off), a cutout, a
+      // cutout not yet unpacked.
+      if (["waiting", "running"].includes(picture.detect.state) && state.detector.state !== "failed") continue;
       if (["busy", "stored"].includes(picture.cutout.state)) continue;
       const sig = history.signature(picture);
       if (kept.get(picture.key) === sig) continue;
@@ -568,7 +570,8 @@ export function createActions(store, detector) {
   }
 
   return {
-    addFiles, addLink, selectPicture, restoreHistory, syncHistory, forgetAll, removePicture, detectorStatus, addFace, addCentredFace, removeFace, setFaceBox, undo,
+    addFiles, addLink, selectPicture, restoreHistory, syncHistory, forgetAll, removePicture, detectorStatus,
+    addFace, addCentredFace, removeFace, setFaceBox, undo,
     identify: () => identify().catch(() => {}), openReport, closeReport, typeReport, sendReport,
     cutout: (faceId) => cutout(currentPicture(state), faceId),
     cutoutFullSize: () => {

@@ -38,7 +38,8 @@ export default {
   "link.blocked": "The site {host} does not let other pages fetch its pictures. Save the picture to your computer first, then drop it here or choose it.",
   "link.failed": "{host} answered {status} for that link: no picture came back.",
   "link.bad": "“{url}” is not a web link to a picture.",
-  "history.kept": { one: "{n} picture is kept in this browser only ({mb} MB): a reload loses nothing.", other: "{n} pictures are kept in this browser only ({mb} MB): a reload loses nothing." },
+  "history.kept": { one: "{n} picture is kept in this browser only ({mb} MB): a reload loses nothing.",
+                    other: "{n} pictures are kept in this browser only ({mb} MB): a reload loses nothing." },
   "history.forget": "Forget all",
 
   "queue.heading": "Pictures",
