@@ -4,9 +4,13 @@ on a first visit, a cutout on a smaller copy said and offered at full size, a du
 said, picture links pasted and dropped (fetched by the browser, never by the server), a strip
 whose thumbnails show and whose current picture stays in view, and the last pictures kept in the
 browser across a reload until forgotten."""
+import base64
 import http.server
+import io
 import threading
+import time
 
+import numpy as np
 import pytest
 from conftest import encode, needs_models
 from page_support import (
@@ -21,6 +25,7 @@ from page_support import (
     screenshot,
     wait_for,
 )
+from PIL import Image
 
 from app.demo_data import sample
 from app.web import static_files
@@ -164,6 +169,16 @@ def test_a_cutout_on_a_smaller_copy_says_so_and_offers_the_full_size(server, bro
     assert full.is_displayed() and full.text == "元のサイズで切り抜く"
     # Show original: the same part of the picture, though the picture is larger than the cutout.
     browser.find_element(By.ID, "show-original").click()
+    wait_for(browser, "document.getElementById('cutout-canvas').dataset.key.endsWith('|true|0')")
+    time.sleep(0.5)  # drawn once the original is composed
+    shown = Image.open(io.BytesIO(base64.b64decode(browser.execute_script(
+        "return document.getElementById('cutout-canvas').toDataURL('image/png').split(',')[1]")))).convert("RGB")
+    with Image.open(static_files.VENDOR / sample.SAMPLE_NAME) as picture:
+        whole = picture.convert("RGB")
+    small = (24, 16)  # compared coarsely: the whole picture, not its top-left corner at the cutout's size
+    diff = np.abs(np.asarray(shown.resize(small, Image.BOX), float) - np.asarray(whole.resize(small, Image.BOX), float))
+    corner = whole.crop((0, 0, *shown.size)).resize(small, Image.BOX)
+    assert diff.mean() < 6 < np.abs(np.asarray(shown.resize(small, Image.BOX), float) - np.asarray(corner, float)).mean()
     screenshot(browser, "debts-cutout-smaller-ja.png")
     browser.find_element(By.ID, "show-original").click()
 
@@ -268,7 +283,6 @@ def test_links_pasted_or_dropped_are_fetched_by_the_browser_where_allowed(server
 
 
 def test_the_strip_shows_every_thumbnail_and_keeps_the_current_in_view(server, browser, demo_picture, tmp_path):
-    import numpy as np
     from selenium.webdriver.common.by import By
     large = tmp_path / "large.png"  # 6000 x 4000: a large pick
     large.write_bytes(encode(np.full((4000, 6000, 3), (40, 120, 200), np.uint8)))
