@@ -5,8 +5,9 @@ from app.config import DEFAULTS
 
 # Applied to the page: only its own scripts and its detection worker; no eval, no inline scripts
 # or handlers. OpenCV.js (which needs eval and WebAssembly) runs in the worker, under the policy
-# sent with the worker's script (app/web/static_files.py).
-PAGE_CSP = ("default-src 'self'; script-src 'self'; worker-src 'self'; connect-src 'self'; "
+# sent with the worker's script (app/web/static_files.py). A pasted or dropped picture link is
+# fetched by the browser itself (where the other site allows it, CORS): connect-src takes web links.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; worker-src 'self'; connect-src 'self' http: https:; "
             "img-src 'self' data: blob:; style-src 'self'; object-src 'none'; base-uri 'none'; "
             "form-action 'self'; frame-ancestors 'none'")
 # Everything else (JSON, PNG, static files) never needs to run anything.

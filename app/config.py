@@ -50,6 +50,9 @@ DEFAULTS = {
     # identify (the networks see 224-299 px), cutout input and output, stored report crops.
     "MAX_FACE_PIXELS": 1024 * 1024,
     "MAX_CUTOUT_PIXELS": 2048 * 2048,
+    # A cutout asked for at full size (?full=1, the page's "full size" button) may work on up to
+    # this many pixels; 0 (the default) keeps every cutout within MAX_CUTOUT_PIXELS.
+    "MAX_CUTOUT_FULL_PIXELS": 0,
     "MAX_REPORT_PIXELS": 512 * 512,
     # Reports one client address (an IPv6 /64) may store; "N per minute; M per hour" (limits syntax).
     "REPORT_RATE_LIMIT": "20 per minute; 200 per hour",

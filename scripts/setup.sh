@@ -82,5 +82,7 @@ fi
 if [ "$DEV" = 1 ]; then
   step "Demo cast (Ren'Py sprites from Debian) into .cache/demo_cast"
   "$PYBIN" -m flask --app wsgi demo fetch
+  step "The page's sample picture (demo cast) into static/vendor/sample-cast.webp"
+  "$PYBIN" -m flask --app wsgi demo sample
 fi
 step "Setup complete"

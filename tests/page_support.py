@@ -117,10 +117,23 @@ def screenshot(driver, name):
     driver.save_screenshot(str(ARTIFACTS / name))
 
 
-def open_page(driver, base, lang="en"):
-    """Load the page in `lang` (the reader's saved choice) and wait for the detector."""
+# The page keeps the last pictures in IndexedDB (static/js/history.js): each test starts without.
+_FORGET_HISTORY = """
+const done = arguments[0];
+indexedDB.databases().then((all) => {
+  if (!all.some((d) => d.name === 'face-finder-history')) return done(false);
+  const request = indexedDB.deleteDatabase('face-finder-history');
+  request.onsuccess = request.onerror = () => done(true);
+});
+"""
+
+
+def open_page(driver, base, lang="en", keep_history=False):
+    """Load the page in `lang` (the reader's saved choice), with no pictures kept from an earlier
+    test unless `keep_history`, and wait for the detector."""
     driver.get(base + "/")
-    if driver.execute_script("return localStorage.getItem('lang') || 'en'") != lang:
+    forgot = not keep_history and driver.execute_async_script(_FORGET_HISTORY)
+    if driver.execute_script("return localStorage.getItem('lang') || 'en'") != lang or forgot:
         driver.execute_script("localStorage.setItem('lang', arguments[0])", lang)
         driver.refresh()
     driver.get_log("browser")  # start each test's log clean

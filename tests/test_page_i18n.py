@@ -9,7 +9,7 @@ pytestmark = needs_chromium
 
 # Words that stay as they are in every language: formats, keys, credits, file and character names.
 KEEP = ["lbpcascade_animeface", "OpenCV.js", "Apache-2.0", "Ren'Py", "nagadomi", "Expat", "MIT",
-        "scripts/setup.sh", "Ctrl+V", "Enter", "Shift", "Delete", "English", "PNG", "JPEG", "WebP", "ZIP",
+        "scripts/setup.sh", "Ctrl+V", "Ctrl+Z", "Enter", "Shift", "Delete", "English", "PNG", "JPEG", "WebP", "ZIP",
         "MB", "demo-cast.png"]
 
 SHOWN_TEXT = """

@@ -7,7 +7,7 @@ from flask.cli import AppGroup
 from PIL import Image
 
 from app.commands.common import ERRORS, bar, fail
-from app.demo_data import renpy_cast
+from app.demo_data import renpy_cast, sample
 from app.demo_data.live2d.command import render_command
 from app.demo_data.sources import ALWAYS, SOURCES
 
@@ -30,6 +30,17 @@ def fetch_command(**wanted):
         for name in names:
             SOURCES[name].fetch(log=click.echo)
     except (*ERRORS, subprocess.CalledProcessError) as exc:
+        fail(exc)
+
+
+@command.command("sample")
+@click.argument("out", type=click.Path(path_type=Path), required=False)
+def sample_command(out):
+    """Write the page's sample picture (default static/vendor/sample-cast.webp) from the demo cast."""
+    out = out or Path(__file__).resolve().parents[2] / "static" / "vendor" / sample.SAMPLE_NAME
+    try:
+        click.echo(f"sample picture: {sample.write_sample(out)}")
+    except (*ERRORS, RuntimeError) as exc:
         fail(exc)
 
 

@@ -163,8 +163,9 @@ def cutout():
     clean_edges = _switch(request.args, "decontaminate", "1")
     # RGBA stays RGBA: the Cutter keeps transparency the picture already had. A picture over
     # MAX_CUTOUT_PIXELS is cut out at that size: the answer's size is bounded, whatever was sent.
+    # full=1 asks for up to MAX_CUTOUT_FULL_PIXELS where the operator allows more (0: never more).
     image = imaging.decode_upload(request.files.get("image"), current_app.config,
-                                  max_pixels=int(current_app.config["MAX_CUTOUT_PIXELS"]))
+                                  max_pixels=_cutout_pixels(current_app.config, _switch(request.args, "full", "0")))
     source = imaging.source_size(image)
     box = _scale_box(_parse_box(request.form.get("box", "").strip(), *source), source, image.size)
     # Faces as prompts: keep the figures these faces lie on (prompt=0 turns it off); with
@@ -184,7 +185,17 @@ def cutout():
             rgba = Image.fromarray(decontaminate(np.asarray(rgba)))
         png = imaging.png_bytes(rgba)
         name = "cutout.png"
-    return send_file(io.BytesIO(png), mimetype="image/png", download_name=name, max_age=0)
+    response = send_file(io.BytesIO(png), mimetype="image/png", download_name=name, max_age=0)
+    # Never a silent downscale: the size as sent and the size worked on (and answered) are told.
+    response.headers["X-Source-Size"] = "{}x{}".format(*source)
+    response.headers["X-Output-Size"] = "{}x{}".format(*image.size)
+    return response
+
+
+def _cutout_pixels(config, full):
+    """The most pixels a cutout works on: MAX_CUTOUT_PIXELS, or the full-size budget when asked and allowed."""
+    fitted = int(config["MAX_CUTOUT_PIXELS"])
+    return max(fitted, int(config.get("MAX_CUTOUT_FULL_PIXELS") or 0)) if full else fitted
 
 
 @bp.post("/reports")

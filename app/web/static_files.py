@@ -18,7 +18,7 @@ VENDOR = STATIC / "vendor"
 WORKER_CSP = ("default-src 'none'; script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'; "
               "connect-src 'self' data:")
 YEAR = 365 * 24 * 3600
-TYPES = {".js": "text/javascript", ".xml": "application/xml"}
+TYPES = {".js": "text/javascript", ".xml": "application/xml", ".webp": "image/webp"}
 _digests = {}  # (name, size, mtime) -> sha256 prefix
 
 

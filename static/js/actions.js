@@ -2,8 +2,11 @@
 // server, the detector or the pixels. No DOM here.
 import * as api from "./api.js";
 import { byPosition, centredBox, figureBox, sameBox } from "./boxes.js";
-import { compose, exportCutout, forgetBackground, forgetResult, keepBackground, keepResult } from "./cutout.js";
-import { baseName, bitmapOf, cropBlob, cutoutRefusal, decodeFile, forget, keepBitmap, PictureError } from "./pictures.js";
+import { compose, exportCutout, forgetBackground, forgetResult, keepBackground, keepResult,
+         resultBlob } from "./cutout.js";
+import * as history from "./history.js";
+import { baseName, bitmapOf, cropBlob, cutoutRefusal, decodeFile, fetchLink, forget, keepBitmap, PictureError,
+         thumbBlob } from "./pictures.js";
 import { currentPicture, faceById, faceNumber, newCutout, newFace, newPicture, pictureById, sortFaces } from "./state.js";
 import { zipBlob } from "./zip.js";
 
@@ -43,14 +46,36 @@ export function createActions(store, detector) {
       });
       first = first || picture;
       detectWaiting();
+      // A small copy for the strip, made now while the pixels are decoded: the strip never
+      // decodes a 40-megapixel file to show 48 pixels.
+      thumbBlob(bitmap).then((thumb) => update(() => { picture.thumb = thumb; }), () => {});
     }
+  }
+
+  /** A picture from a link (pasted, dropped, or the sample): the browser fetches it where the
+   * site allows (CORS); the server never fetches links. */
+  async function addLink(url) {
+    update((s) => { s.notice = []; });
+    let file;
+    try {
+      file = await fetchLink(url);
+    } catch (err) {
+      const notice = err instanceof PictureError ? { key: err.code, params: err.params }
+        : { key: "link.blocked", params: { host: hostOf(url) } };
+      update((s) => { s.notice = [notice]; });
+      return;
+    }
+    await addFiles([file]);
   }
 
   function selectPicture(id) {
     update((s) => { s.currentId = id; s.drag = null; });
     // Its pixels may have been let go (only a few pictures stay decoded): the thumbnails need them.
     const picture = pictureById(state, id);
-    if (picture) bitmapOf(picture).then(() => update(() => {}), () => {});
+    if (picture) {
+      bitmapOf(picture).then(() => update(() => {}), () => {});
+      unpackCutout(picture);
+    }
   }
 
   function removePicture(id) {
@@ -60,14 +85,116 @@ export function createActions(store, detector) {
     forget(id);
     forgetResult(id);
     forgetBackground(id);
+    storedCutouts.delete(id);
     update((s) => {
       s.pictures.splice(index, 1);
+      s.undo = s.undo.filter((step) => step.pictureId !== id);
       if (s.currentId === id) {
         const next = s.pictures[index] || s.pictures[index - 1];
         s.currentId = next ? next.id : null;
       }
       s.focus = { kind: "drop-zone" };
     });
+  }
+
+  // ---------- history (this browser only) ----------
+  let historyDb = null;           // a promise of the database (or null), opened at the first write
+  let restoring = true;
+  const kept = new Map();         // picture key -> signature of its kept record
+  const storedCutouts = new Map(); // picture id -> cutout PNG from the history, decoded when shown
+  let writes = Promise.resolve(); // one write at a time, in order
+
+  function write(step) {
+    if (!historyDb) historyDb = history.openHistory(true);
+    writes = writes.then(() => historyDb).then((db) => db && step(db)).then((total) => {
+      if (total) update((s) => { s.history = { count: total.count, bytes: total.bytes }; });
+    }).catch((err) => console.warn("could not keep the picture in this browser", err));
+  }
+
+  /** Bring the history up to date with the page (after each change; unchanged pictures cost a string). */
+  function syncHistory() {
+    if (restoring) return;
+    for (const picture of state.pictures) {
+      // Half-done work is kept once done: found faces (unless detection is off), a cutout, a
+      // cutout not yet unpacked.
+      if (["waiting", "running"].includes(picture.detect.state) && state.detector.state !== "failed") continue;
+      if (["busy", "stored"].includes(picture.cutout.state)) continue;
+      const sig = history.signature(picture);
+      if (kept.get(picture.key) === sig) continue;
+      kept.set(picture.key, sig);
+      const record = history.recordOf(picture, resultBlob(picture.id));
+      write((db) => history.keep(db, record));
+    }
+    for (const key of kept.keys()) {
+      if (!state.pictures.some((p) => p.key === key)) {
+        kept.delete(key);
+        write((db) => history.drop(db, key));
+      }
+    }
+  }
+
+  /** The pictures kept by an earlier visit, back on the page as they were. */
+  async function restoreHistory() {
+    const db = await history.openHistory(false);
+    if (db) historyDb = Promise.resolve(db);
+    let records = [];
+    try {
+      if (db) records = await history.loadAll(db);
+    } catch (err) {
+      console.warn("could not read the history", err);
+    }
+    update((s) => {
+      const restored = [];
+      for (const r of records) {
+        const picture = newPicture(s.nextPictureId++, r.file, r.width, r.height);
+        Object.assign(picture, { key: r.key, name: r.name, thumb: r.thumb || null });
+        picture.detect = { state: "done", count: r.detect.count, ms: r.detect.ms };
+        for (const f of r.faces) {
+          const face = newFace(picture.nextFaceId++, f, f.source);
+          face.result = f.result ? { state: "done", ...f.result } : null;
+          picture.faces.push(face);
+        }
+        if (r.cutout) {
+          picture.cutout = { ...newCutout(), state: "stored", sizes: r.cutout.sizes, target: r.cutout.target,
+                             full: r.cutout.full, crop: !!r.cutout.target };
+          storedCutouts.set(picture.id, r.cutout.blob);
+        }
+        kept.set(picture.key, history.signature(picture));
+        restored.push(picture);
+      }
+      // Kept pictures come first, in their order; pictures given meanwhile stay after them.
+      s.pictures.unshift(...restored);
+      if (restored.length && s.currentId === null) s.currentId = restored[restored.length - 1].id;
+      s.history = { count: records.length, bytes: records.reduce((sum, r) => sum + r.bytes, 0) };
+    });
+    restoring = false;
+    const current = currentPicture(state);
+    if (current) selectPicture(current.id);
+    syncHistory();
+  }
+
+  /** A cutout from the history, decoded when its picture is shown. */
+  async function unpackCutout(picture) {
+    const blob = storedCutouts.get(picture.id);
+    if (!blob || picture.cutout.state !== "stored") return;
+    storedCutouts.delete(picture.id);
+    const t = picture.cutout.target;
+    const area = t ? t.box : { x: 0, y: 0, w: picture.width, h: picture.height };
+    try {
+      const { empty } = await keepResult(picture, blob, area);
+      update(() => { picture.cutout.state = empty ? "empty" : "done"; picture.cutout.version++; });
+    } catch (err) {
+      update(() => { picture.cutout.state = "idle"; });
+    }
+  }
+
+  /** Forget every kept picture: the history and the page both empty. */
+  function forgetAll() {
+    kept.clear();
+    for (const picture of state.pictures.slice()) removePicture(picture.id);
+    storedCutouts.clear();
+    write((db) => history.clearAll(db).then(() => ({ count: 0, bytes: 0 })));
+    update((s) => { s.history = { count: 0, bytes: 0 }; s.undo = []; });
   }
 
   // ---------- detection ----------
@@ -105,7 +232,31 @@ export function createActions(store, detector) {
   }
 
   // ---------- faces ----------
+  /** Keep the picture's boxes as they are now, so the next change to them can be undone. */
+  function keepForUndo(picture) {
+    const step = { pictureId: picture.id, faces: structuredClone(picture.faces) };
+    update((s) => {
+      s.undo.push(step);
+      if (s.undo.length > UNDO_STEPS) s.undo.shift();
+    });
+  }
+
+  /** The boxes (with their names) as they were before the last change. */
+  function undo() {
+    const step = state.undo[state.undo.length - 1];
+    if (!step) return;
+    const picture = pictureById(state, step.pictureId);
+    update((s) => {
+      s.undo.pop();
+      if (!picture) return;
+      picture.faces = step.faces;
+      s.currentId = picture.id;
+      s.drag = null;
+    });
+  }
+
   function addFace(picture, box, focus = true) {
+    keepForUndo(picture);
     const face = newFace(picture.nextFaceId++, box, "drawn");
     update((s) => {
       picture.faces.push(face);
@@ -124,6 +275,7 @@ export function createActions(store, detector) {
     const picture = currentPicture(state);
     const face = faceById(picture, faceId);
     if (!face) return;
+    keepForUndo(picture);
     update((s) => {
       const index = picture.faces.indexOf(face);
       picture.faces.splice(index, 1);
@@ -137,6 +289,7 @@ export function createActions(store, detector) {
     const picture = currentPicture(state);
     const face = faceById(picture, faceId);
     if (!face || sameBox(face, box)) return;
+    keepForUndo(picture);
     update(() => {
       Object.assign(face, box);
       face.result = null;
@@ -217,7 +370,9 @@ export function createActions(store, detector) {
       const crop = await cropBlob(await bitmapOf(picture), face);
       const saved = await api.report(crop, label, predicted);
       update((s) => {
-        face.report = { ...face.report, open: false, state: "saved", label: saved.label, id: saved.id };
+        // The server keeps one report per picture: a second one is "already reported", not "saved".
+        face.report = { ...face.report, open: false, state: saved.duplicate ? "duplicate" : "saved",
+                        label: saved.label, id: saved.id };
         s.focus = { kind: "wrong", faceId };
       });
     } catch (err) {
@@ -226,7 +381,7 @@ export function createActions(store, detector) {
   }
 
   // ---------- cutout ----------
-  async function cutout(picture, faceId = null, reveal = true) {
+  async function cutout(picture, faceId = null, reveal = true, full = false) {
     if (!picture) return;
     cancelCutout(picture.id);
     const face = faceById(picture, faceId);
@@ -237,7 +392,7 @@ export function createActions(store, detector) {
       if (reveal) s.reveal = { what: "cutout" }; // the panel is below the picture: bring it into view
       // One character comes cropped to itself; the whole picture keeps the reader's choice.
       picture.cutout = { ...newCutout(), background: keep.background, color: keep.color, crop: !!target || keep.crop,
-                         bgVersion: keep.bgVersion, version: keep.version, state: "busy", target };
+                         bgVersion: keep.bgVersion, version: keep.version, state: "busy", target, full };
     });
     const refusal = cutoutRefusal(picture, state.limits);
     if (refusal) {
@@ -249,13 +404,14 @@ export function createActions(store, detector) {
     try {
       // The whole picture goes to the network, the faces as prompts: one character keeps its whole
       // figure (no box to cut its feet off), and salient things no face lies on are dropped.
-      const blob = await api.cutout(picture.file, { faces: picture.faces, face: face || null,
-                                                    signal: controller.signal });
+      const { blob, sizes } = await api.cutout(picture.file, { faces: picture.faces, face: face || null,
+                                                               full, signal: controller.signal });
       const area = target ? target.box : { x: 0, y: 0, w: picture.width, h: picture.height };
       const { empty } = await keepResult(picture, blob, area);
       if (controller.signal.aborted) return false;
       update(() => {
         picture.cutout.state = empty ? "empty" : "done";
+        picture.cutout.sizes = sizes;
         picture.cutout.version++;
       });
       return !empty;
@@ -414,11 +570,28 @@ export function createActions(store, detector) {
   }
 
   return {
-    addFiles, selectPicture, removePicture, detectorStatus, addFace, addCentredFace, removeFace, setFaceBox,
+    addFiles, addLink, selectPicture, restoreHistory, syncHistory, forgetAll, removePicture, detectorStatus,
+    addFace, addCentredFace, removeFace, setFaceBox, undo,
     identify: () => identify().catch(() => {}), openReport, closeReport, typeReport, sendReport,
-    cutout: (faceId) => cutout(currentPicture(state), faceId), cancelCutout: () => cancelCutout(state.currentId),
+    cutout: (faceId) => cutout(currentPicture(state), faceId),
+    cutoutFullSize: () => {
+      const picture = currentPicture(state);
+      if (picture) cutout(picture, picture.cutout.target ? picture.cutout.target.faceId : null, true, true);
+    },
+    cancelCutout: () => cancelCutout(state.currentId),
     setCutoutView, chooseBackgroundPicture, download, runBatch, cancelBatch, batchZip, checkServer,
   };
+}
+
+const UNDO_STEPS = 50; // box changes that can be undone, over all pictures
+
+/** The host of a link for a message, or the link itself when it has none. */
+function hostOf(url) {
+  try {
+    return new URL(url).host || url;
+  } catch (e) {
+    return url;
+  }
 }
 
 /** A character from /api/characters: a label string, or {id, name} where the server has names. */

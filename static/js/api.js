@@ -74,10 +74,12 @@ export async function report(crop, label, predicted) {
 }
 
 /**
- * The picture with its background removed (PNG Blob). `faces` (the picture's face boxes) are
- * prompts: only the figures they lie on are kept; `face` keeps that one character's figure.
+ * The picture with its background removed: {blob (PNG), sizes ({source, output}: [w, h] each, or
+ * null)}. `faces` (the picture's face boxes) are prompts: only the figures they lie on are kept;
+ * `face` keeps that one character's figure.
  */
-export async function cutout(file, { box = null, faces = [], face = null, largest = false, signal } = {}) {
+export async function cutout(file, { box = null, faces = [], face = null, largest = false, full = false,
+                                     signal } = {}) {
   const form = new FormData();
   const text = (b) => [b.x, b.y, b.w, b.h].map((v) => Math.floor(v)).join(","); // floor: stays inside
   form.append("image", file, "picture");
@@ -86,6 +88,15 @@ export async function cutout(file, { box = null, faces = [], face = null, larges
   if (face) form.append("face", text(face));
   // clean=1 drops specks; largest=1 keeps the largest figure; decontaminate=1 asks the
   // server to take the old background's colour out of the edges (ignored where not supported).
-  const query = new URLSearchParams({ clean: "1", largest: largest ? "1" : "0", decontaminate: "1" });
-  return (await request("/api/cutout?" + query, { method: "POST", body: form, signal })).blob();
+  // full=1 asks for the picture's own size where the server allows more pixels (else no change).
+  const query = new URLSearchParams({ clean: "1", largest: largest ? "1" : "0", decontaminate: "1",
+                                      full: full ? "1" : "0" });
+  const response = await request("/api/cutout?" + query, { method: "POST", body: form, signal });
+  // The size as sent and the size the server worked on: a smaller copy is said on the page.
+  const size = (name) => {
+    const m = /^(\d+)x(\d+)$/.exec(response.headers.get(name) || "");
+    return m ? [Number(m[1]), Number(m[2])] : null;
+  };
+  const sizes = { source: size("X-Source-Size"), output: size("X-Output-Size") };
+  return { blob: await response.blob(), sizes: sizes.source && sizes.output ? sizes : null };
 }

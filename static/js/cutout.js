@@ -2,7 +2,7 @@
 // cropped to the figure, and exported. Kept per picture here; the state says what to show.
 import { bitmapOf } from "./pictures.js";
 
-const results = new Map();     // picture id -> {bitmap, bbox, opaque, blurSource}
+const results = new Map();     // picture id -> {bitmap, bbox, blurSource, blob (the server's PNG)}
 const backgrounds = new Map(); // picture id -> ImageBitmap of the picture chosen as background
 
 // Under this share of opaque pixels (of the picture or of the character's box) there is
@@ -47,9 +47,15 @@ export async function keepResult(picture, blob, area) {
     resizeWidth: Math.max(1, Math.round(original.width * bs)),
     resizeHeight: Math.max(1, Math.round(original.height * bs)), resizeQuality: "medium" });
   forgetResult(picture.id);
-  results.set(picture.id, { bitmap, bbox, blurSource });
+  results.set(picture.id, { bitmap, bbox, blurSource, blob });
   const share = opaque / (sw * sh) * (picture.width * picture.height) / (area.w * area.h);
   return { empty: share < EMPTY_SHARE };
+}
+
+/** The server's PNG of a picture's cutout (kept in the history), or null. */
+export function resultBlob(id) {
+  const r = results.get(id);
+  return r ? r.blob : null;
 }
 
 /** Let go of a picture's cutout pixels (a new cutout, or the picture removed). */
@@ -93,7 +99,9 @@ export async function compose(picture, kind) {
   const out = new OffscreenCanvas(area.w, area.h);
   const ctx = out.getContext("2d");
   if (kind === "original") {
-    ctx.drawImage(await bitmapOf(picture), area.x, area.y, area.w, area.h, 0, 0, area.w, area.h);
+    // The result may be a smaller copy (the server's pixel budget): the same part of the original.
+    const original = await bitmapOf(picture), sx = original.width / W, sy = original.height / H;
+    ctx.drawImage(original, area.x * sx, area.y * sy, area.w * sx, area.h * sy, 0, 0, area.w, area.h);
     return out;
   }
   if (kind === "mask") {

@@ -19,11 +19,16 @@ const config = {
   opencvSize: Number(main.dataset.opencvSize) || 0,
   cascadeUrl: main.dataset.cascadeUrl,
   workerUrl: main.dataset.workerUrl,
+  sampleUrl: main.dataset.sampleUrl || null,
 };
 
 const lang = preferredLanguage();
 setLanguage(lang);
-const store = createStore(initialState(config, lang), render);
+// After each render the history (this browser's IndexedDB) catches up with the page.
+const store = createStore(initialState(config, lang), (s) => {
+  render(s);
+  if (actions) actions.syncHistory();
+});
 let actions = null;
 const detector = startDetector(config, (status) => actions.detectorStatus(status));
 actions = createActions(store, detector);
@@ -56,9 +61,15 @@ dropZone.addEventListener("keydown", (event) => {
   }
 });
 const hasFiles = (event) => event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files");
+const hasLink = (event) => event.dataTransfer && Array.from(event.dataTransfer.types).includes("text/uri-list");
+/** The one web link in a text (a copied address, a dragged image's uri-list), or null. */
+function linkIn(text) {
+  const lines = (text || "").split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  return lines.length === 1 && /^https?:\/\/\S+$/i.test(lines[0]) ? lines[0] : null;
+}
 // Drops land anywhere on the page (on the loaded picture too), not only on the zone.
 document.addEventListener("dragover", (event) => {
-  if (!hasFiles(event)) return;
+  if (!hasFiles(event) && !hasLink(event)) return;
   event.preventDefault();
   document.body.classList.add("dropping");
 });
@@ -67,9 +78,17 @@ document.addEventListener("dragleave", (event) => {
 });
 document.addEventListener("drop", (event) => {
   document.body.classList.remove("dropping");
-  if (!hasFiles(event)) return;
-  event.preventDefault();
-  actions.addFiles(event.dataTransfer.files);
+  if (hasFiles(event) && event.dataTransfer.files.length) {
+    event.preventDefault();
+    actions.addFiles(event.dataTransfer.files);
+    return;
+  }
+  // A picture dragged from another page arrives as its link: fetched by the browser where allowed.
+  const link = hasLink(event) && linkIn(event.dataTransfer.getData("text/uri-list"));
+  if (link) {
+    event.preventDefault();
+    actions.addLink(link);
+  }
 });
 document.addEventListener("paste", (event) => {
   if (event.target.closest && event.target.closest("input, textarea")) return;
@@ -78,7 +97,22 @@ document.addEventListener("paste", (event) => {
   if (files.length) {
     event.preventDefault();
     actions.addFiles(files);
+    return;
   }
+  const data = event.clipboardData;
+  const link = data && (linkIn(data.getData("text/uri-list")) || linkIn(data.getData("text/plain")));
+  if (link) {
+    event.preventDefault();
+    actions.addLink(link);
+  }
+});
+
+// Ctrl+Z (Cmd+Z) undoes the last change to the boxes, except while typing.
+document.addEventListener("keydown", (event) => {
+  if (event.key.toLowerCase() !== "z" || !(event.ctrlKey || event.metaKey) || event.shiftKey || event.altKey) return;
+  if (event.target.closest && event.target.closest("input, textarea, select")) return;
+  event.preventDefault();
+  actions.undo();
 });
 
 // ---------- buttons, by data-action or id (one listener) ----------
@@ -95,6 +129,10 @@ document.addEventListener("click", (event) => {
   else if (action === "report-cancel") actions.closeReport(faceOf(target));
   else if (target.dataset.download) saveDownload(actions.download(target.dataset.download));
   else if (target.id === "add-box") actions.addCentredFace();
+  else if (target.id === "undo") actions.undo();
+  else if (target.id === "forget-all") actions.forgetAll();
+  else if (target.id === "try-sample") actions.addLink(config.sampleUrl);
+  else if (target.id === "cutout-full") actions.cutoutFullSize();
   else if (target.id === "identify") actions.identify();
   else if (target.id === "cutout-all") actions.cutout(null);
   else if (target.id === "cutout-cancel") actions.cancelCutout();
@@ -166,3 +204,4 @@ async function saveDownload(promise) {
 
 render(state);
 actions.checkServer();
+actions.restoreHistory();

@@ -78,6 +78,39 @@ export function forget(id) {
   if (entry) entry.promise.then((b) => b.close(), () => {});
 }
 
+const THUMB_SIDE = 160; // the strip shows 48 CSS pixels: enough for a sharp 3x screen
+
+/** A small JPEG of the picture for the strip. */
+export async function thumbBlob(bitmap) {
+  const s = Math.min(1, THUMB_SIDE / Math.max(bitmap.width, bitmap.height));
+  const w = Math.max(1, Math.round(bitmap.width * s)), h = Math.max(1, Math.round(bitmap.height * s));
+  const canvas = new OffscreenCanvas(w, h);
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(bitmap, 0, 0, w, h);
+  return canvas.convertToBlob({ type: "image/jpeg", quality: 0.8 });
+}
+
+/**
+ * A linked picture as a File, fetched by the browser: only where the site allows it (CORS), with
+ * no cookies and no referrer. TypeError (the browser's) when the site does not allow it or cannot
+ * be reached; PictureError when it is no web link or answers with an error.
+ */
+export async function fetchLink(url) {
+  let parsed;
+  try {
+    parsed = new URL(url, location.href);
+  } catch (err) {
+    throw new PictureError("link.bad", { url });
+  }
+  if (!["http:", "https:"].includes(parsed.protocol)) throw new PictureError("link.bad", { url });
+  const response = await fetch(parsed, { mode: "cors", credentials: "omit", referrerPolicy: "no-referrer" });
+  const name = decodeURIComponent(parsed.pathname.split("/").pop() || "") || parsed.host;
+  if (!response.ok) throw new PictureError("link.failed", { host: parsed.host, status: response.status });
+  const blob = await response.blob();
+  return new File([blob], name, { type: blob.type });
+}
+
 /** PNG of the box's pixels. */
 export async function cropBlob(bitmap, box) {
   const canvas = new OffscreenCanvas(box.w, box.h);

@@ -4,35 +4,38 @@ import { translateStatic, translator } from "./i18n.js";
 import { drawThumb, keptBitmap } from "./pictures.js";
 import { currentPicture, displayName, faceNumber } from "./state.js";
 import { drawCutoutView } from "./cutout.js";
+import { lineText, pictureLine } from "./status.js";
 
 const $ = (id) => document.getElementById(id);
 let els = null;
 let shownLang = null;
-const urls = new Map(); // picture id -> object URL of its file
+const urls = new Map(); // "id:file" or "id:thumb" -> object URL of that picture's Blob
 
 function elements() {
   const ids = ["app", "lang", "detector-status", "server-status", "drop-zone", "notice", "queue-section",
     "queue", "batch-run", "batch-cancel", "batch-zip", "batch-status", "workspace", "work-heading",
     "stage", "picture", "boxes", "add-box", "identify", "cutout-all", "characters", "detect-status",
     "no-crops", "crops", "known-names", "cutout-section", "cutout-heading", "cutout-status",
-    "cutout-view", "cutout-canvas", "crop-figure", "show-original", "zoom", "bg-color"];
+    "cutout-view", "cutout-canvas", "crop-figure", "show-original", "zoom", "bg-color", "undo", "try-sample",
+    "cutout-size", "cutout-full", "history", "history-text"];
   return Object.fromEntries(ids.map((id) => [id, $(id)]));
 }
 
-/** Object URL of a picture's file, made once. */
-function pictureUrl(picture) {
-  let url = urls.get(picture.id);
+/** Object URL of a picture's file (or of its strip thumbnail: which = "thumb"), made once. */
+function pictureUrl(picture, which = "file") {
+  const key = picture.id + ":" + which;
+  let url = urls.get(key);
   if (!url) {
-    url = URL.createObjectURL(picture.file);
-    urls.set(picture.id, url);
+    url = URL.createObjectURL(which === "thumb" ? picture.thumb : picture.file);
+    urls.set(key, url);
   }
   return url;
 }
 
 function dropUrls(pictures) {
-  const alive = new Set(pictures.map((p) => p.id));
+  const alive = new Set(pictures.map((p) => String(p.id)));
   for (const [id, url] of urls) {
-    if (!alive.has(id)) {
+    if (!alive.has(id.split(":")[0])) {
       URL.revokeObjectURL(url);
       urls.delete(id);
     }
@@ -110,6 +113,7 @@ export function render(state) {
   els.app.dataset.pictures = String(state.pictures.length);
   renderStatus(state, t);
   renderNotice(state, t);
+  renderFirstVisit(state, t);
   renderQueue(state, t);
   renderWorkspace(state, picture, t);
   renderCutout(state, picture, t);
@@ -150,6 +154,16 @@ function renderStatus(state, t) {
   setText(els["server-status"], missing.join(" "));
 }
 
+/** What is there before any picture: the sample to try and who the server knows (from the start). */
+function renderFirstVisit(state, t) {
+  els["try-sample"].hidden = !els.app.dataset.sampleUrl || state.pictures.length > 0;
+  setText(els.characters, state.characters.length
+    ? t("work.knows", { names: state.characters.map((c) => c.name).join(t("list.separator")) }) : "");
+  const h = state.history;
+  els.history.hidden = !h.count;
+  setText(els["history-text"], h.count ? t("history.kept", { n: h.count, mb: (h.bytes / 1048576).toFixed(1) }) : "");
+}
+
 function renderNotice(state, t) {
   els.notice.hidden = !state.notice.length;
   syncList(els.notice, state.notice.map((n, i) => ({ ...n, i })), (n) => n.i + ":" + n.key + ":" + (n.params.name || ""),
@@ -173,7 +187,7 @@ function renderQueue(state, t) {
   syncList(els.queue, state.pictures, (p) => p.id,
     (p) => el("li", { class: "queue-item" },
       el("button", { type: "button", class: "queue-pick", "data-action": "pick-picture" },
-        el("img", { alt: "", decoding: "async", loading: "lazy" }),
+        el("img", { alt: "", decoding: "async" }),
         el("span", { class: "queue-name" }), el("span", { class: "queue-status" })),
       el("button", { type: "button", class: "icon", "data-action": "remove-picture", text: "×" })),
     (li, p) => {
@@ -182,12 +196,13 @@ function renderQueue(state, t) {
       const pick = li.querySelector(".queue-pick");
       setAttr(pick, "aria-current", p.id === state.currentId ? "true" : null);
       const img = li.querySelector("img");
-      if (!img.src) img.src = pictureUrl(p);
+      if (!img.src && p.thumb) img.src = pictureUrl(p, "thumb");
       setText(li.querySelector(".queue-name"), p.name || t("picture.unnamed"));
       setText(li.querySelector(".queue-status"), pictureStatus(p, t));
       setAttr(li.querySelector("[data-action=remove-picture]"), "aria-label",
         t("queue.remove", { name: p.name || t("picture.unnamed") }));
     });
+  showCurrentInStrip(state);
   const b = state.batch, running = b.state === "running";
   els["batch-run"].hidden = running;
   els["batch-run"].disabled = state.server.state !== "ok";
@@ -196,6 +211,20 @@ function renderQueue(state, t) {
   setText(els["batch-status"], running ? t("queue.progress", { done: b.done, total: b.total })
     : b.state === "done" ? t("queue.finished", { done: b.done, total: b.total })
     : b.state === "cancelled" ? t("queue.stopped", { done: b.done, total: b.total }) : "");
+}
+
+let stripShown = null;
+/** The strip scrolls sideways: the current picture, once chosen, is scrolled into it. */
+function showCurrentInStrip(state) {
+  if (stripShown === state.currentId || els["queue-section"].hidden) return;
+  const item = els.queue.querySelector(`[data-picture="${state.currentId}"]`);
+  if (!item) return;
+  stripShown = state.currentId;
+  const strip = els.queue, left = item.offsetLeft - strip.offsetLeft;
+  if (left < strip.scrollLeft) strip.scrollLeft = left;
+  else if (left + item.offsetWidth > strip.scrollLeft + strip.clientWidth) {
+    strip.scrollLeft = left + item.offsetWidth - strip.clientWidth;
+  }
 }
 
 function renderWorkspace(state, picture, t) {
@@ -245,18 +274,13 @@ function renderWorkspace(state, picture, t) {
   const cutting = picture.cutout.state === "busy";
   els["cutout-all"].disabled = s.cutout === false || cutting;
   setText(els["cutout-all"], t(cutting ? "work.cuttingOut" : "work.cutoutAll"));
-  setText(els.characters, state.characters.length
-    ? t("work.knows", { names: state.characters.map((c) => c.name).join(t("list.separator")) }) : "");
+  els.undo.disabled = !state.undo.length;
   syncList(els["known-names"], state.characters, (c) => c.id, () => el("option"),
     (o, c) => { o.value = c.name; });
 
-  const d = picture.detect;
-  els["detect-status"].dataset.state = d.state;
-  setText(els["detect-status"],
-    d.state === "waiting" ? (state.detector.state === "failed" ? t("detect.off") : t("detect.waiting"))
-    : d.state === "running" ? t("detect.running")
-    : d.state === "failed" ? t("detect.failed")
-    : d.count ? t("detect.found", { n: d.count, ms: d.ms }) : t("detect.none"));
+  const line = pictureLine(picture, state.detector.state);
+  els["detect-status"].dataset.state = line.state;
+  setText(els["detect-status"], lineText(line, t));
 
   els["no-crops"].hidden = picture.faces.length > 0;
   syncList(els.crops, picture.faces, (f) => picture.id + ":" + f.id, createCrop,
@@ -317,6 +341,7 @@ function updateCrop(li, face, picture, state, t) {
   const status = li.querySelector(".report-status");
   status.dataset.state = r.state;
   setText(status, r.state === "saved" ? t("report.saved", { label: r.label })
+    : r.state === "duplicate" ? t("report.duplicate", { label: r.label })
     : r.state === "error" ? t("report.failed", { reason: errorText(t, r.error) }) : "");
 }
 
@@ -365,7 +390,7 @@ function renderResult(box, face, n, state, t) {
 function renderCutout(state, picture, t) {
   const c = picture ? picture.cutout : null;
   const section = els["cutout-section"];
-  section.hidden = !c || c.state === "idle";
+  section.hidden = !c || c.state === "idle" || c.state === "stored";
   if (section.hidden) return;
   section.dataset.state = c.state;
   const who = c.target ? t("cutout.ofFace", { n: c.target.number }) : t("cutout.ofPicture");
@@ -382,7 +407,22 @@ function renderCutout(state, picture, t) {
   els["cutout-view"].classList.toggle("zoomed", c.zoom);
   els["cutout-view"].classList.toggle("checkerboard", c.background === "transparent" && !c.original);
   setAttr(els["cutout-canvas"], "aria-label", t(c.original ? "cutout.originalAlt" : "cutout.resultAlt"));
+  renderCutoutSize(state, picture, t);
   if (c.state === "done" || c.state === "empty") drawCutoutView(els["cutout-canvas"], picture);
+}
+
+/** A cutout the server made on a smaller copy says so, and offers the full size where the server
+ * allows more pixels (MAX_CUTOUT_FULL_PIXELS) and the picture fits in them. */
+function renderCutoutSize(state, picture, t) {
+  const c = picture.cutout, sizes = c.sizes;
+  const shown = (c.state === "done" || c.state === "empty") && sizes;
+  const smaller = shown && sizes.output[0] * sizes.output[1] < sizes.source[0] * sizes.source[1];
+  const size = (wh) => wh[0] + "×" + wh[1];
+  setText(els["cutout-size"], smaller ? t("cutout.smaller", { size: size(sizes.output), source: size(sizes.source) })
+    : shown && c.full ? t("cutout.fullSize", { size: size(sizes.output) }) : "");
+  const allowed = state.limits.fullPixels || 0;
+  els["cutout-full"].hidden = !smaller || c.full || allowed <= (state.limits.cutoutPixels || 0)
+    || sizes.source[0] * sizes.source[1] > allowed;
 }
 
 let honoured = null;

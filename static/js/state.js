@@ -17,6 +17,8 @@ export function initialState(config, lang) {
     focus: null,              // {kind, faceId}: where keyboard focus goes after the next render
     reveal: null,             // {what}: a part of the page to scroll into view after the next render
     batch: { state: "idle", done: 0, total: 0 },
+    undo: [],                 // [{pictureId, faces}]: the boxes before each change, the last on top
+    history: { count: 0, bytes: 0 }, // pictures kept in this browser (history.js)
   };
 }
 
@@ -24,7 +26,9 @@ export function initialState(config, lang) {
 export function newPicture(id, file, width, height) {
   return {
     id, file, width, height,
+    key: Date.now().toString(36) + "-" + Math.random().toString(36).slice(2), // its history record
     name: file.name || "",
+    thumb: null,               // a small JPEG Blob for the picture strip, made once decoded
     detect: { state: "waiting", count: 0, ms: 0 },
     faces: [],
     nextFaceId: 1,
@@ -37,7 +41,7 @@ export function newPicture(id, file, width, height) {
 /** The cutout panel of one picture before a cutout. */
 export function newCutout() {
   return {
-    state: "idle",             // idle, busy, done, empty, error
+    state: "idle",             // idle, busy, done, empty, error; stored: in the history, not decoded yet
     target: null,              // null: the whole picture; {faceId, number, box}: one character
     error: null,
     background: "transparent", // transparent, color, blur, image
@@ -45,6 +49,8 @@ export function newCutout() {
     crop: false,
     original: false,
     zoom: false,
+    full: false,               // asked at full size (where the server allows more pixels)
+    sizes: null,               // {source: [w, h], output: [w, h]}: the picture as sent, the result
     version: 0,                // bumps with each new result, so the view redraws
     bgVersion: 0,              // bumps when a picture is chosen as the background
   };
