@@ -27,11 +27,14 @@ MODELS = ROOT / "models"
 # marker, and each makes the test `slow`. A developer's loop between edits is
 # `pytest -m "not slow"` (scripts/test.sh --fast); CI runs everything.
 STARTS = {
-    "browser": ("webdriver.",),  # Debian Chromium (tests/page_support.py's browser fixture)
-    "server": ("gunicorn(", "worker(", "subprocess.", "Popen("),  # gunicorn, a job worker, any process
+    "browser": ("webdriver.", "live2d.render("),  # Debian Chromium (page tests; Live2D renders)
+    "server": ("gunicorn(", "worker(", "Worker(", "subprocess.", "Popen(", "ThreadingHTTPServer("),
     "postgres": ("postgres_server(",),  # a private PostgreSQL (tests/postgres.py)
     "redis": ("redis_server(",),  # a private Redis (tests/queue_support.py)
     "training": ("train_model_dir(", "cutout_train.train(", "train(cfg", "build_pool(", "fit_head("),
+    # a model built: an ONNX export verified against torch, IS-Net converted from its npm file
+    "build": ("build_export(", "export_cutout(", "ensure_export(", "export_net(", "torch.onnx.export(",
+              "isnet_state_dict(", "build_served(", "isnet_tuned.build("),
 }
 
 
@@ -39,7 +42,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "docker: builds and runs the Docker image (minutes; -m 'not docker' skips)")
     for name in STARTS:
         config.addinivalue_line("markers", f"{name}: starts {name} (found from the test's code and fixtures)")
-    config.addinivalue_line("markers", "slow: starts a browser, server, database, Docker or training")
+    config.addinivalue_line("markers", "slow: starts a browser, server, database, Docker, a build or training")
 
 
 def _code(func):
