@@ -40,6 +40,7 @@ from app.demo_data import compose, outsiders, renpy_cast  # noqa: E402
 from app.inference.gallery import Embedder, Gallery, normalise  # noqa: E402
 from app.inference.identify import Identifier  # noqa: E402
 from app.inference.open_set import rank  # noqa: E402
+from app.storage.model_dirs import new_card, write_card, write_model_dir  # noqa: E402
 from app.training.face_dataset import crop_face  # noqa: E402
 from app.training.feature_cache import FeatureCache  # noqa: E402
 
@@ -312,15 +313,15 @@ def main():
 
     out = args.out
     curves = {n: curve(test_rows[n]) for n in embeddings}
-    card = {
-        "name": out.name, "kind": "embedding", "version": "1",
-        "backbone": backbone.name, "backbone_sha256": backbone.weights_sha256,
-        "embedding": chosen, "weights": None,
-        "similarity": "cosine to the nearest enrolled face of each character",
-        "calibration": {**calibrations[chosen],
+    card = new_card(
+        "embedding", out.name,
+        backbone=backbone.name, backbone_sha256=backbone.weights_sha256,
+        embedding=chosen, weights=None,
+        similarity="cosine to the nearest enrolled face of each character",
+        calibration={**calibrations[chosen],
                         "rule": "threshold maximising (known accepted + unknown rejected) / 2 on Live2D val "
                                 "poses; slope: logistic fit of P(right match | similarity) on the same"},
-        "metrics": {"held_out_rule": __doc__.split("Held-out rule (fixed before any figure was computed):")[1]
+        metrics={"held_out_rule": __doc__.split("Held-out rule (fixed before any figure was computed):")[1]
                     .split("Writes OUT")[0].strip(),
                     "episodes_per_k": args.episodes, "enrolled_characters_per_episode": ENROLLED_PER_EPISODE,
                     "queries": {"val": int(len(val_q)), "test": int(len(test_q))},
@@ -332,16 +333,15 @@ def main():
                     "tradeoff_png": "tradeoff.png",
                     "tradeoff_k5": {n: [[round(x, 4), round(y, 4), round(t, 4)] for x, y, t in curves[n][::5]]
                                     for n in embeddings}},
-        "command": "python scripts/gallery_figures.py " + " ".join(sys.argv[1:]),
-    }
+        command="python scripts/gallery_figures.py " + " ".join(sys.argv[1:]),
+    )
     if use_projection:
-        from app.storage.model_dirs import write_model_dir
         card["projection"] = {"dim": 128, "input": "L2-normalised backbone features"}
         write_model_dir(out, card, {k: v.detach().numpy() for k, v in proj.state_dict().items()},
                         weights_name="weights.npz")
     else:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
+        write_card(out, card)
     marks = {f"{n} calibrated": (results[n]["k5"]["unknown_rejected"], results[n]["k5"]["known_accepted"])
              for n in embeddings}
     draw_tradeoff({f"{n} features (k=5, test)": c for n, c in curves.items()}, marks, out / "tradeoff.png",

