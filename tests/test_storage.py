@@ -11,7 +11,7 @@ from conftest import ROOT, encode
 from PIL import Image
 
 from app import create_app
-from app.storage import db, gallery, images, model_versions, reports
+from app.storage import db, gallery, images, labels, model_versions, reports
 from app.storage.models import Base, Embedding, Face
 
 
@@ -118,7 +118,7 @@ def test_enrol_appends_and_remove_deletes_faces_and_embeddings(store):
     with db.session(app) as s:
         assert gallery.face_counts(s) == {}
         assert s.query(Face).count() == 0 and s.query(Embedding).count() == 0  # cascaded
-    with pytest.raises(reports.ReportError), db.session(app, write=True) as s:
+    with pytest.raises(labels.LabelError), db.session(app, write=True) as s:
         gallery.enrol(s, root, "bad\u202ename", [png(1)])
 
 
