@@ -93,11 +93,11 @@ def check_stored(app, root, acknowledged, killed=False):
     writer's may be: only under a temporary name, removed by the next start once a minute old)."""
     with db.session(app) as s:
         rows = {r.id: r for r in reports.list_reports(s)}
-    missing = acknowledged - set(rows)
-    assert not missing, f"{len(missing)} acknowledged reports were lost"
-    for report_id in acknowledged:
-        data = images.read(root, rows[report_id].image_sha256)
-        assert hashlib.sha256(data).hexdigest() == rows[report_id].image_sha256
+        missing = acknowledged - set(rows)
+        assert not missing, f"{len(missing)} acknowledged reports were lost"
+        for report_id in acknowledged:
+            data = images.read(s, root, rows[report_id].image_sha256)
+            assert hashlib.sha256(data).hexdigest() == rows[report_id].image_sha256
     left = list(Path(root).rglob(".tmp-*"))
     if killed:
         assert all(p.parent.parent == Path(root) / "images" for p in left), left

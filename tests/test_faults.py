@@ -194,7 +194,8 @@ def test_sqlite_out_of_space_answers_507_and_stores_nothing(tiny_disk, caplog):
     assert client.post("/api/reports", data={"face": upload(noise_png(1, 20)), "label": "lucy"}).status_code == 201
     with Image.open(io.BytesIO(noise_png(2, 20))) as picture:
         stored_png = imaging.png_bytes(picture.convert("RGB"))  # what the endpoint stores for it
-    images.store(root, stored_png)
+    with db.session(app, write=True) as s:
+        images.store(s, root, stored_png)
     filler = fill(tiny_disk)
     response = client.post("/api/reports", data={"face": upload(noise_png(2, 20)), "label": "eileen"})
     assert_error(response, 507, "storage_full")

@@ -39,7 +39,8 @@ def export_command(out_dir, status):
     """Copy report images to OUT_DIR/<label>/<id>.png, one folder per right label."""
     rows = _rows(status)
     root = resolve_path(current_app.config["REPORT_DIR"])
-    with click.progressbar(length=len(rows), label="Exporting reports") as bar:
-        for _ in reports.export_reports(root, out_dir, rows):
+    with click.progressbar(length=len(rows), label="Exporting reports") as bar, \
+            db.session(current_app._get_current_object()) as s:
+        for _ in reports.export_reports(s, root, out_dir, rows):
             bar.update(1)
     click.echo(f"Exported {len(rows)} report(s) to {out_dir}")

@@ -116,15 +116,17 @@ def _run(app, root, data_dir, job_id, out_dir, tolerance, options, command, log)
     with db.session(app) as s:
         live_row = model_versions.live(s)
         faces = gallery.training_faces(s)
-    live_dir = model_versions.resolve(root, live_row) if live_row else model_path(app.config, "CLASSIFIER_MODEL")
+        live_dir = (model_versions.local_dir(s, root, live_row) if live_row
+                    else model_path(app.config, "CLASSIFIER_MODEL"))
     live_card = load_card(live_dir)
     data = base_data_dir(app, live_card, data_dir)
     pictures = []
-    for name, sha256 in faces:
-        try:
-            pictures.append((name, sha256, retrain.load_picture(images.read(root, sha256))))
-        except (OSError, ValueError):
-            log(f"skipped enrolled face {sha256[:12]} of {name}: its picture is missing or unreadable")
+    with db.session(app) as s:
+        for name, sha256 in faces:
+            try:
+                pictures.append((name, sha256, retrain.load_picture(images.read(s, root, sha256))))
+            except (OSError, ValueError):
+                log(f"skipped enrolled face {sha256[:12]} of {name}: its picture is missing or unreadable")
     extra = retrain.gallery_split(pictures)
     log(f"gallery: {len(extra['train'])} training and {len(extra['val'])} validation faces of "
         f"{len({n for n, _, _ in pictures})} character(s); existing data: {data}")
@@ -145,6 +147,7 @@ def _run(app, root, data_dir, job_id, out_dir, tolerance, options, command, log)
     with db.session(app, write=True) as s:
         version = model_versions.record(s, _relative(root, out_dir), "live" if verdict.accepted else "refused",
                                         result, verdict.reason)
+        model_versions.keep_files(s, version, out_dir)  # PostgreSQL: every instance can load it
         result["version"] = version.id
     reporter.update(status="done" if verdict.accepted else "refused", progress=1.0,
                     message=verdict.reason + (f" Version {result['version']} is live." if verdict.accepted else ""),

@@ -57,7 +57,7 @@ def classifier_dir():
     if cached_version != version:
         with db.session(app) as s:
             row = model_versions.live(s)
-            directory = model_versions.resolve(resolve_path(app.config["REPORT_DIR"]), row) if row else None
+            directory = model_versions.local_dir(s, resolve_path(app.config["REPORT_DIR"]), row) if row else None
         state["classifier"] = (version, directory)
     return directory
 
@@ -80,15 +80,16 @@ def get_embedder(required=True):
 def _embed_missing(app, embedder, rows):
     root = resolve_path(app.config["REPORT_DIR"])
     todo, pictures = [], []
-    for face_id, _, sha256, vector in rows:
-        if vector is not None:
-            continue
-        try:
-            with Image.open(io.BytesIO(images.read(root, sha256))) as im:
-                pictures.append(im.convert("RGB"))
-            todo.append(face_id)
-        except (OSError, ValueError):
-            app.logger.warning("enrolled face %s: picture %s is missing or unreadable", face_id, sha256)
+    with db.session(app) as s:
+        for face_id, _, sha256, vector in rows:
+            if vector is not None:
+                continue
+            try:
+                with Image.open(io.BytesIO(images.read(s, root, sha256))) as im:
+                    pictures.append(im.convert("RGB"))
+                todo.append(face_id)
+            except (OSError, ValueError):
+                app.logger.warning("enrolled face %s: picture %s is missing or unreadable", face_id, sha256)
     if not todo:
         return {}
     vectors = embedder.from_images(pictures)

@@ -56,9 +56,9 @@ def add_faces(session, name, sha256s, source="upload", report_id=None):
 
 
 def enrol(session, root, name, pngs):
-    """Store PNG pictures as files and enrol them under `name`; returns (row, new Face rows)."""
+    """Store PNG pictures (app/storage/images.py) and enrol them under `name`; returns (row, new Face rows)."""
     name = clean_label(name, field="name")
-    shas = [images.store(root, png)[0] for png in pngs]
+    shas = [images.store(session, root, png) for png in pngs]
     return add_faces(session, name, shas)
 
 

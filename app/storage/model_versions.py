@@ -1,7 +1,9 @@
 """Classifier versions trained here, which one is live, and background jobs with their progress.
 
 Retrained model directories live under `<REPORT_DIR>/models/` (rows store the path relative to
-the report folder). Making a version live, or rolling back, is one transaction that also
+the report folder). With PostgreSQL their files are also rows of `model_files` (keep_files), and
+an instance that lacks the folder writes it out from them before loading it (local_dir): no
+shared disk. Making a version live, or rolling back, is one transaction that also
 bumps the "classifier" counter: every worker sees the change on its next request. With no live
 row the configured CLASSIFIER_MODEL serves.
 """
@@ -11,8 +13,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from app.i18n import _
-from app.storage import transactions
-from app.storage.models import Job, ModelVersion, iso, utcnow
+from app.storage import images, transactions
+from app.storage.files import staged_dir
+from app.storage.models import Job, ModelFile, ModelVersion, iso, utcnow
 
 COUNTER = "classifier"
 TRAINED_DIR = "models"  # under the report folder
@@ -33,6 +36,34 @@ def resolve(root, version):
     """The model directory of a version row (its path is relative to the report folder)."""
     path = Path(version.path)
     return path if path.is_absolute() else Path(root) / path
+
+
+def keep_files(session, version, folder):
+    """With PostgreSQL, the files of `version`'s folder as rows; returns how many (0 with SQLite)."""
+    if not images.in_database(session):
+        return 0
+    paths = sorted(p for p in Path(folder).iterdir() if p.is_file())
+    for path in paths:
+        session.merge(ModelFile(version_id=version.id, name=path.name, data=path.read_bytes()))
+    return len(paths)
+
+
+def local_dir(session, root, version):
+    """The model directory of `version` on this machine: written out from its rows first when it is
+    not here (another instance trained it); the card's sha256 check still guards what loads."""
+    path = resolve(root, version)
+    if (path / "card.json").is_file() or not images.in_database(session):
+        return path
+    rows = session.scalars(select(ModelFile).where(ModelFile.version_id == version.id)).all()
+    if rows:
+        try:
+            with staged_dir(path) as tmp:
+                for row in rows:
+                    (tmp / row.name).write_bytes(row.data)
+        except OSError:
+            if not (path / "card.json").is_file():  # not another thread that got there first
+                raise
+    return path
 
 
 def live(session):

@@ -136,6 +136,25 @@ class JobFile(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class Picture(Base):
+    """A stored picture (report crop, enrolled face) named by its sha256, kept in the database when
+    it is PostgreSQL so that every app instance reads it (app/storage/images.py); files otherwise."""
+    __tablename__ = "pictures"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ModelFile(Base):
+    """A file of a retrained model version (card, weights, figures), kept in the database when it is
+    PostgreSQL; each instance writes the folder out locally before loading it (model_versions.py)."""
+    __tablename__ = "model_files"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Counter(Base):
     """Version counters: a worker re-reads the gallery or the live model only when one moves."""
     __tablename__ = "counters"

@@ -16,7 +16,6 @@ import hashlib
 import json
 import re
 import secrets
-import shutil
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -24,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.i18n import _, message_of
 from app.storage import images, labels, transactions
+from app.storage.files import write_atomic
 from app.storage.models import Report, iso, utcnow
 
 MAX_LABEL_CHARS = labels.MAX_CHARS
@@ -92,7 +92,7 @@ def submit(session, root, png, label, predicted="", quota_bytes=None):
     if quota_bytes is not None and pending_bytes(session) + len(png) > quota_bytes:
         raise QuotaExceeded(_("The review queue is full (%(limit)d bytes of pending reports): "
                               "new reports are accepted again once an operator reviews it.", limit=quota_bytes))
-    images.store(root, png)  # the file first: a row always names a complete picture
+    images.store(session, root, png)  # first: a row always names a complete picture
     now = utcnow()
     report = Report(id=new_id(now), label=label, predicted=predicted, created=now,
                     image_sha256=sha256, image_bytes=len(png), status="pending", source="api")
@@ -181,7 +181,7 @@ def import_report_files(session, report_dir):
             continue
         if not isinstance(record, dict) or session.get(Report, report_id) is not None:
             continue
-        sha256, _ = images.store(report_dir, png)
+        sha256 = images.store(session, report_dir, png)
         session.add(Report(id=report_id, label=str(record.get("label", ""))[:MAX_LABEL_CHARS],
                            predicted=str(record.get("predicted") or "")[:MAX_LABEL_CHARS],
                            created=_legacy_created(record, report_id), image_sha256=sha256,
@@ -195,12 +195,12 @@ def label_dirname(label):
     return labels.folder_name(label)
 
 
-def export_reports(root, out_dir, reports):
-    """Copy each report's picture to out_dir/<label>/<id>.png (accepted ones under their decided label)."""
+def export_reports(session, root, out_dir, reports):
+    """Write each report's picture to out_dir/<label>/<id>.png (accepted ones under their decided label)."""
     out_dir = Path(out_dir)
     for report in reports:
         target = out_dir / label_dirname(report.decided_label or report.label)
         target.mkdir(parents=True, exist_ok=True)
         dest = target / f"{report.id}.png"
-        shutil.copyfile(images.image_path(root, report.image_sha256), dest)
+        write_atomic(dest, images.read(session, root, report.image_sha256))
         yield dest

@@ -78,9 +78,11 @@ def report_image(report_id):
             sha256 = report_store.get(s, report_id).image_sha256
         except report_store.NotFound as exc:
             raise APIError(message_of(exc), 404, "not_found") from None
-    try:
-        data = images.read(_root(), sha256)  # crops are small: read whole, no file left open
-    except FileNotFoundError:
+        try:
+            data = images.read(s, _root(), sha256)  # crops are small: read whole, no file left open
+        except FileNotFoundError:
+            data = None
+    if data is None:
         raise APIError(_("The picture of this report is missing on the server."), 404, "not_found") from None
     response = send_file(io.BytesIO(data), mimetype="image/png")
     # An operator's picture: never kept by a shared cache (or the browser's disk) for anyone else.
