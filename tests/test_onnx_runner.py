@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import MODELS, needs_cutout
+from conftest import MODELS, encode, needs_cutout
 from skimage import data
 
 from app.build import cutout_export as onnx_export
@@ -181,3 +181,20 @@ def test_an_export_that_disagrees_with_torch_is_not_kept(tmp_path):
         onnx_export.export_net(Noisy(), spec, dest, [data.chelsea()])
     assert dest.read_bytes() == b"the previous export"
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+@needs_cutout
+def test_execution_providers_are_a_setting_and_a_missing_one_is_a_clear_503(tmp_path, caplog):
+    """ONNX_PROVIDERS (FLASK_ONNX_PROVIDERS, a list or "A,B"): a GPU worker names CUDA first; an
+    onnxruntime without it refuses to load the model: 503 to the client, the reason in the log."""
+    import io
+
+    from app import create_app
+    png = encode(np.full((64, 64, 3), 120, np.uint8))
+    app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "a"), "CUTOUT_MODEL": "demo-cutout",
+                      "ONNX_PROVIDERS": "NoSuchExecutionProvider,CPUExecutionProvider"})
+    answer = app.test_client().post("/api/cutout", data={"image": (io.BytesIO(png), "p.png")})
+    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    assert "NoSuchExecutionProvider, which this onnxruntime lacks" in caplog.text
+    app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "b"), "CUTOUT_MODEL": "demo-cutout"})
+    assert app.test_client().post("/api/cutout", data={"image": (io.BytesIO(png), "p.png")}).status_code == 200

@@ -35,9 +35,10 @@ REFINE_MARGIN = 0.25  # of the found region's side, added around it for the seco
 
 
 def session(onnx_path, threads=1):
-    """An ONNX Runtime CPU session: all graph optimisations on, `threads` intra-op threads, one
-    inter-op thread (the graph runs sequentially: parallelism inside each operator). The one way
-    every network (cutout and backbone) gets its session."""
+    """An ONNX Runtime session on the app's ONNX_PROVIDERS (the CPU by default): all graph
+    optimisations on, `threads` intra-op threads, one inter-op thread (the graph runs sequentially:
+    parallelism inside each operator). The one way every network (cutout and backbone) gets its
+    session."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -49,10 +50,27 @@ def session(onnx_path, threads=1):
     # takes the core another worker (or the other endpoint in this one) needs; measured on an
     # idle machine, spinning saved nothing (EfficientNet-Lite0, 2 threads).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = _providers()
+    missing = [p for p in providers if p not in ort.get_available_providers()]
+    if missing:
+        raise ModelError(f"ONNX_PROVIDERS names {', '.join(missing)}, which this onnxruntime lacks (it has "
+                         f"{', '.join(ort.get_available_providers())}); a GPU needs the onnxruntime-gpu package")
     try:
-        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(onnx_path), options, providers=providers)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types for damaged files
         raise ModelError(f"ONNX Runtime cannot load {onnx_path} ({exc})") from None
+
+
+def _providers():
+    """The running app's ONNX_PROVIDERS (CPU only outside an app: setup, scripts, exports)."""
+    try:
+        from flask import current_app
+        providers = current_app.config.get("ONNX_PROVIDERS")
+    except RuntimeError:
+        providers = None
+    if isinstance(providers, str):  # FLASK_ONNX_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider
+        providers = [p.strip() for p in providers.split(",") if p.strip()]
+    return list(providers or ["CPUExecutionProvider"])
 
 
 def check_preprocess(spec, where):
