@@ -14,7 +14,7 @@ from app.inference import faces, imaging
 from app.inference.cutout import ALPHAS
 from app.inference.decontaminate import decontaminate
 from app.storage import db, reports
-from app.web import live, registry
+from app.web import live, registry, stickers
 from app.web.admission import limited
 from app.web.characters import gallery_names
 
@@ -161,6 +161,10 @@ def cutout():
     options = _cutout_options(request.args)
     # Edge colours freed of the old background: the default for the transparent picture.
     clean_edges = _switch(request.args, "decontaminate", "1")
+    # A GIF, animated WebP or APNG: cut out frame by frame into an animated sticker (app/web/stickers.py).
+    animated = stickers.read_if_animated(request.files.get("image"), current_app.config)
+    if animated is not None:
+        return stickers.cutout_animation(animated, request.args, output, options, clean_edges)
     # RGBA stays RGBA: the Cutter keeps transparency the picture already had. A picture over
     # MAX_CUTOUT_PIXELS is cut out at that size: the answer's size is bounded, whatever was sent.
     image = imaging.decode_upload(request.files.get("image"), current_app.config,
