@@ -121,7 +121,9 @@ def encode(frames, durations, loop, fmt="webp", matte=DEFAULT_MATTE):
     """Bytes of the sticker: `frames` (RGBA or L PIL images) with their delays (ms) and loop count."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {sorted(FORMATS)}")
-    loop = 0 if loop is None else int(loop)  # None (play once) has no WebP/APNG spelling but 1
+    # None: the file named no loop count and plays once. GIF says so by leaving the count out;
+    # WebP and APNG count plays, so once is 1. A count given is kept as it was written.
+    loops = {} if loop is None and fmt == "gif" else {"loop": 1 if loop is None else int(loop)}
     out = io.BytesIO()
     if fmt == "zip":
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:  # PNGs do not compress further
@@ -133,16 +135,16 @@ def encode(frames, durations, loop, fmt="webp", matte=DEFAULT_MATTE):
         images = [_gif_frame(f.convert("RGBA"), matte) for f in frames]
         # disposal 2: each frame's transparent pixels show the page, not the frame before.
         images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=list(durations),
-                       loop=loop, disposal=2, transparency=255, optimize=False)
+                       **loops, disposal=2, transparency=255, optimize=False)
         return out.getvalue()
     images = [f if f.mode in ("RGBA", "RGB") else f.convert("RGB") for f in frames]
     if fmt == "webp":
         # Lossy colour at quality 90, lossless alpha: about a fifth of lossless WebP's bytes.
         images[0].save(out, "WEBP", save_all=True, append_images=images[1:], duration=list(durations),
-                       loop=loop, quality=90, method=4, lossless=False, alpha_quality=100)
+                       **loops, quality=90, method=4, lossless=False, alpha_quality=100)
     else:
         images[0].save(out, "PNG", save_all=True, append_images=images[1:], duration=list(durations),
-                       loop=loop, compress_level=1, default_image=False)
+                       **loops, compress_level=1, default_image=False)
     return out.getvalue()
 
 

@@ -1,0 +1,142 @@
+"""The animated-sticker figures of issue 31, on composites of Live2D characters no model trained on.
+
+    nice -n 10 .venv/bin/python scripts/sticker_bench.py [--model isnet-anime] [--characters unitychan z16 epsilon]
+        [--frames 24] [--size 640x480] [--json out.json] [--time-only]
+
+For each bench character (live2d.cast.BENCH_FIGURES, test split; rendered by `flask --app wsgi
+bench fetch`) and each background (still, panning), a clip of --frames frames at 12 fps is made
+(app/demo_data/animated.py), sent through GIF encoding as a user would send it, and decoded by
+the server's reader. Then every frame is cut out twice with the same model: frame by frame as
+single pictures (the /api/cutout path), and by the sticker cutter (still parts' maps kept).
+
+- IoU: per frame, alpha >= 128 against the true alpha >= 128; the mean for each way, and the
+  largest per-frame drop of the sticker's IoU below the single picture's.
+- Flicker: the mean absolute change of alpha (0-1) between consecutive frames, over the pixels
+  whose true alpha did not change; the sticker's over the single pictures'.
+- Time: POST-to-bytes of one 2-second 480p 12 fps GIF (decode, cut out, animated WebP out),
+  wall clock on this machine (the script runs under whatever `nice` it was started with).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.config import cutout_threads  # noqa: E402
+from app.demo_data import animated  # noqa: E402
+from app.inference import animation, stickers  # noqa: E402
+from app.inference.cutout import Cutter  # noqa: E402
+
+TEST_CHARACTERS = ("unitychan", "z16", "epsilon")  # app/field_bench/sources.py LIVE2D["test"]
+
+
+def clip_frames(clip, fmt="GIF"):
+    """The clip as the server decodes it, one decoded frame per clip frame (a frame an encoder
+    merged with the one before, being identical, counts as often as its delay covers)."""
+    data = animated.save(clip.frames, clip.durations, fmt)
+    decoded = animation.decode_animation(data, animation.Budgets.from_config({}))
+    step = clip.durations[0]
+    frames = []
+    for frame, delay in zip(decoded.frames, decoded.durations):
+        frames += [frame] * max(1, round(delay / step))
+    assert len(frames) == len(clip.frames), (len(frames), len(clip.frames))
+    return data, frames
+
+
+def iou(alpha, truth):
+    a, t = alpha >= 128, truth >= 128
+    union = np.logical_or(a, t).sum()
+    return float(np.logical_and(a, t).sum() / union) if union else 1.0
+
+
+def flicker(alphas, truths):
+    """Mean |alpha_t - alpha_t-1| (0-1) where the true alpha did not change, and that pixel count."""
+    total, count = 0.0, 0
+    for t in range(1, len(alphas)):
+        still = truths[t] == truths[t - 1]
+        diff = np.abs(alphas[t].astype(np.int16) - alphas[t - 1].astype(np.int16))[still]
+        total += float(diff.sum()) / 255.0
+        count += int(still.sum())
+    return total / max(1, count)
+
+
+def measure(cutter, clip, frames):
+    out = {}
+    for name, stable in (("single", False), ("sticker", True)):
+        cut = stickers.StickerCutter(cutter, stable=stable)
+        start = time.perf_counter()
+        alphas = [cut.mask(frame) for frame in frames]
+        out[name] = {"seconds": round(time.perf_counter() - start, 2), "network_frames": cut.forwards,
+                     "iou": [iou(a, t) for a, t in zip(alphas, clip.alphas)],
+                     "flicker": flicker(alphas, clip.alphas)}
+    drops = [s - k for s, k in zip(out["single"]["iou"], out["sticker"]["iou"])]
+    return {"iou_single": round(float(np.mean(out["single"]["iou"])), 4),
+            "iou_sticker": round(float(np.mean(out["sticker"]["iou"])), 4),
+            "iou_worst_drop": round(max(drops), 4),
+            "flicker_single": round(out["single"]["flicker"], 5),
+            "flicker_sticker": round(out["sticker"]["flicker"], 5),
+            "flicker_ratio": round(out["sticker"]["flicker"] / max(out["single"]["flicker"], 1e-9), 3),
+            "network_frames": [out["single"]["network_frames"], out["sticker"]["network_frames"]],
+            "seconds": [out["single"]["seconds"], out["sticker"]["seconds"]]}
+
+
+def time_gif(cutter, size, frames, character):
+    """Seconds from GIF bytes to animated WebP bytes for a 2-second clip at 12 fps."""
+    figure, face, source = animated.bench_figure(character)
+    clip = animated.composite(figure, animated.bench_background(1), size=size, frames=frames, face_box=face,
+                              source=source)
+    data = animated.save(clip.frames, clip.durations, "GIF")
+    start = time.perf_counter()
+    body, description = stickers.make_sticker(data, cutter, animation.Budgets.from_config({}))
+    return {"seconds": round(time.perf_counter() - start, 2), "gif_bytes": len(data), "webp_bytes": len(body),
+            "frames": description["frames"], "network_frames": description["network_frames"],
+            "size": list(size)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="isnet-anime")
+    parser.add_argument("--characters", nargs="+", default=list(TEST_CHARACTERS))
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--size", default="640x480")
+    parser.add_argument("--json")
+    parser.add_argument("--time-only", action="store_true")
+    args = parser.parse_args(argv)
+    size = tuple(int(v) for v in args.size.split("x"))
+    threads = cutout_threads({})
+    cutter = Cutter.load(ROOT / "models" / args.model, threads=threads)
+    report = {"model": args.model, "threads": threads, "niceness": os.nice(0), "frames": args.frames,
+              "size": list(size), "clips": {}}
+    report["time_2s_480p_12fps_gif"] = time_gif(cutter, size, args.frames, args.characters[0])
+    print("time:", report["time_2s_480p_12fps_gif"], flush=True)
+    if not args.time_only:
+        for character in args.characters:
+            figure, face, source = animated.bench_figure(character)
+            for moving in (False, True):
+                clip = animated.composite(figure, animated.bench_background(2), size=size, frames=args.frames,
+                                          moving_background=moving, face_box=face, source=source)
+                _data, frames = clip_frames(clip)
+                key = f"{character}/{'panning' if moving else 'still'}"
+                report["clips"][key] = measure(cutter, clip, frames)
+                print(key, report["clips"][key], flush=True)
+        rows = list(report["clips"].values())
+        report["summary"] = {
+            "iou_single": round(float(np.mean([r["iou_single"] for r in rows])), 4),
+            "iou_sticker": round(float(np.mean([r["iou_sticker"] for r in rows])), 4),
+            "iou_worst_drop": max(r["iou_worst_drop"] for r in rows),
+            "flicker_ratio_mean": round(float(np.mean([r["flicker_ratio"] for r in rows])), 3),
+            "flicker_ratio_worst": max(r["flicker_ratio"] for r in rows)}
+        print("summary:", report["summary"])
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()

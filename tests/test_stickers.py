@@ -1,0 +1,286 @@
+"""Animated pictures (issue 31): GIF, animated WebP and APNG in within budgets, cut out frame by
+frame by the real demo-cutout model (still parts' maps kept), and stickers out in every format
+with their frame count, timing and loop; through /api/cutout within the request, and as a job on
+the real queue run by a real `flask worker`, cancelled mid-way."""
+import io
+import json
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import needs_cutout
+from PIL import Image
+from queue_support import worker
+
+from app import create_app
+from app.demo_data import animated
+from app.errors import APIError
+from app.inference import animation, stickers
+from app.inference.cutout import Cutter
+from app.jobs import files
+from app.storage import db
+
+DELAYS = [60, 80, 100, 120, 140]
+
+
+def moving_frames(count=5, size=(96, 72), seed=0):
+    """RGB frames of a pink ellipse sliding over a still blotchy background: every frame differs."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    blotches = Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8))
+    background = np.asarray(blotches.resize((width, height), Image.Resampling.BICUBIC)).copy()
+    yy, xx = np.mgrid[:height, :width]
+    frames = []
+    for t in range(count):
+        pixels = background.copy()
+        cx = width * (0.35 + 0.3 * t / max(1, count - 1))
+        pixels[((xx - cx) / (width / 5)) ** 2 + ((yy - height / 2) / (height / 3)) ** 2 < 1] = (230, 80, 120)
+        frames.append(pixels)
+    return frames
+
+
+def budgets(**changes):
+    b = animation.Budgets.from_config({})
+    for key, value in changes.items():
+        setattr(b, key, value)
+    return b
+
+
+def played(data):
+    """(frame count, delays in ms, loop or None, mode) of an animated file as Pillow plays it."""
+    with Image.open(io.BytesIO(data)) as image:
+        delays = []
+        for index in range(getattr(image, "n_frames", 1)):
+            image.seek(index)
+            image.load()
+            delays.append(int(image.info.get("duration", 0)))
+        return len(delays), delays, image.info.get("loop"), image.mode
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
+@pytest.mark.parametrize("loop", [0, 3])
+def test_each_format_is_read_with_its_frames_timing_and_loop(fmt, loop):
+    data = animated.save(moving_frames(), DELAYS, fmt, loop=loop)
+    assert animation.is_animation(data)
+    clip = animation.decode_animation(data, budgets())
+    assert len(clip.frames) == 5 and clip.durations == DELAYS and clip.loop == loop
+    assert clip.source_format == ("PNG" if fmt == "PNG" else fmt) and clip.size == (96, 72)
+    assert all(f.mode == "RGBA" and f.size == (96, 72) for f in clip.frames)
+    # The frames are the pictures sent (GIF: within its palette).
+    sent = moving_frames()
+    worst = max(np.abs(np.asarray(f)[..., :3].astype(int) - s).mean() for f, s in zip(clip.frames, sent))
+    assert worst < (12 if fmt != "PNG" else 0.01)
+
+
+def test_a_gif_without_a_loop_count_plays_once_and_stays_so():
+    frames = [Image.fromarray(f).quantize(64) for f in moving_frames(3)]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=DELAYS[:3])  # no NETSCAPE
+    data = out.getvalue()
+    clip = animation.decode_animation(data, budgets())
+    assert clip.loop is None and clip.durations == DELAYS[:3]
+    sticker = stickers.encode(clip.frames, clip.durations, clip.loop, "gif")
+    assert played(sticker)[2] is None
+    assert played(stickers.encode(clip.frames, clip.durations, clip.loop, "webp"))[2] == 1  # once
+
+
+def test_still_pictures_are_not_animations():
+    png = io.BytesIO()
+    Image.fromarray(moving_frames(1)[0]).save(png, "PNG")
+    assert not animation.is_animation(png.getvalue())
+    assert animation.is_animation(animated.save(moving_frames(1), [100], "GIF"))  # any GIF is
+
+
+def corrupt_after(data, frames_kept):
+    """The GIF with an impossible LZW code size in every frame after the first `frames_kept`:
+    decoding those frames fails (400) though the file's block structure is intact."""
+    out, index, seen = bytearray(data), 0, 0
+    while True:
+        index = out.find(b"\x2c", index + 1)  # an image descriptor ...
+        if index < 0:
+            return bytes(out)
+        if out[index - 8:index - 6] == b"\x21\xf9":  # ... right after a graphic control extension
+            seen += 1
+            if seen > frames_kept:
+                packed = out[index + 9]  # a local colour table may follow the descriptor
+                out[index + 10 + (3 * 2 ** ((packed & 7) + 1) if packed & 0x80 else 0)] = 15
+
+
+def test_budgets_refuse_before_decoding_everything():
+    data = animated.save(moving_frames(10), [1000] * 10, "GIF")
+    broken = corrupt_after(data, 3)
+    with pytest.raises(APIError) as bad:  # the broken frames are really broken ...
+        animation.decode_animation(broken, budgets())
+    assert bad.value.status == 400 and bad.value.code == "bad_image"
+    # ... yet past a budget the refusal comes first: counted from headers, or as delays add up.
+    with pytest.raises(APIError) as err:
+        animation.decode_animation(broken, budgets(frames=4))
+    assert err.value.status == 413 and err.value.code == "too_many_frames"
+    with pytest.raises(APIError) as err:
+        animation.decode_animation(broken, budgets(seconds=2.5))
+    assert err.value.status == 413 and err.value.code == "animation_too_long"
+    with pytest.raises(APIError) as err:
+        animation.decode_animation(data, budgets(frame_pixels=96 * 71))
+    assert err.value.code == "image_too_large"
+    with pytest.raises(APIError) as err:
+        animation.decode_animation(data, budgets(total_pixels=96 * 72 * 9))
+    assert err.value.code == "animation_too_large"
+    # Frames are scaled down on arrival to the side budget.
+    assert animation.decode_animation(data, budgets(max_side=48)).size == (48, 36)
+
+
+@pytest.fixture(scope="module")
+def cutter():
+    from conftest import ROOT
+    return Cutter.load(ROOT / "models" / "demo-cutout")
+
+
+@needs_cutout
+@pytest.mark.parametrize("fmt", ["webp", "apng", "gif", "zip"])
+def test_each_sticker_format_keeps_frames_timing_loop_and_transparency(cutter, fmt):
+    data = animated.save(moving_frames(), DELAYS, "WEBP", loop=2)
+    body, description = stickers.make_sticker(data, cutter, budgets(), fmt=fmt, matte=(0, 255, 0))
+    assert description["frames"] == 5 and description["durations_ms"] == DELAYS and description["loop"] == 2
+    assert description["mimetype"] == stickers.FORMATS[fmt][0]
+    if fmt == "zip":
+        with zipfile.ZipFile(io.BytesIO(body)) as z:
+            assert json.loads(z.read("timing.json")) == {"durations_ms": DELAYS, "loop": 2}
+            alphas = [np.asarray(Image.open(io.BytesIO(z.read(f"{i:04d}.png"))))[..., 3] for i in range(5)]
+    else:
+        count, delays, loop, _mode = played(body)
+        assert (count, delays, loop) == (5, DELAYS, 2)
+        with Image.open(io.BytesIO(body)) as image:
+            alphas = []
+            for index in range(5):
+                image.seek(index)
+                alphas.append(np.asarray(image.convert("RGBA"))[..., 3])
+    for alpha in alphas:
+        assert alpha.min() == 0 and alpha.max() == 255  # a figure kept, a background made transparent
+        if fmt == "gif":
+            assert set(np.unique(alpha)) == {0, 255}  # GIF: 1-bit alpha
+    if fmt == "gif":  # soft edges were laid over the matte: green shows in kept pixels' colours
+        with Image.open(io.BytesIO(body)) as image:
+            assert (0, 255, 0) in [tuple(image.getpalette()[i:i + 3]) for i in range(0, 768, 3)]
+
+
+@needs_cutout
+def test_still_parts_keep_their_map_and_unchanged_frames_skip_the_network(cutter):
+    frames = moving_frames(4)
+    frames = frames[:2] + [frames[1]] * 3 + frames[2:]  # a hold of three identical frames
+    stable = stickers.StickerCutter(cutter)
+    single = stickers.StickerCutter(cutter, stable=False)
+    masks = [stable.mask(Image.fromarray(f)) for f in frames]
+    independent = [single.mask(Image.fromarray(f)) for f in frames]
+    assert stable.forwards == 4 and single.forwards == 7
+    assert all(np.array_equal(masks[1], m) for m in masks[2:5])
+    # Where the picture changed the map is the single picture's; elsewhere the previous frame's.
+    changed = stickers.change_mask(frames[4], frames[5])
+    assert 0 < changed.mean() < 1
+    assert np.array_equal(masks[5][changed], independent[5][changed])
+    assert np.array_equal(masks[5][~changed], masks[4][~changed])
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    apps = []
+
+    def make(**config):
+        app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "reports"), "TORCH_THREADS": 1,
+                          "CUTOUT_MODEL": "demo-cutout", **config})
+        apps.append(app)
+        return app
+    yield make
+    for app in apps:
+        db.dispose(app)
+
+
+def post(client, data, query="", name="clip.gif"):
+    return client.post(f"/api/cutout{query}", data={"image": (io.BytesIO(data), name)})
+
+
+@needs_cutout
+def test_api_cutout_answers_a_small_animation_with_the_sticker(make_app):
+    client = make_app().test_client()
+    response = post(client, animated.save(moving_frames(), DELAYS, "GIF", loop=0))
+    assert response.status_code == 200 and response.mimetype == "image/webp", response.data
+    count, delays, loop, mode = played(response.data)
+    assert (count, delays, loop, mode) == (5, DELAYS, 0, "RGBA")
+    apng = post(client, animated.save(moving_frames(), DELAYS, "PNG"), "?format=apng&output=mask", "clip.png")
+    assert apng.status_code == 200 and apng.mimetype == "image/apng" and played(apng.data)[0] == 5
+    # A still picture is cut out as before: one PNG.
+    png = io.BytesIO()
+    Image.fromarray(moving_frames(1)[0]).save(png, "PNG")
+    still = post(client, png.getvalue(), name="still.png")
+    assert still.status_code == 200 and still.mimetype == "image/png"
+    for query, code in (("?format=mov", "bad_option"), ("?matte=green", "bad_option")):
+        bad = post(client, animated.save(moving_frames(), DELAYS, "GIF"), query)
+        assert bad.status_code == 400 and bad.get_json()["error"]["code"] == code
+
+
+@needs_cutout
+def test_api_cutout_refuses_an_animation_past_its_budget_with_json(make_app):
+    client = make_app(ANIMATION_MAX_FRAMES=3).test_client()
+    response = post(client, animated.save(moving_frames(), DELAYS, "WEBP"), name="clip.webp")
+    assert response.status_code == 413 and response.mimetype == "application/json"
+    assert response.get_json()["error"]["code"] == "too_many_frames"
+
+
+def wait_for(client, url, until, timeout_s=120):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = client.get(url)
+        assert response.status_code == 200, response.data
+        job = response.get_json()["job"]
+        if until(job):
+            return job
+        assert time.monotonic() < deadline, f"job stuck: {job}"
+        time.sleep(0.1)
+
+
+def worker_env(app):
+    return {"FLASK_REPORT_DIR": str(app.config["REPORT_DIR"]), "FLASK_CUTOUT_MODEL": "demo-cutout"}
+
+
+@needs_cutout
+def test_a_long_animation_becomes_a_job_a_worker_finishes(make_app, tmp_path):
+    app = make_app(ANIMATION_INLINE_FRAMES=2)
+    client = app.test_client()
+    response = post(client, animated.save(moving_frames(), DELAYS, "GIF", loop=0), "?format=apng")
+    assert response.status_code == 202, response.data
+    location = response.headers["Location"]
+    job = response.get_json()["job"]
+    assert location == f"/api/jobs/{job['id']}" and job["pictures"] == 5 and job["status"] == "queued"
+    with worker(tmp_path, worker_env(app)) as w:
+        done = wait_for(client, location, lambda j: j["status"] not in ("queued", "running"))
+        assert done["status"] == "done", (done, w.output()[-3000:])
+    assert done["progress"] == 1.0 and done["done"] == 5 and "zip" not in done
+    sticker = done["sticker"]
+    assert sticker["frames"] == 5 and sticker["durations_ms"] == DELAYS and sticker["mimetype"] == "image/apng"
+    with client.get(sticker["url"]) as got:
+        assert got.status_code == 200 and got.mimetype == "image/apng"
+        assert played(got.data)[:3] == (5, DELAYS, 0)
+    assert not (files.folder(app, job["id"]) / "in").exists()  # the animation as sent is not kept
+
+
+@needs_cutout
+def test_a_cancelled_animation_job_stops_cleans_up_and_frees_the_worker(make_app, tmp_path):
+    app = make_app(ANIMATION_INLINE_FRAMES=2, JOB_CLIENT_ACTIVE=5)
+    client = app.test_client()
+    long_clip = animated.save(moving_frames(120, (480, 360)), [50] * 120, "GIF")
+    location = post(client, long_clip).headers["Location"]
+    job_id = location.rsplit("/", 1)[1]
+    with worker(tmp_path, worker_env(app)) as w:
+        wait_for(client, location, lambda j: j["status"] == "running" and j["done"] >= 2, 90)
+        cancelled = client.delete(location)
+        assert cancelled.status_code == 200 and cancelled.get_json()["job"]["status"] == "cancelled"
+        deadline = time.monotonic() + 20
+        while files.folder(app, job_id).exists():  # stopped at the next frame, its files removed
+            assert time.monotonic() < deadline, "a cancelled job's files stayed"
+            time.sleep(0.1)
+        # The worker is free: a small job sent now is done long before the long one would have been.
+        short = post(client, animated.save(moving_frames(), DELAYS, "GIF")).headers["Location"]
+        done = wait_for(client, short, lambda j: j["status"] not in ("queued", "running"), 60)
+        assert done["status"] == "done", w.output()[-3000:]
+    job = client.get(location).get_json()["job"]
+    assert job["status"] == "cancelled" and job["done"] < 120
