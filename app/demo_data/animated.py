@@ -84,7 +84,11 @@ def save(frames, durations, fmt, loop=0):
     images = [Image.fromarray(f) for f in frames]
     out = io.BytesIO()
     if fmt == "GIF":
-        images = [im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT) for im in images]
+        # One palette for every frame, from the first (as most GIF makers do): fast, and a still
+        # background keeps its exact colours from frame to frame.
+        first = images[0].convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE)
+        images = [first] + [im.convert("RGB").quantize(palette=first, dither=Image.Dither.NONE)
+                            for im in images[1:]]
         images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=durations, loop=loop,
                        optimize=False)
     elif fmt == "WEBP":
