@@ -111,6 +111,8 @@ DEFAULTS = {
     "ANIMATION_MAX_TOTAL_PIXELS": 60_000_000,
     "ANIMATION_MAX_SIDE": 720,
     "ANIMATION_INLINE_FRAMES": 6,
+    # Frames of an animation looked at for faces (spread evenly over it) by /api/animation/characters.
+    "ANIMATION_NAME_FRAMES": 24,
     # torch intra-op threads per worker; None means CPU cores // WORKERS.
     "TORCH_THREADS": None,
     # ONNX Runtime threads of a cutout, per worker; None means every core. A worker runs one cutout

@@ -92,6 +92,14 @@ def identify():
     return jsonify({"faces": results, "model": _model_summary(identifier.card)})
 
 
+@bp.post("/animation/characters")
+@limited("identify")
+def animation_characters():
+    """The characters of an animated picture, each named once by its frames' votes, with the frames
+    (and boxes) it appears in."""
+    return stickers.name_characters(request.files.get("image"))
+
+
 def _parse_box(text, width, height):
     if not text:
         return None

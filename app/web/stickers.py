@@ -64,3 +64,54 @@ def cutout_animation(data, args, output, options, clean_edges):
                          max_age=0)
     response.headers["X-Frames"] = str(description["frames"])
     return response
+
+
+def name_characters(upload):
+    """POST /api/animation/characters: the characters of an animation, each once, with the frames
+    it appears in (app/inference/tracks.py)."""
+    import numpy as np
+    from flask import jsonify
+
+    from app.inference import faces, tracks
+    from app.web import live
+
+    config = current_app.config
+    max_bytes = int(config.get("MAX_CONTENT_LENGTH") or imaging.DEFAULT_MAX_BYTES)
+    data = imaging.read_upload(upload, max_bytes)
+    if not animation.is_animation(data):
+        raise APIError(_("Send an animated picture (GIF, animated WebP or APNG) under the field 'image'."), 415,
+                       "unsupported_type")
+    meta, frames = animation.iter_frames(data, animation.Budgets.from_config(config), max_bytes)
+    wanted = set(tracks.sample_positions(meta.info["frames"], int(config["ANIMATION_NAME_FRAMES"])))
+    per_frame = int(config["MAX_FACES"])
+    positions, boxes_per_frame, crops, durations, size = [], [], [], [], None
+    for index, frame, delay in frames:  # every frame is decoded (the seconds budget), some looked at
+        durations.append(delay)
+        if index not in wanted:
+            continue
+        rgb = imaging.flatten(frame)
+        size = rgb.size
+        try:
+            boxes = faces.detect_faces(np.asarray(rgb))[:per_frame]
+        except faces.CascadeMissing as exc:
+            current_app.logger.error("face detection unavailable: %s", exc)
+            raise APIError(_("Face detection is not installed on this server."), 503,
+                           "detector_unavailable") from None
+        positions.append(index)
+        boxes_per_frame.append(boxes)
+        crops += [imaging.shrink(rgb.crop((x, y, x + w, y + h)), int(config["MAX_FACE_PIXELS"]))
+                  for x, y, w, h in boxes]
+    results = []
+    if crops:
+        identifier = live.get_identifier()
+        results = identifier.identify(crops, gallery=live.get_gallery())
+        threshold = identifier.threshold
+    named = tracks.name_tracks(boxes_per_frame, positions, results, threshold) if crops else []
+    # Boxes in the animation's pixels as sent (frames were scaled down on arrival).
+    sx, sy = meta.source_size[0] / size[0], meta.source_size[1] / size[1]
+    for track in named:
+        track["boxes"] = [[f, round(x * sx), round(y * sy), round(w * sx), round(h * sy)]
+                          for f, x, y, w, h in track["boxes"]]
+    return jsonify({"frames": len(durations), "frames_looked_at": positions, "durations_ms": durations,
+                    "loop": meta.loop, "width": meta.source_size[0], "height": meta.source_size[1],
+                    "characters": named})
