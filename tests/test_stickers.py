@@ -18,6 +18,7 @@ from app.demo_data import animated
 from app.errors import APIError
 from app.inference import animation, stickers
 from app.inference.cutout import Cutter
+from app.inference.tracks import box_iou
 from app.jobs import files
 from app.storage import db
 
@@ -284,3 +285,53 @@ def test_a_cancelled_animation_job_stops_cleans_up_and_frees_the_worker(make_app
         assert done["status"] == "done", w.output()[-3000:]
     job = client.get(location).get_json()["job"]
     assert job["status"] == "cancelled" and job["done"] < 120
+
+
+def test_faces_are_joined_into_tracks_across_frames_and_gaps():
+    from app.inference import tracks
+
+    left, right = (10, 10, 20, 20), (60, 10, 20, 20)
+    frames = [[left, right], [right, (12, 11, 20, 20)], [], [(14, 12, 20, 20)], [(90, 50, 10, 10)]]
+    linked = tracks.link(frames)
+    # The left face (second in frame 1, missing in frame 2) is one track; the right one another;
+    # the face of the last frame overlaps nothing and starts its own.
+    assert sorted(linked) == [[(0, 0), (1, 1), (3, 0)], [(0, 1), (1, 0)], [(4, 0)]]
+    votes = tracks.vote([{"predictions": [{"label": "a", "score": 0.9}, {"label": "b", "score": 0.1}]},
+                         {"predictions": [{"label": "b", "score": 0.6}, {"label": "a", "score": 0.3}]},
+                         {"predictions": [{"label": "a", "score": 0.8}]}], threshold=0.5)
+    assert votes["predictions"][0] == {"label": "a", "score": round(2.0 / 3, 4), "source": "head"}
+    assert votes["agreement"] == round(2 / 3, 4) and not votes["unknown"]
+    assert tracks.vote([{"predictions": [{"label": "a", "score": 0.4}]}], threshold=0.5)["unknown"]
+
+
+def trained_character_clip(frames=8):
+    """A clip of a test pose (pose_id % 10 == 9: never trained on) of a character the demo head knows."""
+    from conftest import ROOT
+    png = ROOT / ".cache" / "live2d" / "haru-01" / "0009.png"
+    if not png.exists():
+        pytest.skip(f"no Live2D render {png}: run `flask --app wsgi demo render`")
+    meta = json.loads(png.with_suffix(".json").read_text())
+    figure = np.asarray(Image.open(png).convert("RGBA"))
+    background = np.asarray(Image.fromarray(moving_frames(1, (48, 36))[0]).resize((480, 360)))
+    return animated.composite(figure, background, size=(480, 360), frames=frames, bob=1.0,
+                              face_box=meta["face_box"])
+
+
+@needs_cutout
+def test_an_animations_character_is_named_once_with_its_frames(make_app):
+    client = make_app().test_client()
+    clip = trained_character_clip()
+    gif = animated.save(clip.frames, [100] * 8, "GIF")
+    response = client.post("/api/animation/characters", data={"image": (io.BytesIO(gif), "haru.gif")})
+    assert response.status_code == 200, response.data
+    body = response.get_json()
+    assert body["frames"] == 8 and body["durations_ms"] == [100] * 8 and (body["width"], body["height"]) == (480, 360)
+    assert len(body["characters"]) == 1
+    haru = body["characters"][0]
+    assert haru["predictions"][0]["label"] == "haru" and not haru["unknown"] and haru["frames"] == list(range(8))
+    for (frame, x, y, w, h), truth in zip(haru["boxes"], clip.face_boxes):
+        assert frame in haru["frames"] and box_iou((x, y, w, h), truth) > 0.3
+    png = io.BytesIO()
+    Image.fromarray(clip.frames[0]).save(png, "PNG")
+    still = client.post("/api/animation/characters", data={"image": (io.BytesIO(png.getvalue()), "still.png")})
+    assert still.status_code == 415 and still.get_json()["error"]["code"] == "unsupported_type"
