@@ -157,7 +157,7 @@ def test_each_sticker_format_keeps_frames_timing_loop_and_transparency(cutter, f
                 image.seek(index)
                 alphas.append(np.asarray(image.convert("RGBA"))[..., 3])
     for alpha in alphas:
-        assert alpha.min() == 0 and alpha.max() == 255  # a figure kept, a background made transparent
+        assert alpha.min() == 0 and alpha.max() > 128  # a figure kept, a background made transparent
         if fmt == "gif":
             assert set(np.unique(alpha)) == {0, 255}  # GIF: 1-bit alpha
     if fmt == "gif":  # soft edges were laid over the matte: green shows in kept pixels' colours
@@ -165,21 +165,44 @@ def test_each_sticker_format_keeps_frames_timing_loop_and_transparency(cutter, f
             assert (0, 255, 0) in [tuple(image.getpalette()[i:i + 3]) for i in range(0, 768, 3)]
 
 
+def mask_iou(a, b):
+    return np.logical_and(a, b).sum() / max(1, np.logical_or(a, b).sum())
+
+
+def trained_character_clip(frames=8, size=(480, 360)):
+    """A clip of a test pose (pose_id % 10 == 9: never trained on) of a character the demo head knows."""
+    from conftest import ROOT
+    png = ROOT / ".cache" / "live2d" / "haru-01" / "0009.png"
+    if not png.exists():
+        pytest.skip(f"no Live2D render {png}: run `flask --app wsgi demo render`")
+    meta = json.loads(png.with_suffix(".json").read_text())
+    figure = np.asarray(Image.open(png).convert("RGBA"))
+    background = Image.fromarray(moving_frames(1, (48, 36))[0]).resize(size)
+    clip = animated.composite(figure, np.asarray(background), size=size, frames=frames, bob=1.0,
+                              face_box=meta["face_box"])
+    clip.background = background  # the frame without the figure
+    return clip
+
+
 @needs_cutout
-def test_still_parts_keep_their_map_and_unchanged_frames_skip_the_network(cutter):
-    frames = moving_frames(4)
-    frames = frames[:2] + [frames[1]] * 3 + frames[2:]  # a hold of three identical frames
-    stable = stickers.StickerCutter(cutter)
-    single = stickers.StickerCutter(cutter, stable=False)
-    masks = [stable.mask(Image.fromarray(f)) for f in frames]
-    independent = [single.mask(Image.fromarray(f)) for f in frames]
-    assert stable.forwards == 4 and single.forwards == 7
-    assert all(np.array_equal(masks[1], m) for m in masks[2:5])
-    # Where the picture changed the map is the single picture's; elsewhere the previous frame's.
-    changed = stickers.change_mask(frames[4], frames[5])
-    assert 0 < changed.mean() < 1
-    assert np.array_equal(masks[5][changed], independent[5][changed])
-    assert np.array_equal(masks[5][~changed], masks[4][~changed])
+def test_a_one_frame_blip_goes_a_lasting_change_stays_and_still_frames_skip_the_network(cutter):
+    clip = trained_character_clip(1, size=(240, 180))
+    figure, background = clip.frames[0], np.asarray(clip.background)
+    blip = [background, background, figure, background, background, background]
+    lasting = [background, background, figure, figure, figure, figure]
+    for frames, kept in ((blip, False), (lasting, True)):
+        stable = stickers.StickerCutter(cutter)
+        single = stickers.StickerCutter(cutter, stable=False)
+        masks = [a for _f, a in stable.alphas(Image.fromarray(f) for f in frames)]
+        independent = [a for _f, a in single.alphas(Image.fromarray(f) for f in frames)]
+        assert len(masks) == 6 and single.forwards == 6
+        assert stable.forwards == (3 if not kept else 2)  # a frame like the one before is not run again
+        shown = independent[2] >= 128
+        assert 0.05 < shown.mean() < 0.6  # the network does find the figure in frame 2
+        if kept:  # taken at once, in the very frame it appeared
+            assert mask_iou(masks[2] >= 128, shown) > 0.97
+        else:  # gone: frame 2 looks like its neighbours
+            assert ((masks[2] >= 128) != (masks[1] >= 128)).mean() < 0.01
 
 
 @pytest.fixture
@@ -302,19 +325,6 @@ def test_faces_are_joined_into_tracks_across_frames_and_gaps():
     assert votes["predictions"][0] == {"label": "a", "score": round(2.0 / 3, 4), "source": "head"}
     assert votes["agreement"] == round(2 / 3, 4) and not votes["unknown"]
     assert tracks.vote([{"predictions": [{"label": "a", "score": 0.4}]}], threshold=0.5)["unknown"]
-
-
-def trained_character_clip(frames=8):
-    """A clip of a test pose (pose_id % 10 == 9: never trained on) of a character the demo head knows."""
-    from conftest import ROOT
-    png = ROOT / ".cache" / "live2d" / "haru-01" / "0009.png"
-    if not png.exists():
-        pytest.skip(f"no Live2D render {png}: run `flask --app wsgi demo render`")
-    meta = json.loads(png.with_suffix(".json").read_text())
-    figure = np.asarray(Image.open(png).convert("RGBA"))
-    background = np.asarray(Image.fromarray(moving_frames(1, (48, 36))[0]).resize((480, 360)))
-    return animated.composite(figure, background, size=(480, 360), frames=frames, bob=1.0,
-                              face_box=meta["face_box"])
 
 
 @needs_cutout

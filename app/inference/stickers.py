@@ -1,12 +1,18 @@
 """Animated cutouts: every frame through the serving Cutter, stable in time, and the sticker out.
 
-Stability: a network's map of a still part of the picture still wavers from frame to frame (the
+Stability: a network's map wavers from frame to frame even where the figure did not change (the
 rest of the picture, GIF dithering and the resize to the serving size all change its input), and
-a wavering alpha is the flicker people complain of. So each frame's pixels are compared with the
-previous frame's; where they have not changed (a small blur and threshold absorb dithering),
-grown by a margin so that edges near what moved are computed afresh, the previous frame's map is
-kept. A frame that has not changed at all is not run through the network. The network's map is
-otherwise used as it is, so a frame's cutout is the single-picture cutout wherever it moved.
+a wavering alpha is the flicker people complain of. Measured on Live2D composites
+(scripts/sticker_bench.py), most of that flicker is whole blobs switching on for a frame or two,
+far from the true edge, not edges that shimmer. So, per pixel of the network's maps:
+1. a frame whose pixels did not change (blurred, within STILL_THRESHOLD) is not run through the
+   network: the previous frame's map is its map;
+2. the median of the maps of the frame before, this one and the one after (one frame of delay):
+   a change that lasts one frame goes, a change that goes on (a moving edge) is kept exactly;
+3. then a blend into the previous frame's result where the map moved by less than JUMP: a weight
+   of STILL_WEIGHT where the frame's pixels did not change, MOVING_WEIGHT where they did; a larger
+   change is taken at once, so what really moved is never held back.
+stable=False cuts every frame on its own, as single pictures (the bench's comparison).
 
 Out: animated WebP (full alpha, the default), APNG, GIF (1-bit alpha: edges are laid over a matte
 colour first, then a pixel is transparent below half alpha) or a ZIP of PNG frames with their
@@ -31,9 +37,15 @@ DEFAULT_MATTE = (255, 255, 255)
 # A pixel counts as unchanged when its blurred colour moved by less than this (0-255, max over
 # channels): above GIF dithering and WebP/MP4 noise, below any real motion's edge.
 STILL_THRESHOLD = 12
-# Changed regions grow by this share of the frame's longer side before the network's new map is
-# taken there: the network sees context, so pixels next to a moving part may change too.
+# Changed regions grow by this share of the frame's longer side: the network sees context, so
+# pixels next to a moving part may change too.
 STILL_MARGIN = 0.03
+# Blend weights of the new map, and the jump taken at once: chosen on the bench clips of unitychan
+# and z16 (median of 3 alone left 0.6-0.75 of the flicker; the README gives the figures on the
+# characters not used to choose).
+STILL_WEIGHT = 0.2
+MOVING_WEIGHT = 0.3
+JUMP = 0.3
 
 
 def change_mask(previous, current):
@@ -49,47 +61,60 @@ def change_mask(previous, current):
 
 
 class StickerCutter:
-    """Frame after frame through `cutter` (app/inference/cutout.Cutter), keeping still parts' maps.
-
-    stable=False cuts every frame on its own (the comparison the bench makes)."""
+    """Frames through `cutter` (app/inference/cutout.Cutter) with the stabilisation above."""
 
     def __init__(self, cutter, stable=True, faces=(), **options):
         self.cutter = cutter
         self.stable = stable
         self.faces = list(faces)
-        self.options = options
-        self.previous = None  # (rgb, probability map) of the last frame
+        self.options = options  # postprocess's: alpha, threshold, largest_component, clean
         self.forwards = 0  # frames run through the network
-        self.reused = 0  # share of pixels whose map was kept, summed over frames
 
-    def probability(self, rgb):
-        """The frame's map in [0, 1], H x W float32."""
-        if self.stable and self.previous is not None and self.previous[0].shape == rgb.shape:
-            changed = change_mask(self.previous[0], rgb)
-            if not changed.any():
-                self.reused += 1.0
-                prob = self.previous[1]
-            else:
-                fresh = self.cutter.probability(rgb, faces=self.faces)
-                self.forwards += 1
-                prob = np.where(changed, fresh, self.previous[1]).astype(np.float32)
-                self.reused += 1.0 - float(changed.mean())
-        else:
-            prob = self.cutter.probability(rgb, faces=self.faces)
-            self.forwards += 1
-        self.previous = (rgb, prob)
-        return prob
-
-    def mask(self, frame):
-        """uint8 alpha of one RGBA frame (the cutout's options applied, the frame's own alpha kept)."""
+    def _fresh(self, frame, before):
+        """(frame, rgb, the network's map) of one frame; an unchanged frame reuses `before`'s map."""
         rgba = np.asarray(frame.convert("RGBA"))
-        alpha = postprocess(self.probability(np.ascontiguousarray(rgba[..., :3])), **self.options)
-        return np.minimum(alpha, rgba[..., 3])
+        rgb = np.ascontiguousarray(rgba[..., :3])
+        if self.stable and before is not None and not change_mask(before[1], rgb).any():
+            return frame, rgb, before[2]
+        self.forwards += 1
+        return frame, rgb, self.cutter.probability(rgb, faces=self.faces)
 
-    def cutout(self, frame, clean_edges=True):
-        """The RGBA frame with the mask as its alpha (edge colours decontaminated by default)."""
+    def maps(self, frames):
+        """Generator: (frame, stabilised map H x W float32) for each PIL frame, in order (one frame behind)."""
+        before = current = None
+        smoothed = None
+        for frame in frames:
+            item = self._fresh(frame, current)
+            if current is not None:
+                smoothed = self._settle(before, current, item, smoothed)
+                yield current[0], smoothed
+            before, current = current, item
+        if current is not None:
+            yield current[0], self._settle(before, current, None, smoothed)
+
+    def _settle(self, before, current, after, smoothed):
+        fresh = current[2]
+        if not self.stable:
+            return fresh
+        if before is None or smoothed is None:  # the first frame
+            return fresh
+        if after is not None:
+            fresh = np.median(np.stack([before[2], fresh, after[2]]), axis=0).astype(np.float32)
+        weight = np.where(change_mask(before[1], current[1]), MOVING_WEIGHT, STILL_WEIGHT).astype(np.float32)
+        step = fresh - smoothed
+        return np.where(np.abs(step) > JUMP, fresh, smoothed + weight * step).astype(np.float32)
+
+    def alphas(self, frames):
+        """Generator: (frame, uint8 alpha) per frame, the cutout's options applied, the frame's own alpha kept."""
+        for frame, prob in self.maps(frames):
+            own = np.asarray(frame.convert("RGBA"))[..., 3]
+            yield frame, np.minimum(postprocess(prob, **self.options), own)
+
+    @staticmethod
+    def compose(frame, alpha, clean_edges=True):
+        """The RGBA frame with `alpha` (edge colours decontaminated by default)."""
         rgba = np.array(frame.convert("RGBA"))
-        rgba[..., 3] = self.mask(frame)
+        rgba[..., 3] = alpha
         return Image.fromarray(decontaminate(rgba) if clean_edges else rgba)
 
 
@@ -162,13 +187,21 @@ def make_sticker(data, cutter, budgets, *, fmt="webp", output="image", matte=DEF
     meta, frames = animation.iter_frames(data, budgets, max_bytes)
     total = meta.info["frames"]
     stable = StickerCutter(cutter, **options)
-    outs, durations = [], []
-    for index, frame, delay in frames:
-        outs.append(Image.fromarray(stable.mask(frame)) if output == "mask" else stable.cutout(frame, clean_edges))
-        durations.append(delay)
-        if keep_going is not None and not keep_going(index + 1, total):
-            frames.close()
-            raise Stopped()
+    durations = []
+
+    def decoded():
+        for _index, frame, delay in frames:
+            durations.append(delay)
+            yield frame
+
+    outs = []
+    try:
+        for frame, alpha in stable.alphas(decoded()):
+            outs.append(Image.fromarray(alpha) if output == "mask" else stable.compose(frame, alpha, clean_edges))
+            if keep_going is not None and not keep_going(len(outs), total):
+                raise Stopped()
+    finally:
+        frames.close()
     body = encode(outs, durations, meta.loop, fmt, matte)
     mimetype, ext = FORMATS[fmt]
     return body, {"name": f"sticker.{ext}", "mimetype": mimetype, "bytes": len(body), "frames": len(outs),
