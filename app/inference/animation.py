@@ -1,4 +1,5 @@
-"""Animated pictures in: GIF, animated WebP and APNG read frame by frame, within budgets.
+"""Animated pictures in: GIF, animated WebP and APNG read frame by frame, within budgets (short
+MP4/WebM clips through ffmpeg: app/inference/clips.py).
 
 The budgets (app/config.py ANIMATION_*) are checked before the pixels they guard are decoded:
 frames and pixels per frame from the header (Pillow counts a GIF's frames by walking its block
@@ -76,11 +77,13 @@ def sniff(data):
 
 
 def is_animation(data):
-    """True for a GIF (any GIF: one frame or many) and for a WebP or PNG of more than one frame.
+    """True for a GIF (any GIF: one frame or many), an MP4 or WebM clip, and a WebP or PNG of more
+    than one frame. Reads the header only. A still PNG or WebP is a picture and goes the
+    single-picture way."""
+    from app.inference import clips
 
-    Reads the header only. A still PNG or WebP is a picture and goes the single-picture way."""
     fmt = sniff(data)
-    if fmt == "GIF":
+    if fmt == "GIF" or clips.sniff(data):
         return True
     if fmt is None:
         return False
@@ -98,21 +101,18 @@ def _bad(fmt):
                     "bad_image")
 
 
-def _too_many_frames(count, budgets):
+def too_many_frames(count, budgets):
     return APIError(_("The animation has %(count)d frames; at most %(limit)d are accepted.",
                       count=count, limit=budgets.frames), 413, "too_many_frames")
 
 
 def open_animation(data, budgets, max_bytes=imaging.DEFAULT_MAX_BYTES):
     """Untrusted bytes -> (format, opened image, frame count) after every check the header allows."""
-    if not data:
-        raise APIError(_("The file is empty."), 400, "empty_file")
-    if len(data) > max_bytes:
-        raise APIError(_("The file is larger than %(limit)d bytes.", limit=max_bytes), 413, "file_too_large")
+    _size_checks(data, max_bytes)
     fmt = sniff(data)
     if fmt is None:
-        raise APIError(_("Only GIF, animated WebP and animated PNG are accepted as animations."), 415,
-                       "unsupported_type")
+        raise APIError(_("Only GIF, animated WebP, animated PNG, MP4 and WebM are accepted as animations."),
+                       415, "unsupported_type")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -144,7 +144,7 @@ def _count_frames(image, budgets):
     if image.format != "GIF":
         count = int(getattr(image, "n_frames", 1))
         if count > budgets.frames:
-            raise _too_many_frames(count, budgets)
+            raise too_many_frames(count, budgets)
         return count
     # Pillow's GIF n_frames walks the whole file; a GIF of a million empty frames would take long.
     # Its seek walks the headers the same way, so stop at the budget + 1.
@@ -154,7 +154,7 @@ def _count_frames(image, budgets):
             image._seek(count, update_image=False)  # noqa: SLF001 - header only; n_frames uses the same
             count += 1
             if count > budgets.frames:
-                raise _too_many_frames(count, budgets)
+                raise too_many_frames(count, budgets)
     except EOFError:
         pass
     image.seek(0)
@@ -170,10 +170,41 @@ def frame_delay(image, fmt):
     return max(0, delay) or GIF_DEFAULT_DELAY_MS
 
 
+def check_header(data, budgets, max_bytes=imaging.DEFAULT_MAX_BYTES):
+    """Every check the header allows (nothing decoded); the number of frames."""
+    from app.inference import clips
+
+    fmt = clips.sniff(data)
+    if fmt:
+        _size_checks(data, max_bytes)
+        handle, header = clips.open_clip(data, fmt, budgets)
+        handle.close()
+        return header[2]
+    _fmt, image, count = open_animation(data, budgets, max_bytes)
+    image.close()
+    return count
+
+
+def _size_checks(data, max_bytes):
+    if not data:
+        raise APIError(_("The file is empty."), 400, "empty_file")
+    if len(data) > max_bytes:
+        raise APIError(_("The file is larger than %(limit)d bytes.", limit=max_bytes), 413, "file_too_large")
+
+
 def iter_frames(data, budgets, max_bytes=imaging.DEFAULT_MAX_BYTES):
     """(Animation with no frames yet, generator of (index, frame, delay_ms)): frames decoded one at
     a time, each composited, RGBA, scaled down to the budget's side. The seconds budget is
-    checked as delays add up: past it the generator raises APIError 413 before the next frame."""
+    checked as delays add up: past it the generator raises APIError 413 before the next frame.
+    MP4 and WebM clips are read by ffmpeg (app/inference/clips.py)."""
+    from app.inference import clips
+
+    clip_format = clips.sniff(data)
+    if clip_format:
+        _size_checks(data, max_bytes)
+        handle, header = clips.open_clip(data, clip_format, budgets)
+        meta = Animation([], [], 0, clip_format, header[:2], {"frames": header[2]})
+        return meta, clips.frames(handle, clip_format, header, budgets)
     fmt, image, count = open_animation(data, budgets, max_bytes)
     loop = image.info.get("loop")
     meta = Animation([], [], None if loop is None else int(loop), fmt, image.size, {"frames": count})

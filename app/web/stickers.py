@@ -1,5 +1,5 @@
-"""POST /api/cutout with an animated picture (GIF, animated WebP, APNG): checked here against the
-animation budgets, then cut out within the request when it is small (ANIMATION_INLINE_FRAMES
+"""POST /api/cutout with an animated picture (GIF, animated WebP, APNG) or a short clip (MP4,
+WebM): checked here against the animation budgets, then cut out within the request when it is small (ANIMATION_INLINE_FRAMES
 frames or fewer), else queued as a job (202, its URL in Location; app/jobs/stickers.py runs it).
 
 Query options besides /api/cutout's: `format` = webp (default) | apng | gif | zip, and `matte` =
@@ -49,8 +49,7 @@ def cutout_animation(data, args, output, options, clean_edges):
     budgets = animation.Budgets.from_config(config)
     max_bytes = int(config.get("MAX_CONTENT_LENGTH") or imaging.DEFAULT_MAX_BYTES)
     # Every check the header allows, before a frame is decoded or anything is queued.
-    _fmt, image, count = animation.open_animation(data, budgets, max_bytes)
-    image.close()
+    count = animation.check_header(data, budgets, max_bytes)
     model = args.get("model") or None
     cutter = registry.get_cutter(model)  # an unknown model: 400 now, not a failed job later
     if count > int(config["ANIMATION_INLINE_FRAMES"]):
@@ -79,8 +78,8 @@ def name_characters(upload):
     max_bytes = int(config.get("MAX_CONTENT_LENGTH") or imaging.DEFAULT_MAX_BYTES)
     data = imaging.read_upload(upload, max_bytes)
     if not animation.is_animation(data):
-        raise APIError(_("Send an animated picture (GIF, animated WebP or APNG) under the field 'image'."), 415,
-                       "unsupported_type")
+        raise APIError(_("Send an animated picture (GIF, animated WebP or APNG) or a clip (MP4, WebM) under the "
+                         "field 'image'."), 415, "unsupported_type")
     meta, frames = animation.iter_frames(data, animation.Budgets.from_config(config), max_bytes)
     wanted = set(tracks.sample_positions(meta.info["frames"], int(config["ANIMATION_NAME_FRAMES"])))
     per_frame = int(config["MAX_FACES"])
