@@ -1,6 +1,7 @@
 """POST /api/cutout with an animated picture (GIF, animated WebP, APNG) or a short clip (MP4,
-WebM): checked here against the animation budgets, then cut out within the request when it is small (ANIMATION_INLINE_FRAMES
-frames or fewer), else queued as a job (202, its URL in Location; app/jobs/stickers.py runs it).
+WebM): checked here against the animation budgets, then cut out within the request when it is
+small (ANIMATION_INLINE_FRAMES frames or fewer), else queued as a job (202, its URL in Location;
+app/jobs/stickers.py runs it).
 
 Query options besides /api/cutout's: `format` = webp (default) | apng | gif | zip, and `matte` =
 RRGGBB, the colour a GIF's soft edges are laid over (GIF has 1-bit transparency only).
