@@ -102,6 +102,39 @@ def time_gif(cutter, size, frames, character, moving_background=False):
             "network_frames": description["network_frames"], "size": list(size)}
 
 
+def checkerboard(size, cell=12):
+    """An RGB checkerboard, the usual backdrop for transparency."""
+    w, h = size
+    yy, xx = np.mgrid[:h, :w]
+    light = ((xx // cell + yy // cell) % 2 == 0)[..., None]
+    return np.where(light, 230, 170).astype(np.uint8).repeat(3, axis=2)
+
+
+def look(cutter, character, path, size=(320, 240), frames=12):
+    """First, middle and last frame of a sticker (animated WebP, as served) over a checkerboard, side
+    by side in one PNG at `path`."""
+    import io
+
+    from PIL import Image
+
+    figure, face, source = animated.bench_figure(character)
+    clip = animated.composite(figure, animated.bench_background(3), size=size, frames=frames, face_box=face,
+                              source=source, moving_background=True, bob=1.0)
+    body, _description = stickers.make_sticker(animated.save(clip.frames, clip.durations, "GIF"), cutter,
+                                               animation.Budgets.from_config({}))
+    sheet = Image.new("RGB", (size[0] * 3, size[1] * 2))
+    with Image.open(io.BytesIO(body)) as sticker:
+        for column, index in enumerate((0, sticker.n_frames // 2, sticker.n_frames - 1)):
+            sticker.seek(index)
+            frame = sticker.convert("RGBA")
+            board = Image.fromarray(checkerboard(size)).convert("RGBA")
+            board.alpha_composite(frame)
+            sheet.paste(Image.fromarray(clip.frames[index]), (column * size[0], 0))  # the GIF as sent, above
+            sheet.paste(board.convert("RGB"), (column * size[0], size[1]))
+    sheet.save(path)
+    return path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="isnet-anime")
@@ -110,10 +143,14 @@ def main(argv=None):
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--json")
     parser.add_argument("--time-only", action="store_true")
+    parser.add_argument("--look", help="write first/middle/last frame of a sticker over a checkerboard here, and stop")
     args = parser.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x"))
     threads = cutout_threads({})
     cutter = Cutter.load(ROOT / "models" / args.model, threads=threads)
+    if args.look:
+        print(look(cutter, args.characters[0], args.look))
+        return None
     report = {"model": args.model, "threads": threads, "niceness": os.nice(0), "frames": args.frames,
               "size": list(size), "clips": {}}
     # A sticker (the figure bobs, then rests: the GIF holds fewer frames) and the worst case (the
