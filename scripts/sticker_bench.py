@@ -13,6 +13,7 @@ single pictures (the /api/cutout path), and by the sticker cutter (still parts' 
   largest per-frame drop of the sticker's IoU below the single picture's.
 - Flicker: the mean absolute change of alpha (0-1) between consecutive frames, over the pixels
   whose true alpha did not change; the sticker's over the single pictures'.
+- Naming (--naming): a track's name from its frames' votes against each frame named alone.
 - Time: bytes in to bytes out for one 2-second 480p 12 fps GIF (decode, cut out, animated WebP
   out), wall clock and CPU seconds on this machine (run under whatever `nice` it was started
   with; the load average is recorded beside it), with a still and with a panning background.
@@ -135,6 +136,61 @@ def look(cutter, character, path, size=(320, 240), frames=12):
     return path
 
 
+NAMING_FIGURES = ("chitose-default", "haru-01", "haru-02", "hibiki-default", "koharu-default", "shizuku-default")
+
+
+def naming(poses=(9, 19, 29, 39), frames=12, size=(480, 360)):
+    """Per track against per frame, through the app's own endpoints: each test pose (pose_id % 10 ==
+    9: the head never trained on it) of each character the demo head knows, as a clip; a frame is
+    named as a single picture (POST /api/faces, then /api/identify on each face's crop), the clip
+    by POST /api/animation/characters. Right = the first answer is the character and not unknown."""
+    import io
+    import tempfile
+
+    from PIL import Image
+
+    from app import create_app
+    from app.config import CACHE_ROOT
+
+    app = create_app({"TESTING": True, "REPORT_DIR": tempfile.mkdtemp(), "CUTOUT_MODEL": "demo-cutout"})
+    client = app.test_client()
+    rows = []
+    for figure_dir in NAMING_FIGURES:
+        for pose in poses:
+            png = CACHE_ROOT / "live2d" / figure_dir / f"{pose:04d}.png"
+            if not png.exists():
+                continue
+            character = figure_dir.split("-")[0]
+            meta = json.loads(png.with_suffix(".json").read_text())
+            figure = np.asarray(Image.open(png).convert("RGBA"))
+            clip = animated.composite(figure, animated.bench_background(pose), size=size, frames=frames,
+                                      bob=1.0, face_box=meta["face_box"])
+            single = []
+            for frame in clip.frames:
+                buf = io.BytesIO()
+                Image.fromarray(frame).save(buf, "PNG")
+                found = client.post("/api/faces", data={"image": (io.BytesIO(buf.getvalue()), "f.png")}).get_json()
+                if not found["faces"]:
+                    single.append(False)
+                    continue
+                x, y, w, h = (found["faces"][0][k] for k in "xywh")
+                crop = io.BytesIO()
+                Image.fromarray(frame).crop((x, y, x + w, y + h)).save(crop, "PNG")
+                answer = client.post("/api/identify", data={"faces": [(io.BytesIO(crop.getvalue()), "c.png")]})
+                face = answer.get_json()["faces"][0]
+                single.append(not face["unknown"] and face["predictions"][0]["label"] == character)
+            gif = animated.save(clip.frames, clip.durations, "GIF")
+            body = client.post("/api/animation/characters", data={"image": (io.BytesIO(gif), "c.gif")}).get_json()
+            tracks = body["characters"]
+            first = tracks[0] if tracks else None  # the track seen in most frames
+            track_right = bool(first) and not first["unknown"] and first["predictions"][0]["label"] == character
+            rows.append({"clip": f"{figure_dir}#{pose}", "single_right": round(float(np.mean(single)), 4),
+                         "track_right": track_right, "tracks": len(tracks)})
+            print(rows[-1], flush=True)
+    return {"clips": rows, "single_accuracy": round(float(np.mean([r["single_right"] for r in rows])), 4),
+            "track_accuracy": round(float(np.mean([r["track_right"] for r in rows])), 4)}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="isnet-anime")
@@ -143,9 +199,16 @@ def main(argv=None):
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--json")
     parser.add_argument("--time-only", action="store_true")
+    parser.add_argument("--naming", action="store_true", help="measure naming per track against per frame, and stop")
     parser.add_argument("--look", help="write first/middle/last frame of a sticker over a checkerboard here, and stop")
     args = parser.parse_args(argv)
     size = tuple(int(v) for v in args.size.split("x"))
+    if args.naming:
+        result = naming()
+        print("naming:", {k: v for k, v in result.items() if k != "clips"})
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+        return result
     threads = cutout_threads({})
     cutter = Cutter.load(ROOT / "models" / args.model, threads=threads)
     if args.look:
