@@ -237,6 +237,11 @@ def test_api_cutout_answers_a_small_animation_with_the_sticker(make_app):
     Image.fromarray(moving_frames(1)[0]).save(png, "PNG")
     still = post(client, png.getvalue(), name="still.png")
     assert still.status_code == 200 and still.mimetype == "image/png"
+    # animated=0 (the page, which shows one frame): an animated WebP is cut out as its first frame.
+    first = post(client, animated.save(moving_frames(), DELAYS, "WEBP"), "?animated=0", "clip.webp")
+    assert first.status_code == 200 and first.mimetype == "image/png" and played(first.data)[0] == 1
+    gif = post(client, animated.save(moving_frames(), DELAYS, "GIF"), "?animated=0")
+    assert gif.status_code == 415 and gif.get_json()["error"]["code"] == "unsupported_type"
     for query, code in (("?format=mov", "bad_option"), ("?matte=green", "bad_option")):
         bad = post(client, animated.save(moving_frames(), DELAYS, "GIF"), query)
         assert bad.status_code == 400 and bad.get_json()["error"]["code"] == code

@@ -169,10 +169,12 @@ def cutout():
     options = _cutout_options(request.args)
     # Edge colours freed of the old background: the default for the transparent picture.
     clean_edges = _switch(request.args, "decontaminate", "1")
-    # A GIF, animated WebP or APNG: cut out frame by frame into an animated sticker (app/web/stickers.py).
-    animated = stickers.read_if_animated(request.files.get("image"), current_app.config)
-    if animated is not None:
-        return stickers.cutout_animation(animated, request.args, output, options, clean_edges)
+    # A GIF, animated WebP or APNG, or a clip: cut out frame by frame into an animated sticker
+    # (app/web/stickers.py); animated=0 keeps the picture way (an animation's first frame).
+    if _switch(request.args, "animated", "1"):
+        animated = stickers.read_if_animated(request.files.get("image"), current_app.config)
+        if animated is not None:
+            return stickers.cutout_animation(animated, request.args, output, options, clean_edges)
     # RGBA stays RGBA: the Cutter keeps transparency the picture already had. A picture over
     # MAX_CUTOUT_PIXELS is cut out at that size: the answer's size is bounded, whatever was sent.
     image = imaging.decode_upload(request.files.get("image"), current_app.config,

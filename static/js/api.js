@@ -86,6 +86,7 @@ export async function cutout(file, { box = null, faces = [], face = null, larges
   if (face) form.append("face", text(face));
   // clean=1 drops specks; largest=1 keeps the largest figure; decontaminate=1 asks the
   // server to take the old background's colour out of the edges (ignored where not supported).
-  const query = new URLSearchParams({ clean: "1", largest: largest ? "1" : "0", decontaminate: "1" });
+  // animated=0: the page shows one frame, so an animated WebP/APNG is cut out as its first frame.
+  const query = new URLSearchParams({ clean: "1", largest: largest ? "1" : "0", decontaminate: "1", animated: "0" });
   return (await request("/api/cutout?" + query, { method: "POST", body: form, signal })).blob();
 }
