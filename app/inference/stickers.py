@@ -198,7 +198,8 @@ def make_sticker(data, cutter, budgets, *, fmt="webp", output="image", matte=DEF
     try:
         for frame, alpha in stable.alphas(decoded()):
             outs.append(Image.fromarray(alpha) if output == "mask" else stable.compose(frame, alpha, clean_edges))
-            if keep_going is not None and not keep_going(len(outs), total):
+            # A clip's frame count is the header's estimate: progress never passes the whole.
+            if keep_going is not None and not keep_going(min(len(outs), total), total):
                 raise Stopped()
     finally:
         frames.close()
