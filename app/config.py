@@ -103,6 +103,19 @@ DEFAULTS = {
     # A running job whose worker (on another machine) has not written a heartbeat for this long is
     # taken as lost; a worker on the same machine is checked by its process at once.
     "JOB_LEASE_SECONDS": 60,
+    # Animated pictures (GIF, animated WebP, APNG) sent to /api/cutout: refused (413) past frames,
+    # seconds, pixels per frame as sent, or frames x pixels after scaling each frame down to
+    # ANIMATION_MAX_SIDE on arrival (which bounds a sticker's memory: 60 MP of RGBA is 240 MB).
+    # At most ANIMATION_INLINE_FRAMES frames are cut out within the request; more go to the job
+    # queue (202 + Location).
+    "ANIMATION_MAX_FRAMES": 240,
+    "ANIMATION_MAX_SECONDS": 20.0,
+    "ANIMATION_MAX_FRAME_PIXELS": 1920 * 1080,
+    "ANIMATION_MAX_TOTAL_PIXELS": 60_000_000,
+    "ANIMATION_MAX_SIDE": 720,
+    "ANIMATION_INLINE_FRAMES": 6,
+    # Frames of an animation looked at for faces (spread evenly over it) by /api/animation/characters.
+    "ANIMATION_NAME_FRAMES": 24,
     # torch intra-op threads per worker; None means CPU cores // WORKERS.
     "TORCH_THREADS": None,
     # ONNX Runtime threads of a cutout, per worker; None means every core. A worker runs one cutout

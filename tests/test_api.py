@@ -66,6 +66,8 @@ def test_bad_uploads_are_refused_on_every_endpoint(client, url, field, data, sta
     form = {"label": "eileen"} if url == "/api/reports" else {}
     if data is not None:
         form[field] = upload(data)
+    if url == "/api/cutout" and data == b"GIF89a\x01\x00\x01\x00":
+        status, code = 400, "bad_image"  # a GIF is an animation to cut out (issue 31): this one is broken
     assert_error(client.post(url, data=form), status, code)
 
 

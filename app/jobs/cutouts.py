@@ -111,6 +111,9 @@ def _cut_all(app, job, me):
     config = app.config
     options = json.loads(job.options or "{}")
     cutter = registry.get_cutter(options.get("model"))
+    if options.get("animation"):  # one animated picture, frame by frame: app/jobs/stickers.py
+        from app.jobs import stickers
+        return stickers.cut(app, job, me, cutter, options)
     finished = files.sizes(app, job, "out/")
     done = len(finished)
     if not store.progress(app, job.id, me, done, job.pictures):

@@ -11,12 +11,13 @@ from app.config import resolve_path
 from app.errors import APIError
 from app.i18n import _, message_of
 from app.inference import faces, imaging
-from app.inference.cutout import ALPHAS
 from app.inference.decontaminate import decontaminate
 from app.serving import live, registry
 from app.storage import db, reports
+from app.web import stickers
 from app.web.admission import limited
 from app.web.characters import gallery_names
+from app.web.options import cutout_options, switch
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 # The description of the whole HTTP API, kept beside the code (tests check it against the routes).
@@ -92,6 +93,14 @@ def identify():
     return jsonify({"faces": results, "model": _model_summary(identifier.card)})
 
 
+@bp.post("/animation/characters")
+@limited("identify")
+def animation_characters():
+    """The characters of an animated picture, each named once by its frames' votes, with the frames
+    (and boxes) it appears in."""
+    return stickers.name_characters(request.files.get("image"))
+
+
 def _parse_box(text, width, height):
     if not text:
         return None
@@ -128,29 +137,6 @@ def _scale_box(box, source, size):
     return (x0, y0, x1 - x0, y1 - y0)
 
 
-def _cutout_options(args):
-    """Post-processing switches from the query: alpha=soft|hard|raw, threshold=0..1, largest=1, clean=1."""
-    alpha = args.get("alpha", "soft")
-    if alpha not in ALPHAS:
-        raise APIError(_("alpha must be one of: %(choices)s.", choices=", ".join(ALPHAS)), 400, "bad_option")
-    try:
-        threshold = float(args.get("threshold", "0.5"))
-    except ValueError:
-        threshold = -1.0
-    if not 0.0 < threshold < 1.0:
-        raise APIError(_("threshold must be a number between 0 and 1."), 400, "bad_option")
-    flags = {key: _switch(args, name, "0") for name, key in (("largest", "largest_component"), ("clean", "clean"))}
-    return {"alpha": alpha, "threshold": threshold, **flags}
-
-
-def _switch(args, name, default):
-    """A 0/1 query switch."""
-    value = args.get(name, default)
-    if value not in ("0", "1"):
-        raise APIError(_("%(name)s must be 0 or 1.", name=name), 400, "bad_option")
-    return value == "1"
-
-
 @bp.post("/cutout")
 @limited("cutout")
 def cutout():
@@ -158,21 +144,27 @@ def cutout():
     output = request.args.get("output", "image")
     if output not in ("image", "mask"):
         raise APIError(_("output must be 'image' or 'mask'."), 400, "bad_output")
-    options = _cutout_options(request.args)
+    options = cutout_options(request.args)
     # Edge colours freed of the old background: the default for the transparent picture.
-    clean_edges = _switch(request.args, "decontaminate", "1")
+    clean_edges = switch(request.args, "decontaminate", "1")
+    # A GIF, animated WebP or APNG, or a clip: cut out frame by frame into an animated sticker
+    # (app/web/stickers.py); animated=0 keeps the picture way (an animation's first frame).
+    if switch(request.args, "animated", "1"):
+        animated = stickers.read_if_animated(request.files.get("image"), current_app.config)
+        if animated is not None:
+            return stickers.cutout_animation(animated, request.args, output, options, clean_edges)
     # RGBA stays RGBA: the Cutter keeps transparency the picture already had. A picture over
     # MAX_CUTOUT_PIXELS is cut out at that size: the answer's size is bounded, whatever was sent.
     # full=1 asks for up to MAX_CUTOUT_FULL_PIXELS where the operator allows more (0: never more).
     image = imaging.decode_upload(request.files.get("image"), current_app.config,
-                                  max_pixels=_cutout_pixels(current_app.config, _switch(request.args, "full", "0")))
+                                  max_pixels=_cutout_pixels(current_app.config, switch(request.args, "full", "0")))
     source = imaging.source_size(image)
     box = _scale_box(_parse_box(request.form.get("box", "").strip(), *source), source, image.size)
     # Faces as prompts: keep the figures these faces lie on (prompt=0 turns it off); with
     # `face`, the one character whose face it is.
     faces = [_scale_box(b, source, image.size) for b in _parse_faces(request.form.get("faces", ""), *source)]
     face = _scale_box(_parse_box(request.form.get("face", "").strip(), *source), source, image.size)
-    if not _switch(request.args, "prompt", "1"):
+    if not switch(request.args, "prompt", "1"):
         faces, face = [], None
     prompt = {"faces": faces, "face": face}
     cutter = registry.get_cutter(request.args.get("model"))

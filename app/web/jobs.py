@@ -16,7 +16,7 @@ from app.i18n import Message, _, translate
 from app.inference import imaging
 from app.jobs import cutouts, files, queue, store
 from app.serving import registry
-from app.web.api import _cutout_options, _switch
+from app.web.options import cutout_options, switch
 from app.web.ratelimit import client_key
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
@@ -40,8 +40,8 @@ def _options():
     output = request.args.get("output", "image")
     if output not in ("image", "mask"):
         raise APIError(_("output must be 'image' or 'mask'."), 400, "bad_output")
-    options = {"output": output, **_cutout_options(request.args),
-               "decontaminate": _switch(request.args, "decontaminate", "1")}
+    options = {"output": output, **cutout_options(request.args),
+               "decontaminate": switch(request.args, "decontaminate", "1")}
     model = request.args.get("model") or None
     if model is not None and model != registry.model_path_name(_app(), "cutout") \
             and model not in registry.cutout_models(_app()):
@@ -85,7 +85,11 @@ def _job_body(job):
         reason = json.loads(job.reason)
         body["message"] = translate(Message(reason["msgid"], reason.get("params") or {}))
     if job.status == "done":
-        body["zip"] = url_for("jobs.results_zip", job_id=job.key)
+        sticker = json.loads(job.result or "{}").get("animation")
+        if sticker:  # an animated picture's job (app/jobs/stickers.py): one file
+            body["sticker"] = {**sticker, "url": url_for("jobs.sticker", job_id=job.key)}
+        else:
+            body["zip"] = url_for("jobs.results_zip", job_id=job.key)
     return body
 
 
@@ -99,8 +103,15 @@ def create():
     options = _options()
     pictures = _read_pictures(config)
     options["names"] = [name for _data, name in pictures]
+    return submit(app, [data for data, _name in pictures], len(pictures), options)
+
+
+def submit(app, inputs, pictures, options):
+    """Queue a cutout job of `inputs` (bytes as sent, stored as in/NNNN) counting `pictures` units of
+    progress -> the 202 response with its Location; 429/503 with Retry-After when limits stop it."""
+    config = app.config
     limits = {"client": int(config["JOB_CLIENT_ACTIVE"]), "queue": int(config["JOB_QUEUE_MAX"])}
-    job = store.create(app, client_key(), "cutout", len(pictures), options, limits)
+    job = store.create(app, client_key(), "cutout", pictures, options, limits)
     if isinstance(job, tuple):
         which, count = job
         if which == "client":
@@ -108,7 +119,7 @@ def create():
                           "finish.", count=count, limit=limits["client"]), 429, "too_many_jobs", CLIENT_RETRY_AFTER)
         raise _busy(_("The job queue is full; try again later."), 503, "queue_full", QUEUE_RETRY_AFTER)
     try:
-        for index, (data, _name) in enumerate(pictures):
+        for index, data in enumerate(inputs):
             files.put(app, job, f"in/{cutouts.picture_name(index)}", data)
         queue.enqueue(app, "cutout", job.id)
     except BaseException as exc:
@@ -167,6 +178,16 @@ def results_zip(job_id):
     """Every result of a finished job in one ZIP."""
     job = _finished(job_id)
     return _send(job, cutouts.ZIP_NAME, "application/zip", f"cutouts-{job.key}.zip")
+
+
+@bp.get("/<job_id>/sticker")
+def sticker(job_id):
+    """The cutout of an animated picture (animated WebP, APNG, GIF or ZIP, as asked)."""
+    job = _finished(job_id)
+    sticker = json.loads(job.result or "{}").get("animation")
+    if not sticker:
+        raise APIError(_("No such job."), 404, "not_found")
+    return _send(job, sticker["name"], sticker["mimetype"], f"sticker-{job.key}.{sticker['name'].rsplit('.', 1)[1]}")
 
 
 @bp.get("/<job_id>/results/<int:index>")

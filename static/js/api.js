@@ -88,9 +88,10 @@ export async function cutout(file, { box = null, faces = [], face = null, larges
   if (face) form.append("face", text(face));
   // clean=1 drops specks; largest=1 keeps the largest figure; decontaminate=1 asks the
   // server to take the old background's colour out of the edges (ignored where not supported).
-  // full=1 asks for the picture's own size where the server allows more pixels (else no change).
+  // full=1 asks for the picture's own size where the server allows more pixels (else no change);
+  // animated=0: the page shows one frame, so an animated WebP/APNG is cut out as its first frame.
   const query = new URLSearchParams({ clean: "1", largest: largest ? "1" : "0", decontaminate: "1",
-                                      full: full ? "1" : "0" });
+                                      full: full ? "1" : "0", animated: "0" });
   const response = await request("/api/cutout?" + query, { method: "POST", body: form, signal });
   // The size as sent and the size the server worked on: a smaller copy is said on the page.
   const size = (name) => {
