@@ -123,9 +123,10 @@ DEFAULTS = {
     # 1031 ms with 2 threads, 1822 ms with 1, on this project's 2 cores); when workers
     # cut out at once their threads share the cores (ONNX Runtime's idle threads sleep).
     "CUTOUT_THREADS": None,
-    # ONNX Runtime execution providers, in order of preference: a GPU worker (the onnxruntime-gpu
-    # package installed instead of onnxruntime) sets ["CUDAExecutionProvider", "CPUExecutionProvider"].
-    "ONNX_PROVIDERS": ["CPUExecutionProvider"],
+    # ONNX Runtime execution providers, comma-separated in order of preference: a GPU worker (the
+    # onnxruntime-gpu package installed instead of onnxruntime) sets
+    # "CUDAExecutionProvider,CPUExecutionProvider".
+    "ONNX_PROVIDERS": "CPUExecutionProvider",
     # gunicorn reads WEB_CONCURRENCY for its default worker count; we divide cores by the same number.
     "WORKERS": int(os.environ.get("WEB_CONCURRENCY", "1") or 1),
     # Behind one reverse proxy (the Docker setup) trust exactly one X-Forwarded-* hop.
