@@ -6,9 +6,9 @@ progress, attempts, who runs it) lives in the job's database row (app/jobs/store
 a message lost with a killed worker loses nothing: the row says the job was running on a worker
 that is gone, and the reaper puts it back on the queue or fails it with a reason.
 """
-import os
 import threading
 
+from app import process_state
 from app.config import resolve_path
 
 QUEUE_NAME = "anime-face-jobs"
@@ -38,19 +38,17 @@ def _bound(app, run):
     return lambda job_id: run(app, job_id)
 
 
+def _fresh(app):
+    huey = _make_huey(app)
+    # Each kind's runner, registered by app/jobs/kinds.py when the app was made.
+    return {"huey": huey, "tasks": {kind: huey.task(name=kind)(_bound(app, run))
+                                    for kind, run in app.extensions["job_runners"].items()}}
+
+
 def get(app):
     """This process's (huey, {kind: task}) for `app`, built on first use (after any fork)."""
-    state = app.extensions.get("job_queue")
-    if state is None or state["pid"] != os.getpid():
-        with _lock:
-            state = app.extensions.get("job_queue")
-            if state is None or state["pid"] != os.getpid():
-                huey = _make_huey(app)
-                # Each kind's runner, registered by app/jobs/kinds.py when the app was made.
-                tasks = {kind: huey.task(name=kind)(_bound(app, run))
-                         for kind, run in app.extensions["job_runners"].items()}
-                state = {"pid": os.getpid(), "huey": huey, "tasks": tasks}
-                app.extensions["job_queue"] = state
+    with _lock:
+        state = process_state.of(app, "job_queue", lambda: _fresh(app))
     return state["huey"], state["tasks"]
 
 

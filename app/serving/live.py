@@ -7,13 +7,13 @@ another worker already have their embeddings in the database; any that lack one 
 worker's embedder (a new embedding model) are computed here once and stored.
 """
 import io
-import os
 import threading
 
 from flask import current_app, g
 from PIL import Image
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from app import process_state
 from app.config import resolve_path
 from app.serving import registry
 from app.storage import db, gallery, images, model_versions
@@ -22,12 +22,8 @@ _lock = threading.Lock()
 
 
 def _state(app):
-    state = app.extensions.get("live")
-    if state is None or state["pid"] != os.getpid():
-        state = {"pid": os.getpid(), "classifier": (None, None), "gallery": (None, None),
-                 "counters": None}
-        app.extensions["live"] = state
-    return state
+    return process_state.of(app, "live", lambda: {"classifier": (None, None), "gallery": (None, None),
+                                                  "counters": None})
 
 
 def counters():

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from flask import current_app
 
+from app import process_state
 from app.config import ROOT, cutout_threads, model_path, resolve_path, torch_threads
 from app.errors import APIError
 from app.i18n import _, translate
@@ -78,14 +79,9 @@ class Failure:
 
 
 def _state(app):
-    state = app.extensions.setdefault("models", {"pid": os.getpid()})
-    if state["pid"] != os.getpid():
-        state.clear()
-        state["pid"] = os.getpid()
-    for key in ("models", "dirs", "failures", "verified"):
-        state.setdefault(key, {})
-    state.setdefault("recent", collections.OrderedDict())  # cutout slots, least recently used first
-    return state
+    return process_state.of(app, "models", lambda: {
+        "models": {}, "dirs": {}, "failures": {}, "verified": {},
+        "recent": collections.OrderedDict()})  # recent: cutout slots, least recently used first
 
 
 def _is_cutout(slot):

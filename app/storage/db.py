@@ -9,13 +9,13 @@ the other processes wait on (a file lock for SQLite, an advisory lock for Postgr
 """
 import contextlib
 import fcntl
-import os
 import threading
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.orm import Session
 
+from app import process_state
 from app.config import resolve_path
 
 SQLITE_NAME = "faces.sqlite3"
@@ -119,12 +119,7 @@ def prepare(engine, report_dir):
 
 
 def _state(app):
-    state = app.extensions.get("db")
-    if state is None or state["pid"] != os.getpid():
-        # A forked child must not share its parent's connections.
-        state = {"pid": os.getpid(), "engine": None}
-        app.extensions["db"] = state
-    return state
+    return process_state.of(app, "db", lambda: {"engine": None})
 
 
 def get_engine(app):

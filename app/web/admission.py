@@ -12,7 +12,6 @@ The gates count requests inside one worker process, so they need a threaded work
 together; otherwise requests would wait for a thread before reaching their gate.
 """
 import math
-import os
 import threading
 import time
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from functools import wraps
 
 from flask import current_app, request
 
+from app import process_state
 from app.errors import APIError
 from app.i18n import _
 
@@ -91,10 +91,8 @@ _lock = threading.Lock()
 def gate(name):
     """This process's gate for endpoint group `name`, configured from the app's settings."""
     app = current_app._get_current_object()
-    state = app.extensions.setdefault("admission", {"pid": os.getpid(), "gates": {}})
     with _lock:
-        if state["pid"] != os.getpid():  # forked: counts of the parent mean nothing here
-            state.update(pid=os.getpid(), gates={})
+        state = process_state.of(app, "admission", lambda: {"gates": {}})  # a parent's counts mean nothing here
         if name not in state["gates"]:
             config = app.config
             state["gates"][name] = Gate(name, int(config[f"{name.upper()}_SLOTS"]),
