@@ -41,7 +41,7 @@ def iou(a, b):
 def test_the_export_records_its_weights_and_its_agreement_with_torch(exported):
     model_dir, record = exported
     card = load_card(model_dir)
-    assert record["source_sha256"] == card["sha256"]
+    assert record["weights_sha256"] == card["sha256"]
     assert record["verified"]["max_abs_diff"] <= onnx_export.MAX_ABS_DIFF
     assert record["verified"]["min_mask_iou"] >= onnx_export.MIN_IOU
     assert json.loads((model_dir / "onnx.json").read_text()) == record
@@ -103,7 +103,7 @@ def test_an_export_of_older_weights_is_refused_then_rebuilt(exported, tmp_path):
     with pytest.raises(ModelError, match=r"made from other weights.*stale"):
         OnnxCutout.load(model_dir)
     record, built = onnx_export.ensure_export(model_dir, threads=1)
-    assert built and record["source_sha256"] == load_card(model_dir)["sha256"]
+    assert built and record["weights_sha256"] == load_card(model_dir)["sha256"]
     runner = OnnxCutout.load(model_dir, threads=1)
     expected = Cutter.load(model_dir).probability(data.chelsea())
     assert np.abs(runner.probability(data.chelsea()) - expected).max() < 1e-3

@@ -10,7 +10,6 @@ import argparse
 import collections
 import sys
 import tempfile
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from app import nets
 from app.build import onnx_graph
 from app.build.backbones import load_backbone
-from app.build.onnx_graph import MAX_ABS_DIFF, OPSET
+from app.build.onnx_graph import MAX_ABS_DIFF
 from app.config import resolve_path
 from app.inference.backbone_onnx import (
     EXPORT_VERSION,
@@ -32,7 +31,7 @@ from app.inference.backbone_onnx import (
 )
 from app.inference.onnx_runner import session
 from app.inference.preprocess import face_arrays
-from app.storage.files import atomic_path, sha256_file, write_json
+from app.storage.files import atomic_path, write_json
 from app.storage.model_dirs import ModelError
 
 
@@ -155,7 +154,6 @@ def build_export(name, onnx_dir=None, weights_path=None, faces=None, threads=1):
 
     ModelError, and nothing left in onnx_dir, if torch and ONNX Runtime disagree.
     """
-    import torch
 
     onnx_dir = Path(onnx_dir) if onnx_dir else default_dir()
     onnx_dir.mkdir(parents=True, exist_ok=True)
@@ -175,13 +173,12 @@ def build_export(name, onnx_dir=None, weights_path=None, faces=None, threads=1):
                              f"faces; not kept")
         del runner
         candidate.replace(path)  # same folder: atomic; the record below makes it count
-    record = {"backbone": name, "file": path.name, "sha256": sha256_file(path),
-              "weights_file": str(backbone.weights_path.name), "weights_sha256": backbone.weights_sha256,
-              "export_version": EXPORT_VERSION, "opset": OPSET, "torch": torch.__version__,
-              "input_size": backbone.input_size, "feature_dim": backbone.feature_dim,
-              "input": INPUT, "output": OUTPUT, "created": date.today().isoformat(),
-              "verified": {"faces": described, "count": total, "max_abs_diff": diff,
-                           "same_top1": same, "limits": {"max_abs_diff": MAX_ABS_DIFF}}}
+    record = onnx_graph.export_record(
+        path, backbone.weights_path.name, backbone.weights_sha256,
+        {"faces": described, "count": total, "max_abs_diff": diff, "same_top1": same,
+         "limits": {"max_abs_diff": MAX_ABS_DIFF}},
+        backbone=name, export_version=EXPORT_VERSION, input_size=backbone.input_size,
+        feature_dim=backbone.feature_dim, input=INPUT, output=OUTPUT)
     write_json(record_path, record)
     return record
 

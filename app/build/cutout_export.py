@@ -11,7 +11,6 @@ MAX_ABS_DIFF and mask IoU at least MIN_IOU; otherwise nothing is written.
 import argparse
 import json
 import sys
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,13 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from app import nets
 from app.build import onnx_graph
-from app.build.onnx_graph import MAX_ABS_DIFF, OPSET
+from app.build.onnx_graph import MAX_ABS_DIFF
 from app.build.onnx_graph import MIN_MASK_IOU as MIN_IOU
 from app.build.torch_weights import load_state_dict
 from app.config import ROOT
 from app.inference.onnx_runner import EXPORT_NAME, EXPORT_RECORD, OnnxCutout, onnx_file
 from app.storage.files import atomic_path, write_json
-from app.storage.model_dirs import ModelError, load_card, sha256_file
+from app.storage.model_dirs import ModelError, load_card
 
 U2NET_ARCHITECTURES = ("u2net", "u2netp")
 
@@ -149,12 +148,11 @@ def export_cutout(model_dir, pictures=None, threads=1):
     else:
         described = f"{len(pictures)} pictures given by the caller"
     diff, iou = export_net(net, spec, model_dir / EXPORT_NAME, pictures, threads)
-    record = {"file": EXPORT_NAME, "sha256": sha256_file(model_dir / EXPORT_NAME),
-              "source_sha256": card["sha256"], "source_weights": card["weights"],
-              "architecture": arch, "preprocess": spec, "opset": OPSET,
-              "torch": torch.__version__, "created": date.today().isoformat(),
-              "verified": {"pictures": described, "max_abs_diff": diff, "min_mask_iou": iou,
-                           "limits": {"max_abs_diff": MAX_ABS_DIFF, "min_mask_iou": MIN_IOU}}}
+    record = onnx_graph.export_record(
+        model_dir / EXPORT_NAME, card["weights"], card["sha256"],
+        {"pictures": described, "max_abs_diff": diff, "min_mask_iou": iou,
+         "limits": {"max_abs_diff": MAX_ABS_DIFF, "min_mask_iou": MIN_IOU}},
+        architecture=arch, preprocess=spec)
     write_json(model_dir / EXPORT_RECORD, record)
     return record
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.build.cutout_export import ISNET_PREPROCESS, OPSET, export_net, verification_pictures
+from app.build import onnx_graph
+from app.build.cutout_export import ISNET_PREPROCESS, export_net, verification_pictures
 from app.build.npm_weights import IMGLY_PACKAGE, IMGLY_RESOURCES, IMGLY_VERSION, assemble_resource
 from app.config import ROOT  # noqa: E402
 from app.inference.onnx_runner import OnnxCutout
@@ -150,7 +151,6 @@ def refresh_card(model_dir):
 
 def build(models_dir, node_modules, threads=1):
     """Assemble, convert, export and verify into models_dir/isnet-general (replaced whole); the card."""
-    import torch
 
     from app.nets.isnet_onnx import load_isnet
 
@@ -168,15 +168,13 @@ def build(models_dir, node_modules, threads=1):
             raise ModelError(f"the export disagrees with the npm file: max abs difference "
                              f"{npm_diff:.2e} (at most {MAX_ABS_DIFF_FP16}), mask IoU "
                              f"{npm_iou:.4f} (at least {MIN_IOU}); not installed")
-        card = dict(CARD, export={
-            "what": "the npm file's weights on ISNetDIS (app/nets/isnet_onnx.py), main map d1, "
-                    "exported from torch as fp32 with dynamic height and width",
-            "opset": OPSET, "torch": torch.__version__,
-            "verified": {"pictures": described,
-                         "against_torch": {"size": SIZE, "max_abs_diff": torch_diff,
-                                           "min_mask_iou": torch_iou},
-                         "against_npm_file": {"size": 1024, "max_abs_diff": npm_diff,
-                                              "min_mask_iou": npm_iou}}})
+        card = dict(CARD, export=onnx_graph.export_record(
+            scratch / "model.onnx", NPM_FILE, IMGLY_RESOURCES[RESOURCE][1],
+            {"pictures": described,
+             "against_torch": {"size": SIZE, "max_abs_diff": torch_diff, "min_mask_iou": torch_iou},
+             "against_npm_file": {"size": 1024, "max_abs_diff": npm_diff, "min_mask_iou": npm_iou}},
+            what="the npm file's weights on ISNetDIS (app/nets/isnet_onnx.py), main map d1, "
+                 "exported from torch as fp32 with dynamic height and width"))
 
         def move_in(weights_path):
             # Renames within one file system: the expensive files are already built and checked.

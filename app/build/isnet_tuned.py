@@ -129,9 +129,9 @@ def refresh_card(model_dir):
 
 def build(model_dir, models_dir, threads=1):
     """Build model.onnx and card.json in model_dir beside the committed tuned.*; returns the card."""
-    import torch
 
-    from app.build.cutout_export import OPSET, export_net, verification_pictures
+    from app.build import onnx_graph
+    from app.build.cutout_export import export_net, verification_pictures
 
     model_dir, models_dir = Path(model_dir), Path(models_dir)
     base = isnet_general.status(models_dir / isnet_general.NAME)
@@ -146,11 +146,12 @@ def build(model_dir, models_dir, threads=1):
     scratch = model_dir / ".model.onnx.build"
     try:
         diff, iou = export_net(net, isnet_general.PREPROCESS, scratch, pictures, threads)
-        card = _card(tuned, {"what": f"isnet-general's npm weights with {TUNED_WEIGHTS} in place, "
-                                     "main map d1, exported from torch as fp32 with dynamic height and width",
-                             "opset": OPSET, "torch": torch.__version__,
-                             "verified": {"pictures": described, "size": isnet_general.SIZE,
-                                          "max_abs_diff": diff, "min_mask_iou": iou}})
+        card = _card(tuned, onnx_graph.export_record(
+            scratch, TUNED_WEIGHTS, sha256_file(model_dir / TUNED_WEIGHTS),
+            {"pictures": described, "size": isnet_general.SIZE, "max_abs_diff": diff, "min_mask_iou": iou},
+            name="model.onnx",
+            what=f"isnet-general's npm weights with {TUNED_WEIGHTS} in place, main map d1, exported from "
+                 "torch as fp32 with dynamic height and width"))
 
         # File by file, never the folder: it holds the committed tuned.*, and in a Docker build it
         # comes from a lower image layer, where overlayfs cannot rename a directory. The old card

@@ -115,7 +115,7 @@ def onnx_file(model_dir, card=None):
                          f"build it with `{rebuild}` (scripts/setup.sh does)")
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
-        source, name, digest = record["source_sha256"], record["file"], record["sha256"]
+        source, name, digest = record["weights_sha256"], record["file"], record["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{record_path} is unreadable ({exc!r}); rebuild with `{rebuild}`") from None
     if source != card["sha256"]:
