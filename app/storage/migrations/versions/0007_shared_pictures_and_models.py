@@ -2,15 +2,15 @@
 every app instance and worker reads them without a shared disk (app/storage/images.py,
 app/storage/model_versions.py). `flask storage move` copies what older versions kept as files.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
