@@ -43,6 +43,8 @@ def create_app(config=None):
     app.register_blueprint(characters.bp)
     app.register_blueprint(review.bp)
     app.register_blueprint(jobs.bp)
+    from app.web import teach
+    app.register_blueprint(teach.bp)  # issue 30: teaching a cast from an episode
     ratelimit.init_app(app)
     app.after_request(security_headers)
     commands.init_app(app)

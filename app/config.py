@@ -100,6 +100,9 @@ DEFAULTS = {
     # A running job whose worker (on another machine) has not written a heartbeat for this long is
     # taken as lost; a worker on the same machine is checked by its process at once.
     "JOB_LEASE_SECONDS": 60,
+    # Teaching a cast (issue 30, app/web/teach.py): one upload's bytes, and pictures when it is several.
+    "TEACH_MAX_BYTES": 256 * 1024 * 1024,
+    "TEACH_MAX_PICTURES": 2000,
     # torch intra-op threads per worker; None means CPU cores // WORKERS.
     "TORCH_THREADS": None,
     # ONNX Runtime threads of a cutout, per worker; None means every core. A worker runs one cutout

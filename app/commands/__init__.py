@@ -15,6 +15,7 @@ LAZY = {
     "cutout": "app.commands.cutout",
     "bench": "app.commands.bench",
     "worker": "app.commands.worker",
+    "teach": "app.commands.teach",
 }
 
 

@@ -41,10 +41,11 @@ def get(app):
         with _lock:
             state = app.extensions.get("job_queue")
             if state is None or state["pid"] != os.getpid():
-                from app.jobs import cutouts, retrain
+                from app.jobs import cutouts, retrain, teach
                 huey = _make_huey(app)
                 tasks = {"cutout": huey.task(name="cutout")(lambda job_id: cutouts.run(app, job_id)),
-                         "retrain": huey.task(name="retrain")(lambda job_id: retrain.run(app, job_id))}
+                         "retrain": huey.task(name="retrain")(lambda job_id: retrain.run(app, job_id)),
+                         "teach": huey.task(name="teach")(lambda job_id: teach.run(app, job_id))}
                 state = {"pid": os.getpid(), "huey": huey, "tasks": tasks}
                 app.extensions["job_queue"] = state
     return state["huey"], state["tasks"]

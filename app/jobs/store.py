@@ -185,11 +185,11 @@ def lost_jobs(app, lease_seconds):
 
 
 def stranded_jobs(app, older_than_s):
-    """Queued rows (batch cutouts and retraining) unchanged for `older_than_s`: waiting in a long
+    """Queued rows (batch cutouts, retraining, teaching) unchanged for `older_than_s`: waiting in a long
     queue, or their message lost (a Redis restarted without persistence); the caller tells which."""
     horizon = utcnow() - datetime.timedelta(seconds=older_than_s)
     with db.session(app) as s:
-        rows = list(s.scalars(select(Job).where(Job.status == "queued", Job.kind.in_(("cutout", "retrain")))))
+        rows = list(s.scalars(select(Job).where(Job.status == "queued", Job.kind.in_(("cutout", "retrain", "teach")))))
     return [job for job in rows if _aware(job.updated) < horizon]
 
 
