@@ -121,7 +121,7 @@ def name_group(s, root, session, number, name, current_embedder=None):
     matched as the gallery matches names). Returns (character name, faces enrolled now)."""
     group = _group(s, session, number)
     if group.status in ("discarded", "merged"):
-        raise Conflict(_("This group was %(status)s; it cannot be named.", status=group.status))
+        raise Conflict(_("This group was discarded or merged into another; it cannot change."))
     faces = _faces(s, group.id)
     if not faces:
         raise Conflict(_("Every face of this group was dropped."))
@@ -156,7 +156,7 @@ def merge(s, root, session, number, into, current_embedder=None):
     source, target = _group(s, session, number), _group(s, session, into)
     for group in (source, target):
         if group.status in ("discarded", "merged"):
-            raise Conflict(_("This group was %(status)s; it cannot be named.", status=group.status))
+            raise Conflict(_("This group was discarded or merged into another; it cannot change."))
     if source.status == "named":
         _unenrol(s, _faces(s, source.id, include_dropped=True))
     for f in _faces(s, source.id, include_dropped=True):

@@ -84,7 +84,7 @@ def _job_body(job):
     if job.reason:
         reason = json.loads(job.reason)
         body["message"] = translate(Message(reason["msgid"], reason.get("params") or {}))
-    if job.status == "done":
+    if job.status == "done" and job.kind == "cutout":  # a teach job's outcome is its teach session
         body["zip"] = url_for("jobs.results_zip", job_id=job.key)
     return body
 
