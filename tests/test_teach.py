@@ -66,6 +66,12 @@ def make_app(tmp_path):
         db.dispose(app)
 
 
+def test_the_teach_constants_agree_with_the_face_data_sets():
+    from app.training import face_dataset
+    assert tracks.MARGIN == face_dataset.DEFAULT_MARGIN  # crops like the gallery's enrolled ones
+    assert material.PICTURE_SUFFIXES == face_dataset.IMAGE_SUFFIXES
+
+
 def test_iou_and_linking_rules():
     assert tracks.iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert tracks.iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0

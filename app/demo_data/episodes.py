@@ -17,8 +17,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app.field_bench import sources
-
 SIZE = (640, 360)
 FPS = 12
 SCENE_SECONDS = (2.0, 5.0)
@@ -28,6 +26,7 @@ PEOPLE_PER_SCENE = ((1, 0.35), (2, 0.45), (3, 0.2))  # (count, share of scenes)
 def figures_by_character(split="test", half=None):
     """{character: [Figure, ...]} of the bench's Live2D characters and cast sprites of `split`;
     `half` 0 or 1 keeps every other pose (two episodes of one cast that share no Live2D pose)."""
+    from app.field_bench import sources
     out = {}
     for kind in ("live2d", "cast"):
         for figure in sources.load_figures(kind, split):
@@ -85,6 +84,7 @@ def render(path, seconds, seed, split="test", half=None, cast=None, fps=FPS, scr
     `script`: [(seconds, [character, ...]), ...] scene by scene instead of scenes drawn at random."""
     if shutil.which("ffmpeg") is None:
         raise RuntimeError("making an episode needs ffmpeg (apt-get install ffmpeg)")
+    from app.field_bench import sources
     rng = np.random.default_rng(seed)
     cast = cast or figures_by_character(split, half)
     backgrounds = sources.load_backgrounds(split)

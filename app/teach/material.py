@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from app.training.face_dataset import IMAGE_SUFFIXES, load_rgb
+PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}  # face_dataset.IMAGE_SUFFIXES
 
 MAX_SIDE = 640  # the cascade finds a character's face at this size; larger frames only cost time
 EVERY_S = 0.25  # four frames a second: a face moves little between two, so tracks link by overlap
@@ -119,10 +119,11 @@ def _animation_frames(image, every_s, max_side):
 
 def picture_paths(folder):
     """The pictures under `folder`, in name order (a folder of frames keeps its order)."""
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES)
 
 
 def _folder_frames(folder, max_side):
+    from app.training.face_dataset import load_rgb  # the one reader of picture files (EXIF turned)
     paths = picture_paths(folder)
     if not paths:
         raise MaterialError(f"{Path(folder).name} holds no pictures")

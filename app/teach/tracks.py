@@ -4,7 +4,11 @@
 from dataclasses import dataclass, field
 
 from app.inference.faces import detect_faces
-from app.training.face_dataset import DEFAULT_MARGIN, crop_face, dhash, hamming
+
+# Crops and near-duplicate hashes come from app/training/face_dataset.py (the one place they are
+# made, as `flask dataset faces` makes them), imported when tracks are built: the web app's own
+# import stays free of app.training (tests/test_layout.py).
+MARGIN = 0.3  # face_dataset.DEFAULT_MARGIN: the margin the gallery's enrolled crops have
 
 LINK_IOU = 0.3  # a face moves and grows little in EVERY_S: boxes of one face overlap at least this
 GAP_FRAMES = 1  # a face the cascade misses in one frame keeps its track
@@ -44,9 +48,10 @@ class Track:
         return self.sightings[-1]
 
 
-def link(frames, detect=detect_faces, margin=DEFAULT_MARGIN, on_frame=None):
+def link(frames, detect=detect_faces, margin=MARGIN, on_frame=None):
     """Tracks of the faces in `frames` (material.Frame, in order); `on_frame(frame)` after each, which may
     return False to stop early (the tracks so far are returned, and `stopped` is set on the list)."""
+    from app.training.face_dataset import crop_face
     tracks, open_tracks, scene = [], [], -1
     stopped = False
     for frame in frames:
@@ -84,6 +89,7 @@ def link(frames, detect=detect_faces, margin=DEFAULT_MARGIN, on_frame=None):
 def collapse(track, bits=DUPLICATE_BITS, most=MAX_FACES_PER_TRACK):
     """Keep the crops of `track` that differ from every crop kept before (dHash), at most `most`
     of them spread evenly over the track."""
+    from app.training.face_dataset import dhash, hamming
     kept = []
     for sighting in track.sightings:
         sighting.hash = dhash(sighting.crop)
