@@ -8,6 +8,7 @@ bench's Live2D characters, encoded with ffmpeg; the embedder is the real demo-em
 import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,8 +48,9 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def embedder():
-    from app.inference.gallery import Embedder
     from conftest import MODELS
+
+    from app.inference.gallery import Embedder
     return Embedder.load(MODELS / "demo-embedding", threads=1, build=False)
 
 
@@ -109,8 +111,8 @@ def _run_inline(app, job_key):
     return store.get(app, job.id)
 
 
-def test_naming_merging_and_dropping_change_what_is_enrolled(make_app, clip):
-    app = make_app()
+def test_naming_merging_and_dropping_change_what_is_enrolled(make_app, clip, database_url):
+    app = make_app(DATABASE_URL=database_url)
     client = app.test_client()
     path, _truth = clip
     response = _submit(client, path)
@@ -185,13 +187,12 @@ def test_a_worker_runs_the_job_and_the_session_can_be_resumed(make_app, clip, tm
     assert not files.sizes(app, store.by_key(app, job_id), "in/")  # the upload is not kept
 
 
-def test_a_cancelled_job_leaves_nothing_half_written(make_app, clip):
-    app = make_app()
+def test_a_cancelled_job_leaves_nothing_half_written(make_app, clip, database_url):
+    app = make_app(DATABASE_URL=database_url)
     client = app.test_client()
     response = _submit(client, clip[0])
     job = store.by_key(app, response.get_json()["job"]["id"])
-    images_before = set((app.config["REPORT_DIR"] and __import__("pathlib").Path(app.config["REPORT_DIR"])
-                         / "images").rglob("*.png"))
+    images_before = set((Path(app.config["REPORT_DIR"]) / "images").rglob("*.png"))
     me = store.worker_id()
     assert store.claim(app, job.id, me)
 
@@ -206,8 +207,16 @@ def test_a_cancelled_job_leaves_nothing_half_written(make_app, clip):
         assert s.scalar(select(func.count(TeachFace.id))) == 0
         assert s.get(Job, job.id).status == "cancelled"
     assert not files.exists(app, job)
-    from pathlib import Path
     assert set((Path(app.config["REPORT_DIR"]) / "images").rglob("*.png")) == images_before
+
+    # Cancelled while still queued: the session is gone from the list, and a worker that gets the
+    # message later does nothing.
+    queued = _submit(client, clip[0]).get_json()
+    assert client.delete(f"/api/jobs/{queued['job']['id']}").status_code == 200
+    assert client.get("/api/teach", headers=AUTH).get_json()["sessions"] == []
+    _run_inline(app, queued["job"]["id"])
+    with db.session(app) as s:
+        assert s.scalar(select(func.count(TeachSession.id))) == 0
 
 
 def test_bad_and_oversized_uploads_get_clear_errors(make_app, clip, tmp_path):

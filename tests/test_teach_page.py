@@ -5,7 +5,6 @@ page fits a phone and speaks the three languages. Screenshots land in test-artif
 import json
 import re
 import shutil
-import time
 
 import pytest
 from conftest import ROOT, model_present

@@ -117,10 +117,12 @@ def claim(app, job_id, worker):
                  attempts=Job.attempts + 1, message="Running.")
 
 
-def progress(app, job_id, worker, done, total):
-    """Record pictures done; False when the job is no longer this worker's (cancelled, reaped)."""
+def progress(app, job_id, worker, done, total, message=None):
+    """Record pictures done (or `message` for other work); False when the job is no longer this
+    worker's (cancelled, reaped)."""
     return _move(app, job_id, [Job.status == "running", Job.worker == worker], done=done,
-                 progress=done / max(1, total), heartbeat=utcnow(), message=f"{done} of {total} pictures done.")
+                 progress=done / max(1, total), heartbeat=utcnow(),
+                 message=message or f"{done} of {total} pictures done.")
 
 
 def still_mine(app, job_id, worker):

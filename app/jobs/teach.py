@@ -6,7 +6,6 @@ so a cancel (DELETE /api/jobs/<id>) stops it at the next frame. Nothing of a job
 it finishes: a cancelled or failed job leaves its session without groups (and its material goes).
 A shell's `flask teach PATH` runs the same body in its own process on a file it names.
 """
-import json
 import logging
 import shutil
 import tempfile
@@ -38,6 +37,7 @@ def run(app, job_id):
     with app.app_context():
         me = store.worker_id()
         if not store.claim(app, job_id, me):
+            _abandon(app, job_id)  # cancelled while queued: its session goes too
             return
         with cutouts._running_lock:
             cutouts._running.add(job_id)
@@ -114,8 +114,8 @@ def _process(app, job, me, source, on_progress):
             return True
         last[0] = now
         share = FRAMES_SHARE * done / total if stage == "frames" else FRAMES_SHARE + (1 - FRAMES_SHARE) * done / total
-        # store.progress counts "pictures": scaled to per mille of the whole job.
-        return store.progress(app, job.id, me, round(999 * min(1.0, share)), 1000)
+        what = f"{done} of about {total} frames read." if stage == "frames" else f"{done} of {total} faces embedded."
+        return store.progress(app, job.id, me, round(999 * min(1.0, share)), 1000, message=what)
 
     result = pipeline.run(source, embedder, on_progress=progress)
     if result.stopped or not store.still_mine(app, job.id, me):
@@ -163,13 +163,23 @@ def _abandon(app, job_id):
 
 
 def status_of(app, session):
-    """The job's public state for a session still processing (progress 0..1, status, message)."""
-    if session.job_id is None:
-        return None
-    job = store.get(app, session.job_id)
+    """(the session's status, its job's public state or None). A session whose job failed where no
+    attempt could say so (the reaper gave up on it) reads "failed"."""
+    job = store.get(app, session.job_id) if session.job_id is not None else None
     if job is None:
-        return None
-    body = {"id": job.key, "status": job.status, "progress": round(job.progress or 0.0, 3)}
-    if job.reason:
-        body["reason"] = json.loads(job.reason)
-    return body
+        return session.status, None
+    status = session.status
+    if status == "processing" and job.status in ("failed", "cancelled", "expired"):
+        status = "failed"
+    body = {"id": job.key, "status": job.status, "progress": round(job.progress or 0.0, 3),
+            "message": job.message}
+    return status, body
+
+
+def forget_cancelled(app):
+    """Delete the sessions of jobs cancelled before any worker took them (no worker will)."""
+    with db.session(app, write=True) as s:
+        rows = s.execute(select(TeachSession.id, Job.status).join(Job, TeachSession.job_id == Job.id).where(
+            TeachSession.status == "processing", Job.status == "cancelled")).all()
+        for session_id, _status in rows:
+            s.delete(s.get(TeachSession, session_id))

@@ -83,8 +83,8 @@ def _vectors(faces):
 
 def describe(s, session, typical_count=TYPICAL_FACES):
     """The session as the operator page shows it: groups with counts and typical face ids."""
-    out = {"id": session.key, "name": session.name, "status": session.status, "stats": json.loads(session.stats or "{}"),
-           "groups": []}
+    out = {"id": session.key, "name": session.name, "status": session.status,
+           "stats": json.loads(session.stats or "{}"), "groups": []}
     rows = list(s.scalars(select(TeachGroup).where(TeachGroup.session_id == session.id).order_by(TeachGroup.number)))
     for group in rows:
         if group.status == "merged":

@@ -33,7 +33,7 @@ class Sighting:
     frame: int
     seconds: float
     box: tuple
-    crop: object  # PIL image (the face with the gallery's margin)
+    crop: object  # PIL image (the face with the gallery's margin); None once found a near-duplicate
     hash: int = 0
 
 
@@ -41,7 +41,7 @@ class Sighting:
 class Track:
     scene: int
     sightings: list = field(default_factory=list)  # every detection, in order
-    kept: list = field(default_factory=list)  # the crops left after near-duplicates collapse
+    kept: list = field(default_factory=list)  # the sightings left after near-duplicates collapse
 
     @property
     def last(self):
@@ -49,8 +49,9 @@ class Track:
 
 
 def link(frames, detect=detect_faces, margin=MARGIN, on_frame=None):
-    """Tracks of the faces in `frames` (material.Frame, in order); `on_frame(frame)` after each, which may
-    return False to stop early (the tracks so far are returned, and `stopped` is set on the list)."""
+    """Tracks of the faces in `frames` (material.Frame, in order); `on_frame(frame)` after each may
+    return False to stop early. Returns (tracks, stopped). A sighting's crop is kept only while it is
+    no near-duplicate of its track's kept crops, so memory grows with distinct faces, not frames."""
     from app.training.face_dataset import crop_face
     tracks, open_tracks, scene = [], [], -1
     stopped = False
@@ -76,27 +77,33 @@ def link(frames, detect=detect_faces, margin=MARGIN, on_frame=None):
                 track = Track(scene)
                 tracks.append(track)
                 open_tracks.append(track)
-            track.sightings.append(Sighting(frame.index, frame.seconds, tuple(int(v) for v in box),
-                                            crop_face(frame.rgb, box, margin)))
+            sighting = Sighting(frame.index, frame.seconds, tuple(int(v) for v in box),
+                                crop_face(frame.rgb, box, margin))
+            track.sightings.append(sighting)
+            keep_if_new(track, sighting)
         if on_frame is not None and on_frame(frame) is False:
             stopped = True
             break
     for track in tracks:
-        collapse(track)
+        spread(track)
     return tracks, stopped
 
 
-def collapse(track, bits=DUPLICATE_BITS, most=MAX_FACES_PER_TRACK):
-    """Keep the crops of `track` that differ from every crop kept before (dHash), at most `most`
-    of them spread evenly over the track."""
+def keep_if_new(track, sighting, bits=DUPLICATE_BITS):
+    """Keep `sighting`'s crop in `track.kept` unless it is within `bits` (dHash) of one kept before;
+    a near-duplicate's crop is let go."""
     from app.training.face_dataset import dhash, hamming
-    kept = []
-    for sighting in track.sightings:
-        sighting.hash = dhash(sighting.crop)
-        if all(hamming(sighting.hash, k.hash) > bits for k in kept):
-            kept.append(sighting)
+    sighting.hash = dhash(sighting.crop)
+    if all(hamming(sighting.hash, k.hash) > bits for k in track.kept):
+        track.kept.append(sighting)
+    else:
+        sighting.crop = None
+
+
+def spread(track, most=MAX_FACES_PER_TRACK):
+    """At most `most` kept crops, spread evenly over the track."""
+    kept = track.kept
     if len(kept) > most:
         step = (len(kept) - 1) / (most - 1)
-        kept = [kept[round(i * step)] for i in range(most)]
-    track.kept = kept
+        track.kept = [kept[round(i * step)] for i in range(most)]
     return track

@@ -135,10 +135,13 @@ def create():
 def index():
     """Every teach session, newest first, with where it stands."""
     app = _app()
+    teach_job.forget_cancelled(app)
     with db.session(app) as s:
         rows = teach_store.list_sessions(s)
-        out = [{"id": r.key, "name": r.name, "status": r.status, "created": iso(r.created),
-                "job": teach_job.status_of(app, r)} for r in rows]
+    out = []
+    for row in rows:
+        status, job = teach_job.status_of(app, row)
+        out.append({"id": row.key, "name": row.name, "status": status, "created": iso(row.created), "job": job})
     return jsonify({"sessions": out})
 
 
@@ -159,7 +162,7 @@ def _answers(groups):
     root = _root()
     for group in groups:
         crops = []
-        for face_id, sha256 in group.pop("_typical_images")[:ANSWER_FACES]:
+        for sha256 in group.pop("_typical_images")[:ANSWER_FACES]:
             with Image.open(io.BytesIO(images.read(root, sha256))) as im:
                 crops.append(im.convert("RGB"))
         if not crops:
@@ -183,8 +186,8 @@ def show(key):
         session = _session(s, key)
         body = teach_store.describe(s, session)
         for group in body["groups"]:
-            group["_typical_images"] = [(i, teach_store.face(s, session, i).image_sha256) for i in group["typical"]]
-        body["job"] = teach_job.status_of(app, session)
+            group["_typical_images"] = [teach_store.face(s, session, i).image_sha256 for i in group["typical"]]
+        body["status"], body["job"] = teach_job.status_of(app, session)
     open_groups = [g for g in body["groups"] if g["status"] != "discarded"]
     _answers(open_groups)
     for group in body["groups"]:
