@@ -116,6 +116,17 @@ def test_upload_name_a_group_and_the_main_page_names_the_character(tmp_path, bro
                 enrolled = gallery.face_counts(s)
             assert list(enrolled) == ["Unity Chan"] and enrolled["Unity Chan"] >= 2
 
+            # The review page shows her enrolled faces as thumbnails, and links back here.
+            browser.get(server.base + "/review")
+            wait_for(browser, "document.querySelectorAll('#characters tr[data-name=\"Unity Chan\"] .thumbs img')"
+                              ".length >= 2 && Array.from(document.querySelectorAll('.thumbs img'))"
+                              ".every((i) => i.complete && i.naturalWidth > 0)")
+            screenshot(browser, "teach-1b-review-thumbnails.png")
+            browser.find_element(By.LINK_TEXT, "Teach a cast").click()
+            wait_for(browser, "location.pathname === '/teach'")
+            browser.find_element(By.LINK_TEXT, "episode.mp4").click()
+            wait_for(browser, "document.querySelectorAll('#groups .group').length === 2")
+
             # Phone width: one column, nothing wider than the screen.
             phone(browser)
             try:

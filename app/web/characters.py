@@ -6,13 +6,13 @@ version in one transaction, so every worker answers the new name on its next req
 """
 import hashlib
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 
 from app.config import resolve_path
 from app.errors import APIError
 from app.i18n import _, message_of
 from app.inference import imaging
-from app.storage import db, gallery
+from app.storage import db, gallery, images
 from app.storage.labels import name_key, spelling_in
 from app.storage.reports import ReportError
 from app.web import live
@@ -88,3 +88,44 @@ def remove(name):
     if not removed:
         raise APIError(_("No character %(name)s in the gallery.", name=repr(name)), 404, "not_found")
     return jsonify({"name": name, "removed": True})
+
+
+MAX_LISTED_FACES = 500
+
+
+def _faces_or_404(name):
+    try:
+        with db.session(current_app._get_current_object()) as s:
+            faces = gallery.faces_of(s, name, MAX_LISTED_FACES)
+    except ReportError as exc:
+        raise APIError(message_of(exc), 400, "bad_name") from None
+    if faces is None:
+        raise APIError(_("No character %(name)s in the gallery.", name=repr(name)), 404, "not_found")
+    return faces
+
+
+@bp.get("/characters/<path:name>/faces")
+@operator_required
+def faces(name):
+    """A character's enrolled faces (the first MAX_LISTED_FACES), each with its picture's address."""
+    listed = _faces_or_404(name)
+    return jsonify({"name": name, "faces": [
+        {"id": face_id, "source": source, "url": url_for("characters.face_image", name=name, face_id=face_id)}
+        for face_id, _sha, source in listed]})
+
+
+@bp.get("/characters/<path:name>/faces/<int:face_id>")
+@operator_required
+def face_image(name, face_id):
+    """One enrolled face (PNG)."""
+    try:
+        with db.session(current_app._get_current_object()) as s:
+            sha256 = gallery.face_sha256(s, name, face_id)
+    except ReportError as exc:
+        raise APIError(message_of(exc), 400, "bad_name") from None
+    path = images.image_path(resolve_path(current_app.config["REPORT_DIR"]), sha256) if sha256 else None
+    if path is None or not path.is_file():
+        raise APIError(_("No such face in the gallery."), 404, "not_found")
+    response = send_file(path, mimetype="image/png", max_age=3600)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
