@@ -252,6 +252,26 @@ def _png():
     return buf.getvalue()
 
 
+def test_an_animated_picture_and_a_set_of_pictures_teach_like_the_video(make_app, clip):
+    app = make_app()
+    client = app.test_client()
+    frames = [Image.fromarray(f.rgb) for f in material.frames(clip[0])]
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:], duration=250, loop=0)
+    pngs = []
+    for frame in frames:
+        buf = io.BytesIO()
+        frame.save(buf, format="PNG")
+        pngs.append(buf.getvalue())
+    for material_files in ([(io.BytesIO(gif.getvalue()), "episode.gif")],
+                           [(io.BytesIO(p), f"{i:04d}.png") for i, p in enumerate(pngs)]):
+        response = client.post("/api/teach", data={"material": material_files}, headers=AUTH)
+        assert response.status_code == 202, response.data
+        assert _run_inline(app, response.get_json()["job"]["id"]).status == "done"
+        view = client.get(f"/api/teach/{response.get_json()['session']}", headers=AUTH).get_json()
+        assert view["stats"]["frames"] == 36 and len(view["groups"]) == 2, view["stats"]
+
+
 def test_flask_teach_makes_a_session_from_a_folder(make_app, clip, tmp_path):
     app = make_app()
     folder = tmp_path / "frames"

@@ -7,6 +7,7 @@ are read and acted on under /api/teach/<session>; the page /teach/<session> does
 """
 import io
 import tempfile
+import warnings
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, send_file, url_for
@@ -32,6 +33,8 @@ bp = Blueprint("teach", __name__)
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_PICTURES = 2000
 ANSWER_FACES = 3  # typical faces per group asked "who is this?" for the card
+ANIMATION_FORMATS = ("GIF", "PNG", "WEBP")
+MAX_ANIMATION_FRAMES = 20_000  # every frame is decoded to find the sampled ones: bounded
 
 
 def _app():
@@ -86,12 +89,32 @@ def _check_material(uploads, config):
         except material.MaterialError:
             raise APIError(_("This is not a video, animated picture or picture the server can read."), 415,
                            "unsupported_material") from None
-    if kind in ("animation", "picture"):
-        try:
-            imaging.open_image(datas[0], len(datas[0]) + 1, int(config["MAX_IMAGE_PIXELS"]))[1].close()
-        except APIError as exc:
-            raise APIError(message_of(exc), 413 if exc.status == 413 else 415, exc.code) from None
+    if kind == "picture":
+        imaging.open_image(datas[0], len(datas[0]) + 1, int(config["MAX_IMAGE_PIXELS"]))[1].close()
+    elif kind == "animation":
+        _check_animation(datas[0], int(config["MAX_IMAGE_PIXELS"]))
     return datas
+
+
+def _check_animation(data, max_pixels):
+    """An animated GIF, PNG or WebP within the pixel limit per frame and the frame limit: else 413/415."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=ANIMATION_FORMATS) as image:
+                width, height, frames = image.width, image.height, getattr(image, "n_frames", 1)
+    except Image.DecompressionBombError:
+        raise APIError(_("The image has more than %(limit)d pixels.", limit=max_pixels), 413,
+                       "image_too_large") from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise APIError(_("This is not a video, animated picture or picture the server can read."), 415,
+                       "unsupported_material") from None
+    if width * height > max_pixels:
+        raise APIError(_("The image is %(width)dx%(height)d; at most %(limit)d pixels are accepted.",
+                         width=width, height=height, limit=max_pixels), 413, "image_too_large")
+    if frames > MAX_ANIMATION_FRAMES:
+        raise APIError(_("The animation has %(frames)d frames; at most %(limit)d are accepted.", frames=frames,
+                         limit=MAX_ANIMATION_FRAMES), 413, "material_too_long")
 
 
 @bp.post("/api/teach")
