@@ -166,6 +166,7 @@ def test_naming_merging_and_dropping_change_what_is_enrolled(make_app, clip, dat
     assert client.post(f"/api/teach/{key}/groups/{first['number']}/discard", headers=AUTH).status_code == 200
     with db.session(app) as s:
         assert s.scalar(select(func.count(Face.id))) == 0
+    assert "Ren" not in client.get("/api/characters").get_json()["characters"]  # no face left: no name
     again = client.post(f"/api/teach/{key}/groups/{first['number']}/name", json={"name": "x"}, headers=AUTH)
     assert again.status_code == 409
 

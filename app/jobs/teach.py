@@ -6,6 +6,7 @@ so a cancel (DELETE /api/jobs/<id>) stops it at the next frame. Nothing of a job
 it finishes: a cancelled or failed job leaves its session without groups (and its material goes).
 A shell's `flask teach PATH` runs the same body in its own process on a file it names.
 """
+import json
 import logging
 import shutil
 import tempfile
@@ -54,6 +55,8 @@ def attempt(app, job_id, me, path=None, on_progress=None):
     job = store.get(app, job_id)
     work = Path(tempfile.mkdtemp(prefix="teach-"))
     try:
+        # A shell's job names its material on this machine (only `flask teach` sets options.path).
+        path = path or json.loads(job.options or "{}").get("path")
         source = Path(path) if path else _unpack(app, job, work)
         result, seconds = _process(app, job, me, source, on_progress)
         if result is None:

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 from app.i18n import _
 from app.inference.gallery import normalise
 from app.storage import db, gallery, images
-from app.storage.models import Face, TeachFace, TeachGroup, TeachSession
+from app.storage.models import Character, Face, TeachFace, TeachGroup, TeachSession
 from app.teach.grouping import diverse, typical
 
 ENROL_FACES = 8  # faces enrolled per named group: enough poses, few enough to stay typical
@@ -130,9 +130,8 @@ def name_group(s, root, session, number, name, current_embedder=None):
         _unenrol(s, [f for f in faces if f.enrolled_id is not None])
     character, added = gallery.add_faces(s, name, [f.image_sha256 for f in chosen], source="teach")
     by_sha = {f.image_sha256: f for f in chosen}
-    have = {row.image_sha256: row.id for row in s.scalars(select(Face).where(Face.character_id == character.id))}
-    for f in chosen:
-        f.enrolled_id = have.get(f.image_sha256)
+    for row in added:  # only faces this naming added: a picture enrolled before stays the operator's
+        by_sha[row.image_sha256].enrolled_id = row.id
     if current_embedder is not None:  # the same vectors the live gallery would compute
         gallery.put_embeddings(s, current_embedder, {row.id: by_sha[row.image_sha256].vector for row in added
                                                      if by_sha[row.image_sha256].embedder == current_embedder})
@@ -141,9 +140,14 @@ def name_group(s, root, session, number, name, current_embedder=None):
 
 
 def _unenrol(s, faces):
+    """Take these faces' enrolments out of the gallery; a character left with no face goes too."""
     ids = [f.enrolled_id for f in faces if f.enrolled_id is not None]
     if ids:
+        owners = set(s.scalars(select(Face.character_id).where(Face.id.in_(ids))))
         s.execute(delete(Face).where(Face.id.in_(ids)))
+        for character_id in owners:
+            if not s.scalar(select(func.count(Face.id)).where(Face.character_id == character_id)):
+                s.execute(delete(Character).where(Character.id == character_id))
         db.bump(s, gallery.COUNTER)
     for f in faces:
         f.enrolled_id = None
