@@ -23,6 +23,7 @@ from app.field_bench import sources
 from app.jobs import files, store
 from app.jobs import teach as teach_job
 from app.storage import db
+from app.storage import teach as teach_store
 from app.storage.models import Face, Job, TeachFace, TeachSession
 from app.teach import material, pipeline, tracks
 
@@ -132,7 +133,7 @@ def test_naming_merging_and_dropping_change_what_is_enrolled(make_app, clip, dat
     assert client.post(f"/api/teach/{key}/faces/{dropped}/drop", headers=AUTH).status_code == 200
     named = client.post(f"/api/teach/{key}/groups/{first['number']}/name", json={"name": "Ren"}, headers=AUTH)
     assert named.status_code == 200, named.data
-    assert named.get_json()["added"] == min(8, first["faces"] - 1)
+    assert named.get_json()["added"] == min(teach_store.ENROL_FACES, first["faces"] - 1)
     with db.session(app) as s:
         enrolled = set(s.scalars(select(TeachFace.id).where(TeachFace.enrolled_id.is_not(None))))
         assert dropped not in enrolled and len(enrolled) == named.get_json()["added"]
