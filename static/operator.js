@@ -179,7 +179,7 @@ const THUMBNAILS = 6;
 /** Up to THUMBNAILS enrolled faces of `name` as small pictures in `cell`. */
 async function loadThumbnails(name, cell) {
   try {
-    const data = await call("GET", `/api/characters/${encodeURIComponent(name)}/faces`);
+    const data = await call("GET", `/api/gallery/faces?name=${encodeURIComponent(name)}`);
     cell.replaceChildren(...data.faces.slice(0, THUMBNAILS).map((face) => Object.assign(document.createElement("img"), {
       src: face.url, alt: `${name} (${face.source})`, width: 40, height: 40, loading: "lazy" })));
   } catch (err) { /* thumbnails are a convenience: the row stands without them */ }

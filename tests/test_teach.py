@@ -140,12 +140,12 @@ def test_naming_merging_and_dropping_change_what_is_enrolled(make_app, clip, dat
     listing = client.get("/api/characters").get_json()
     assert any(d["name"] == "Ren" and d["faces"] == len(enrolled) for d in listing["details"])
     # The operator page's thumbnails: the character's enrolled faces, each served (any case of the name).
-    thumbs = client.get("/api/characters/REN/faces", headers=AUTH).get_json()["faces"]
+    thumbs = client.get("/api/gallery/faces?name=REN", headers=AUTH).get_json()["faces"]
     assert len(thumbs) == len(enrolled) and {t["source"] for t in thumbs} == {"teach"}
     with client.get(thumbs[0]["url"], headers=AUTH) as picture:
         assert picture.status_code == 200 and picture.mimetype == "image/png"
-    assert client.get("/api/characters/Ren/faces/999999", headers=AUTH).status_code == 404
-    assert client.get("/api/characters/nobody/faces", headers=AUTH).status_code == 404
+    assert client.get("/api/gallery/faces/999999", headers=AUTH).status_code == 404
+    assert client.get("/api/gallery/faces?name=nobody", headers=AUTH).status_code == 404
 
     # Naming the second group "ren" joins the same character; merging it into the first instead
     # enrols from the union, and dropping an enrolled face takes it out of the gallery.

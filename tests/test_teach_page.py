@@ -123,7 +123,7 @@ def test_upload_name_a_group_and_the_main_page_names_the_character(tmp_path, bro
                               ".every((i) => i.complete && i.naturalWidth > 0)")
             screenshot(browser, "teach-1b-review-thumbnails.png")
             browser.find_element(By.LINK_TEXT, "Teach a cast").click()
-            wait_for(browser, "location.pathname === '/teach'")
+            wait_for(browser, "location.pathname === '/teach' && document.querySelector('#sessions a') !== null")
             browser.find_element(By.LINK_TEXT, "episode.mp4").click()
             wait_for(browser, "document.querySelectorAll('#groups .group').length === 2")
 

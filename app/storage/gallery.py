@@ -117,12 +117,9 @@ def faces_of(session, name, limit=None):
     return [tuple(r) for r in session.execute(query.limit(limit) if limit else query)]
 
 
-def face_sha256(session, name, face_id):
-    """The picture sha256 of enrolled face `face_id` of character `name`, or None."""
-    character = get_character(session, clean_label(name, field="name"))
-    if character is None:
-        return None
-    return session.scalar(select(Face.image_sha256).where(Face.id == face_id, Face.character_id == character.id))
+def face_sha256(session, face_id):
+    """The picture sha256 of enrolled face `face_id`, or None."""
+    return session.scalar(select(Face.image_sha256).where(Face.id == face_id))
 
 
 def training_faces(session):

@@ -93,36 +93,30 @@ def remove(name):
 MAX_LISTED_FACES = 500
 
 
-def _faces_or_404(name):
+@bp.get("/gallery/faces")
+@operator_required
+def faces():
+    """?name=: a character's enrolled faces (the first MAX_LISTED_FACES), each with its picture's address.
+    (Not under /api/characters/<name>/: a name may hold "/", so that address would be ambiguous.)"""
+    name = request.args.get("name", "")
     try:
         with db.session(current_app._get_current_object()) as s:
-            faces = gallery.faces_of(s, name, MAX_LISTED_FACES)
+            listed = gallery.faces_of(s, name, MAX_LISTED_FACES)
     except ReportError as exc:
         raise APIError(message_of(exc), 400, "bad_name") from None
-    if faces is None:
+    if listed is None:
         raise APIError(_("No character %(name)s in the gallery.", name=repr(name)), 404, "not_found")
-    return faces
-
-
-@bp.get("/characters/<path:name>/faces")
-@operator_required
-def faces(name):
-    """A character's enrolled faces (the first MAX_LISTED_FACES), each with its picture's address."""
-    listed = _faces_or_404(name)
     return jsonify({"name": name, "faces": [
-        {"id": face_id, "source": source, "url": url_for("characters.face_image", name=name, face_id=face_id)}
+        {"id": face_id, "source": source, "url": url_for("characters.face_image", face_id=face_id)}
         for face_id, _sha, source in listed]})
 
 
-@bp.get("/characters/<path:name>/faces/<int:face_id>")
+@bp.get("/gallery/faces/<int:face_id>")
 @operator_required
-def face_image(name, face_id):
+def face_image(face_id):
     """One enrolled face (PNG)."""
-    try:
-        with db.session(current_app._get_current_object()) as s:
-            sha256 = gallery.face_sha256(s, name, face_id)
-    except ReportError as exc:
-        raise APIError(message_of(exc), 400, "bad_name") from None
+    with db.session(current_app._get_current_object()) as s:
+        sha256 = gallery.face_sha256(s, face_id)
     path = images.image_path(resolve_path(current_app.config["REPORT_DIR"]), sha256) if sha256 else None
     if path is None or not path.is_file():
         raise APIError(_("No such face in the gallery."), 404, "not_found")
