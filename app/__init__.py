@@ -29,7 +29,20 @@ def create_app(config=None):
 
     from app import commands, errors, i18n
     from app.jobs import kinds
-    from app.web import api, auth, characters, connections, jobs, memory, origin, pages, ratelimit, review, static_files
+    from app.web import (
+        api,
+        auth,
+        characters,
+        connections,
+        jobs,
+        memory,
+        origin,
+        pages,
+        ratelimit,
+        review,
+        static_files,
+        teach,
+    )
     errors.init_app(app)
     i18n.init_app(app)  # error messages in the client's language (Accept-Language)
     connections.init_app(app)
@@ -45,6 +58,7 @@ def create_app(config=None):
     app.register_blueprint(characters.bp)
     app.register_blueprint(review.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(teach.bp)
     ratelimit.init_app(app)
     app.after_request(security_headers)
     commands.init_app(app)

@@ -116,6 +116,9 @@ DEFAULTS = {
     "ANIMATION_INLINE_FRAMES": 6,
     # Frames of an animation looked at for faces (spread evenly over it) by /api/animation/characters.
     "ANIMATION_NAME_FRAMES": 24,
+    # Teaching a cast (issue 30, app/web/teach.py): one upload's bytes, and pictures when it is several.
+    "TEACH_MAX_BYTES": 256 * 1024 * 1024,
+    "TEACH_MAX_PICTURES": 2000,
     # torch intra-op threads per worker; None means CPU cores // WORKERS.
     "TORCH_THREADS": None,
     # ONNX Runtime threads of a cutout, per worker; None means every core. A worker runs one cutout

@@ -37,11 +37,11 @@ sys.path.insert(0, str(ROOT))
 from app.build.backbones import load_backbone  # noqa: E402
 from app.config import CACHE_ROOT  # noqa: E402
 from app.demo_data import compose, outsiders, renpy_cast  # noqa: E402
+from app.inference.face_crops import crop_face  # noqa: E402
 from app.inference.gallery import Embedder, Gallery, normalise  # noqa: E402
 from app.inference.identify import Identifier  # noqa: E402
 from app.inference.open_set import rank  # noqa: E402
 from app.storage.model_dirs import new_card, write_card, write_model_dir  # noqa: E402
-from app.training.face_dataset import crop_face  # noqa: E402
 from app.training.feature_cache import FeatureCache  # noqa: E402
 
 LIVE2D = CACHE_ROOT / "live2d"

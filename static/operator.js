@@ -149,6 +149,10 @@ async function loadCharacters() {
       td.textContent = text;
       tr.append(td);
     }
+    const faces = document.createElement("td");
+    faces.className = "thumbs";
+    if (c.faces > 0) loadThumbnails(c.name, faces);
+    tr.append(faces);
     const td = document.createElement("td");
     if (c.source !== "head") {
       const button = document.createElement("button");
@@ -168,6 +172,17 @@ async function loadCharacters() {
     return tr;
   });
   $("#characters tbody").replaceChildren(...rows);
+}
+
+const THUMBNAILS = 6;
+
+/** Up to THUMBNAILS enrolled faces of `name` as small pictures in `cell`. */
+async function loadThumbnails(name, cell) {
+  try {
+    const data = await call("GET", `/api/gallery/faces?name=${encodeURIComponent(name)}`);
+    cell.replaceChildren(...data.faces.slice(0, THUMBNAILS).map((face) => Object.assign(document.createElement("img"), {
+      src: face.url, alt: `${name} (${face.source})`, width: 40, height: 40, loading: "lazy" })));
+  } catch (err) { /* thumbnails are a convenience: the row stands without them */ }
 }
 
 async function enrol(event) {

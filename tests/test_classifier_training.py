@@ -9,10 +9,10 @@ from PIL import Image
 
 from app.demo_data import compose
 from app.demo_data import renpy_cast as demo_cast
+from app.inference.face_crops import crop_face
 from app.inference.identify import Identifier
 from app.training import classifier_train, open_set_fit
 from app.training.classifier_eval import metrics_from_results
-from app.training.face_dataset import crop_face
 
 needs_art = pytest.mark.skipif(not demo_cast.is_fetched(),
                                reason="demo-cast art missing: run scripts/setup.sh --dev")

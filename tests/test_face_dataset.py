@@ -10,8 +10,9 @@ from PIL import Image
 from app.demo_data import outsiders
 from app.demo_data import renpy_cast as demo_cast
 from app.inference import faces
+from app.inference.face_crops import crop_face, dhash, hamming
 from app.training import demo_faces, face_dataset
-from app.training.face_dataset import build_dataset, crop_face, dhash, hamming
+from app.training.face_dataset import build_dataset
 
 needs_art = pytest.mark.skipif(not demo_cast.is_fetched() or not faces.cascade_available(),
                                reason="demo-cast art or face cascade missing: run scripts/setup.sh --dev")

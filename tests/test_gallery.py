@@ -12,10 +12,10 @@ from servers import gunicorn
 
 from app import create_app
 from app.demo_data import compose, outsiders, renpy_cast
+from app.inference.face_crops import crop_face
 from app.inference.gallery import Gallery
 from app.inference.open_set import rank
 from app.storage import db
-from app.training.face_dataset import crop_face
 
 TOKEN = "gallery-test-token-of-forty-characters!!"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

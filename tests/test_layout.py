@@ -89,7 +89,7 @@ def test_no_import_cycles_between_modules_or_packages():
     assert _cycles(_graph(level=2)) == []  # app.inference, app.storage, app.training, ...
 
 
-SERVING = ("app.inference", "app.serving", "app.web", "app.storage", "app.jobs", "app.errors", "app.i18n")
+SERVING = ("app.inference", "app.serving", "app.web", "app.storage", "app.jobs", "app.teach", "app.errors", "app.i18n")
 NOT_FOR_SERVING = ("torch", "app.build", "app.training", "app.demo_data", "app.field_bench")
 
 

@@ -15,9 +15,9 @@ from test_gallery import AUTH, TOKEN, face_crops, needs_art
 from app import create_app
 from app.demo_data import compose
 from app.demo_data import renpy_cast as demo_cast
+from app.inference.face_crops import crop_face
 from app.storage import db, gallery, model_versions
 from app.training import classifier_train, retrain
-from app.training.face_dataset import crop_face
 
 pytestmark = [needs_art, needs_classifier]
 

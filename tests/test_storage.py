@@ -34,7 +34,7 @@ def test_migrations_reach_head_and_match_the_models(store):
     from alembic.runtime.migration import MigrationContext
     app, _ = store
     engine = db.get_engine(app)
-    assert db.schema_revision(engine) == "0006"
+    assert db.schema_revision(engine) == "0007"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []  # the migrations build exactly the tables the code uses

@@ -16,6 +16,7 @@ LAZY = {
     "bench": "app.commands.bench",
     "worker": "app.commands.worker",
     "storage": "app.commands.storage",
+    "teach": "app.commands.teach",
 }
 
 

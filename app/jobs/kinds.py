@@ -5,5 +5,5 @@ import the queue to retry themselves."""
 
 def init_app(app):
     """Register each job kind's runner, run(app, job_id), for `app`'s queue."""
-    from app.jobs import cutouts, retrain
-    app.extensions["job_runners"] = {"cutout": cutouts.run, "retrain": retrain.run}
+    from app.jobs import cutouts, retrain, teach
+    app.extensions["job_runners"] = {"cutout": cutouts.run, "retrain": retrain.run, "teach": teach.run}

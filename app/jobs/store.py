@@ -117,10 +117,12 @@ def claim(app, job_id, worker):
                  attempts=Job.attempts + 1, message="Running.")
 
 
-def progress(app, job_id, worker, done, total):
-    """Record pictures done; False when the job is no longer this worker's (cancelled, reaped)."""
+def progress(app, job_id, worker, done, total, message=None):
+    """Record pictures done (or `message` for other work); False when the job is no longer this
+    worker's (cancelled, reaped)."""
     return _move(app, job_id, [Job.status == "running", Job.worker == worker], done=done,
-                 progress=done / max(1, total), heartbeat=utcnow(), message=f"{done} of {total} pictures done.")
+                 progress=done / max(1, total), heartbeat=utcnow(),
+                 message=message or f"{done} of {total} pictures done.")
 
 
 def still_mine(app, job_id, worker):
@@ -185,11 +187,11 @@ def lost_jobs(app, lease_seconds):
 
 
 def stranded_jobs(app, older_than_s):
-    """Queued rows (batch cutouts and retraining) unchanged for `older_than_s`: waiting in a long
+    """Queued rows (batch cutouts, retraining, teaching) unchanged for `older_than_s`: waiting in a long
     queue, or their message lost (a Redis restarted without persistence); the caller tells which."""
     horizon = utcnow() - datetime.timedelta(seconds=older_than_s)
     with db.session(app) as s:
-        rows = list(s.scalars(select(Job).where(Job.status == "queued", Job.kind.in_(("cutout", "retrain")))))
+        rows = list(s.scalars(select(Job).where(Job.status == "queued", Job.kind.in_(("cutout", "retrain", "teach")))))
     return [job for job in rows if _aware(job.updated) < horizon]
 
 

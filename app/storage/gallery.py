@@ -107,6 +107,20 @@ def put_embeddings(session, embedder, vectors):
                 pass
 
 
+def faces_of(session, name, limit=None):
+    """[(face id, image sha256, source)] of a character's enrolled faces, oldest first; None without one."""
+    character = get_character(session, clean_label(name, field="name"))
+    if character is None:
+        return None
+    query = select(Face.id, Face.image_sha256, Face.source).where(Face.character_id == character.id).order_by(Face.id)
+    return [tuple(r) for r in session.execute(query.limit(limit) if limit else query)]
+
+
+def face_sha256(session, face_id):
+    """The picture sha256 of enrolled face `face_id`, or None."""
+    return session.scalar(select(Face.image_sha256).where(Face.id == face_id))
+
+
 def training_faces(session):
     """[(character name, image sha256)] of every enrolled face, for retraining the head."""
     rows = session.execute(select(Character.name, Face.image_sha256)

@@ -170,3 +170,47 @@ class OperatorSession(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     created: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class TeachSession(Base):
+    """Teaching a cast from one episode (app/teach/store.py): its groups of faces, named one by one;
+    it lives until deleted, so an operator can come back to it."""
+    __tablename__ = "teach_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(40), unique=True)  # public id
+    name: Mapped[str] = mapped_column(String(200), default="")  # the material's file name
+    status: Mapped[str] = mapped_column(String(12), default="processing")  # processing/ready/failed
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True)
+    created: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    stats: Mapped[str] = mapped_column(Text, default="{}")  # JSON: frames, tracks, faces, seconds
+
+
+class TeachGroup(Base):
+    """One group of a teach session: open, named (enrolled), discarded, or merged into another."""
+    __tablename__ = "teach_groups"
+    __table_args__ = (UniqueConstraint("session_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("teach_sessions.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)  # 1.. within the session, largest group first
+    status: Mapped[str] = mapped_column(String(10), default="open")  # open/named/discarded/merged
+    name: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+
+
+class TeachFace(Base):
+    """A face crop of a teach session (its picture under <REPORT_DIR>/images/, like enrolled faces)."""
+    __tablename__ = "teach_faces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("teach_sessions.id", ondelete="CASCADE"), index=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("teach_groups.id", ondelete="SET NULL"), nullable=True,
+                                                 index=True)  # None: set aside
+    track: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    embedder: Mapped[str] = mapped_column(String(200))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian, L2-normalised
+    dropped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The gallery face it was enrolled as, while it is enrolled.
+    enrolled_id: Mapped[int | None] = mapped_column(ForeignKey("faces.id", ondelete="SET NULL"), nullable=True)

@@ -13,8 +13,9 @@ import numpy as np
 from PIL import Image
 
 from app.inference import faces
+from app.inference.face_crops import DEFAULT_MARGIN, crop_face
 from app.training.face_dataset import CROP_KINDS as KINDS  # noqa: F401  (re-exported)
-from app.training.face_dataset import DEFAULT_MARGIN, UNKNOWN_LABEL, crop_face
+from app.training.face_dataset import UNKNOWN_LABEL
 
 DRAWN_SCALE = (0.7, 1.6)  # side of a drawn box over the face box's
 DRAWN_ASPECT = (0.75, 1.33)  # width over height of a drawn box

@@ -23,9 +23,10 @@ import numpy as np
 from app.demo_data import compose, outsiders
 from app.demo_data import renpy_cast as demo_cast
 from app.demo_data.live2d.dataset import POSE_FOLDS
+from app.inference.face_crops import DEFAULT_MARGIN
 from app.storage.files import staged_dir, write_json
 from app.training import crop_kinds
-from app.training.face_dataset import DEFAULT_MARGIN, UNKNOWN_LABEL, FaceCrop, write_crops
+from app.training.face_dataset import UNKNOWN_LABEL, FaceCrop, write_crops
 
 _OUTSIDER_SALT = {"train": 77_001, "val": 77_002, "test": 77_003}
 _CAST_SALT = {"train": 55_001, "val": 55_002}

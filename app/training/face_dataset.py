@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from app.inference import faces
+from app.inference.face_crops import DEFAULT_MARGIN, crop_face, dhash, hamming, load_rgb
 from app.storage.files import atomic_path, staged_dir
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
@@ -23,7 +24,6 @@ UNSORTED = "_unsorted"
 # Faces of characters outside the label set (training: outlier exposure; evaluation: "unknown").
 UNKNOWN_LABEL = "_unknown"
 # Margin around the detected box on each side, as a share of its width (the seed used 0.3).
-DEFAULT_MARGIN = 0.3
 # dHash distance (of 64 bits) at or below which two crops of one label count as the same picture.
 DEFAULT_DUPLICATE_BITS = 4
 # How a crop was cut (app/training/crop_kinds.py): a data set's file names start with it.
@@ -40,33 +40,10 @@ class FaceCrop:
     kind: str | None = None  # how it was cut (app/training/crop_kinds.py); names its file when set
 
 
-def crop_face(rgb, box, margin=DEFAULT_MARGIN):
-    """The square crop around box (x, y, w, h) grown by margin on each side, clipped to the picture."""
-    x, y, w, h = box
-    side = max(w, h) * (1 + 2 * margin)
-    cx, cy = x + w / 2, y + h / 2
-    height, width = rgb.shape[:2]
-    x0, y0 = max(0, round(cx - side / 2)), max(0, round(cy - side / 2))
-    x1, y1 = min(width, round(cx + side / 2)), min(height, round(cy + side / 2))
-    return Image.fromarray(np.ascontiguousarray(rgb[y0:y1, x0:x1, :3]))
-
-
 def crop_kind(path):
     """The crop kind a data-set file name starts with (`cascade-...png`), or "known" for older files."""
     head = Path(path).name.split("-", 1)[0]
     return head if head in CROP_KINDS else "known"
-
-
-def dhash(image, size=8):
-    """64-bit difference hash: is each pixel of a (size+1) x size grey thumbnail brighter than its right neighbour."""
-    grey = np.asarray(image.convert("L").resize((size + 1, size), Image.BILINEAR), np.int16)
-    bits = (grey[:, 1:] > grey[:, :-1]).ravel()
-    return int(np.packbits(bits).view(">u8")[0]) if size == 8 else int("".join("01"[b] for b in bits), 2)
-
-
-def hamming(a, b):
-    """Number of differing bits between two hashes."""
-    return (a ^ b).bit_count()
 
 
 class NearDuplicateFilter:
@@ -84,15 +61,6 @@ class NearDuplicateFilter:
             return False
         kept.append(h)
         return True
-
-
-def load_rgb(path):
-    """An image file as an RGB uint8 array with its EXIF orientation applied; None if unreadable."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
 
 
 def video_frames(path, every_s=2.0, max_side=VIDEO_MAX_SIDE):

@@ -5,15 +5,16 @@ for operators. An enrolment stores the pictures, their embeddings and the new ga
 version in one transaction, so every worker answers the new name on its next request.
 """
 import hashlib
+import io
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 
 from app.config import resolve_path
 from app.errors import APIError
 from app.i18n import _, message_of
 from app.inference import imaging
 from app.serving import live
-from app.storage import db, gallery
+from app.storage import db, gallery, images
 from app.storage.labels import LabelError, name_key, spelling_in
 from app.web.auth import operator_required
 
@@ -87,3 +88,43 @@ def remove(name):
     if not removed:
         raise APIError(_("No character %(name)s in the gallery.", name=repr(name)), 404, "not_found")
     return jsonify({"name": name, "removed": True})
+
+
+MAX_LISTED_FACES = 500
+
+
+@bp.get("/gallery/faces")
+@operator_required
+def faces():
+    """?name=: a character's enrolled faces (the first MAX_LISTED_FACES), each with its picture's address.
+    (Not under /api/characters/<name>/: a name may hold "/", so that address would be ambiguous.)"""
+    name = request.args.get("name", "")
+    try:
+        with db.session(current_app._get_current_object()) as s:
+            listed = gallery.faces_of(s, name, MAX_LISTED_FACES)
+    except LabelError as exc:
+        raise APIError(message_of(exc), 400, "bad_name") from None
+    if listed is None:
+        raise APIError(_("No character %(name)s in the gallery.", name=repr(name)), 404, "not_found")
+    return jsonify({"name": name, "faces": [
+        {"id": face_id, "source": source, "url": url_for("characters.face_image", face_id=face_id)}
+        for face_id, _sha, source in listed]})
+
+
+@bp.get("/gallery/faces/<int:face_id>")
+@operator_required
+def face_image(face_id):
+    """One enrolled face (PNG)."""
+    data = None
+    with db.session(current_app._get_current_object()) as s:
+        sha256 = gallery.face_sha256(s, face_id)
+        if sha256:
+            try:
+                data = images.read(s, resolve_path(current_app.config["REPORT_DIR"]), sha256)
+            except FileNotFoundError:
+                pass
+    if data is None:
+        raise APIError(_("No such face in the gallery."), 404, "not_found")
+    response = send_file(io.BytesIO(data), mimetype="image/png", max_age=3600)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response

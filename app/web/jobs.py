@@ -84,7 +84,7 @@ def _job_body(job):
     if job.reason:
         reason = json.loads(job.reason)
         body["message"] = translate(Message(reason["msgid"], reason.get("params") or {}))
-    if job.status == "done":
+    if job.status == "done" and job.kind == "cutout":  # a teach job's outcome is its teach session
         sticker = json.loads(job.result or "{}").get("animation")
         if sticker:  # an animated picture's job (app/jobs/stickers.py): one file
             body["sticker"] = {**sticker, "url": url_for("jobs.sticker", job_id=job.key)}
