@@ -19,13 +19,14 @@ from app.i18n import _, message_of
 from app.inference import imaging
 from app.jobs import files, queue, store
 from app.jobs import teach as teach_job
+from app.serving import live
 from app.storage import db, images
 from app.storage.labels import spelling_in
 from app.storage.models import iso
 from app.storage.reports import ReportError, clean_label
 from app.teach import material
 from app.teach import store as teach_store
-from app.web import auth, live
+from app.web import auth
 from app.web.auth import operator_required
 
 bp = Blueprint("teach", __name__)
