@@ -51,7 +51,7 @@ def embedder():
     from conftest import MODELS
 
     from app.inference.gallery import Embedder
-    return Embedder.load(MODELS / "demo-embedding", threads=1, build=False)
+    return Embedder.load(MODELS / "demo-embedding", threads=1)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 
 from app.i18n import _
 from app.inference.gallery import normalise
-from app.storage import db, gallery, images
+from app.storage import gallery, images, transactions
 from app.storage.models import Character, Face, TeachFace, TeachGroup, TeachSession
 from app.teach.grouping import diverse, typical
 
@@ -152,7 +152,7 @@ def _unenrol(s, faces):
         for character_id in owners:
             if not s.scalar(select(func.count(Face.id)).where(Face.character_id == character_id)):
                 s.execute(delete(Character).where(Character.id == character_id))
-        db.bump(s, gallery.COUNTER)
+        transactions.bump(s, gallery.COUNTER)
     for f in faces:
         f.enrolled_id = None
 
