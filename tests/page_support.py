@@ -5,6 +5,8 @@ The tests watch what a person would see (status texts and their data-state, the 
 lists), never flags kept for tests in the page's code.
 """
 import base64
+import json
+import re
 import threading
 from pathlib import Path
 
@@ -110,6 +112,13 @@ def wait_for(driver, script, timeout=60):
     from selenium.webdriver.support.ui import WebDriverWait
     return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
         lambda d: d.execute_script("return " + script))
+
+
+def locale_module(path):
+    """A page's locale module's object (static/js/*-locales/*.js: JSON plus a trailing comma per entry)."""
+    text = Path(path).read_text()
+    body = text[text.index("export default") + len("export default"):].strip().rstrip(";")
+    return json.loads(re.sub(r",\s*}", "}", body))
 
 
 def screenshot(driver, name):

@@ -13,6 +13,7 @@ from page_support import (
     console_problems,
     desktop,
     faces_found,
+    locale_module,
     needs_chromium,
     open_page,
     phone,
@@ -39,10 +40,7 @@ def needs_chromium_ok():
 
 
 def _locale(name):
-    """A teach-locales module's object (written as JSON plus a trailing comma per entry)."""
-    text = (LOCALES / f"{name}.js").read_text()
-    body = text[text.index("export default") + len("export default"):].strip().rstrip(";")
-    return json.loads(re.sub(r",\s*}", "}", body))
+    return locale_module(LOCALES / f"{name}.js")
 
 
 def test_every_language_has_every_teach_message():

@@ -27,9 +27,16 @@ export function saveLanguage(lang) {
   try { localStorage.setItem(STORAGE_KEY, lang); } catch (e) { /* private mode */ }
 }
 
-/** A translate function for `lang`: t(key, params) -> text, English where a key is missing. */
+/** A translate function for `lang` over the main page's strings: t(key, params) -> text. */
 export function translator(lang) {
-  const messages = LANGUAGES[lang] || en;
+  return translatorFor(LANGUAGES, lang);
+}
+
+/** A translate function for `lang` over another page's strings, `languages` = {en, "zh-Hans", ja}:
+ * t(key, params) -> text, English where a key is missing. */
+export function translatorFor(languages, lang) {
+  const en = languages.en;
+  const messages = languages[lang] || en;
   const plural = new Intl.PluralRules(lang);
   const t = function (key, params = {}) {
     let message = messages[key] ?? en[key];

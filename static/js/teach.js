@@ -1,7 +1,7 @@
 // The teach page: upload material (a job with progress and cancel), list teach sessions, and name
 // each group of a session in one action (merge, drop faces, discard). Keyboard: j/k or arrows
 // move between group cards, n names, m merges, d discards, f shows every face of the group.
-import { preferredLanguage, saveLanguage, translateStatic } from "./i18n.js";
+import { preferredLanguage, saveLanguage, translateStatic, translatorFor } from "./i18n.js";
 import en from "./teach-locales/en.js";
 import ja from "./teach-locales/ja.js";
 import zhHans from "./teach-locales/zh-Hans.js";
@@ -14,13 +14,10 @@ let lang = preferredLanguage();
 let sessionKey = document.body.dataset.session || "";
 let lastView = null;
 
-function t(key, params = {}) {
-  let message = (LANGUAGES[lang] || en)[key] ?? en[key] ?? key;
-  if (typeof message === "object") message = message[new Intl.PluralRules(lang).select(params.n ?? 0)] ?? message.other;
-  return message.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));
-}
+let t = translatorFor(LANGUAGES, lang);
 
 function applyLanguage() {
+  t = translatorFor(LANGUAGES, lang);
   document.documentElement.lang = lang;
   $("#lang").value = lang;
   translateStatic(document, t);

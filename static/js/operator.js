@@ -1,13 +1,35 @@
 // The operator's page: review queue (keyboard-friendly, bulk actions), gallery, retraining.
 // Every request sends the page's CSRF token; the session cookie is the operator's sign-in.
-"use strict";
+// Strings come from static/js/operator-locales/ in the reader's language (the same switch as teach).
+import { preferredLanguage, saveLanguage, translateStatic, translatorFor } from "./i18n.js";
+import en from "./operator-locales/en.js";
+import ja from "./operator-locales/ja.js";
+import zhHans from "./operator-locales/zh-Hans.js";
+
+const LANGUAGES = { en, "zh-Hans": zhHans, ja };
 
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+let lang = preferredLanguage();
+let t = translatorFor(LANGUAGES, lang);
+/** A server value (a status, a source) in the reader's language; the value itself where unknown. */
+const word = (prefix, value) => (t.has(`${prefix}.${value}`) ? t(`${prefix}.${value}`) : value);
+/** A server time in the reader's language's way of writing dates. */
+const when = (iso) => (iso ? new Date(iso).toLocaleString(lang) : "");
+
+function applyLanguage() {
+  t = translatorFor(LANGUAGES, lang);
+  document.documentElement.lang = lang;
+  $("#lang").value = lang;
+  translateStatic(document, t);
+  updateBulk();
+  showChosen();
+}
 
 async function call(method, url, body) {
-  const options = { method, headers: { "X-CSRFToken": csrf, Accept: "application/json" }, credentials: "same-origin" };
+  const options = { method, headers: { "X-CSRFToken": csrf, Accept: "application/json", "Accept-Language": lang },
+                    credentials: "same-origin" };
   if (body !== undefined) options.body = body;
   const response = await fetch(url, options);
   let data = {};
@@ -36,28 +58,31 @@ function updateBulk() {
   const picked = cards().filter((c) => $(".pick", c).checked).length;
   $("#bulk-accept").disabled = picked === 0 || currentStatus !== "pending";
   $("#bulk-reject").disabled = picked === 0 || currentStatus !== "pending";
-  $("#bulk-accept").textContent = picked ? `Accept selected (${picked})` : "Accept selected";
-  $("#bulk-reject").textContent = picked ? `Reject selected (${picked})` : "Reject selected";
+  $("#bulk-accept").textContent = picked ? t("review.bulk.acceptN", { n: picked }) : t("review.bulk.accept");
+  $("#bulk-reject").textContent = picked ? t("review.bulk.rejectN", { n: picked }) : t("review.bulk.reject");
 }
 
 function renderReport(report) {
   const node = $("#report-template").content.firstElementChild.cloneNode(true);
+  translateStatic(node, t);
   node.dataset.id = report.id;
   node.dataset.status = report.status;
   const img = $("img", node);
   img.src = `/api/reports/${encodeURIComponent(report.id)}/image`;
-  img.alt = `Face reported as ${report.label}`;
+  img.alt = t("review.report.alt", { name: report.label });
   $(".label", node).textContent = report.label;
   $(".predicted", node).textContent = report.predicted || "—";
-  $(".created", node).textContent = report.created ? new Date(report.created).toLocaleString() : "";
+  $(".created", node).textContent = when(report.created);
   $(".relabel", node).value = report.decided_label || report.label;
-  $(".pick", node).setAttribute("aria-label", `Select the report named ${report.label}`);
+  $(".pick", node).setAttribute("aria-label", t("review.report.selectNamed", { name: report.label }));
   const pending = report.status === "pending";
   $(".accept", node).hidden = !pending;
   $(".reject", node).hidden = !pending;
   $(".relabel", node).disabled = !pending;
   $(".pick", node).disabled = !pending;
-  $(".state", node).textContent = pending ? "" : `${report.status}${report.decided_label ? ` as ${report.decided_label}` : ""}`;
+  const status = word("review.report.decided", report.status);
+  $(".state", node).textContent = pending ? ""
+    : report.decided_label ? t("review.report.decidedAs", { status, name: report.decided_label }) : status;
   $(".accept", node).addEventListener("click", () => decide(node, true));
   $(".reject", node).addEventListener("click", () => decide(node, false));
   $(".pick", node).addEventListener("change", updateBulk);
@@ -68,7 +93,8 @@ function renderReport(report) {
 function showCounts(data) {
   for (const [status, n] of Object.entries(data.counts)) $(`[data-count="${status}"]`).textContent = `(${n})`;
   const size = (bytes) => (bytes < 1048576 ? `${Math.ceil(bytes / 1024)} KB` : `${(bytes / 1048576).toFixed(1)} MB`);
-  $("#quota").textContent = data.quota_bytes ? `Queue uses ${size(data.pending_bytes)} of ${size(data.quota_bytes)}` : "";
+  $("#quota").textContent = data.quota_bytes
+    ? t("review.queue.quota", { used: size(data.pending_bytes), quota: size(data.quota_bytes) }) : "";
 }
 
 async function refreshCounts() {
@@ -94,7 +120,7 @@ async function decide(node, accept) {
     await call("POST", `/api/reports/${encodeURIComponent(node.dataset.id)}/${accept ? "accept" : "reject"}`, form);
     node.remove();
     if (next) next.focus();
-    notice(accept ? `Accepted: ${$(".relabel", node).value.trim()} joins the gallery.` : "Rejected.");
+    notice(accept ? t("review.done.accepted", { name: $(".relabel", node).value.trim() }) : t("review.done.rejected"));
     refreshCounts().catch(() => {});
     $("#reports-empty").hidden = cards().length > 0;
     updateBulk();
@@ -110,7 +136,8 @@ async function bulk(accept) {
   const picked = cards().filter((c) => $(".pick", c).checked);
   let done = 0;
   for (const node of picked) if (await decide(node, accept)) done += 1;
-  notice(`${accept ? "Accepted" : "Rejected"} ${done} of ${picked.length} report(s).`, done === picked.length ? "ok" : "error");
+  notice(t(accept ? "review.bulk.acceptedDone" : "review.bulk.rejectedDone", { done, n: picked.length }),
+         done === picked.length ? "ok" : "error");
 }
 
 function onKey(event) {
@@ -144,7 +171,7 @@ async function loadCharacters() {
   const data = await call("GET", "/api/characters");
   const rows = data.details.map((c) => {
     const tr = document.createElement("tr");
-    for (const text of [c.name, c.source, String(c.faces)]) {
+    for (const text of [c.name, word("review.source", c.source), String(c.faces)]) {
       const td = document.createElement("td");
       td.textContent = text;
       tr.append(td);
@@ -158,11 +185,15 @@ async function loadCharacters() {
       const button = document.createElement("button");
       button.type = "button";
       button.className = "secondary";
-      button.textContent = "Remove from gallery";
-      button.setAttribute("aria-label", `Remove ${c.name} from the gallery`);
+      button.textContent = t("review.gallery.remove");
+      button.setAttribute("aria-label", t("review.gallery.removeLabel", { name: c.name }));
       button.addEventListener("click", async () => {
-        if (!confirm(`Remove ${c.name} and its ${c.faces} enrolled face(s) from the gallery?`)) return;
-        try { await call("DELETE", `/api/characters/${encodeURIComponent(c.name)}`); notice(`${c.name} removed.`); loadCharacters(); }
+        if (!confirm(t("review.gallery.removeConfirm", { name: c.name, n: c.faces }))) return;
+        try {
+          await call("DELETE", `/api/characters/${encodeURIComponent(c.name)}`);
+          notice(t("review.gallery.removed", { name: c.name }));
+          loadCharacters();
+        }
         catch (err) { notice(err.message, "error"); }
       });
       td.append(button);
@@ -181,8 +212,15 @@ async function loadThumbnails(name, cell) {
   try {
     const data = await call("GET", `/api/gallery/faces?name=${encodeURIComponent(name)}`);
     cell.replaceChildren(...data.faces.slice(0, THUMBNAILS).map((face) => Object.assign(document.createElement("img"), {
-      src: face.url, alt: `${name} (${face.source})`, width: 40, height: 40, loading: "lazy" })));
+      src: face.url, alt: t("review.face.alt", { name, source: word("review.face", face.source) }),
+      width: 40, height: 40, loading: "lazy" })));
   } catch (err) { /* thumbnails are a convenience: the row stands without them */ }
+}
+
+/** How many pictures the (unseen) file input holds, in the reader's language. */
+function showChosen() {
+  const n = $("#enrol-faces").files.length;
+  $("#enrol-chosen").textContent = n ? t("review.enrol.chosen", { n }) : t("review.enrol.none");
 }
 
 async function enrol(event) {
@@ -191,8 +229,9 @@ async function enrol(event) {
   $("#enrol-submit").disabled = true;
   try {
     const data = await call("POST", "/api/characters", form);
-    notice(`${data.name}: ${data.faces} enrolled face(s) (${data.added} new).`);
+    notice(t("review.enrol.done", { name: data.name, n: data.faces, added: data.added }));
     $("#enrol-form").reset();
+    showChosen();
     loadCharacters();
   } catch (err) {
     notice(err.message, "error");
@@ -207,15 +246,19 @@ function figures(metrics) {
   const l = metrics.live || {};
   if (!c.top1 && c.top1 !== 0) return "";
   const pct = (v) => (v === undefined || v === null ? "–" : `${(100 * v).toFixed(1)}%`);
-  return `top-1 ${pct(c.top1)} (live ${pct(l.top1)}), unknown rejected ${pct(c.unknown_rejection_rate)} (live ${pct(l.unknown_rejection_rate)})`;
+  return t("review.figures", { top1: pct(c.top1), liveTop1: pct(l.top1), unknown: pct(c.unknown_rejection_rate),
+                                liveUnknown: pct(l.unknown_rejection_rate) });
 }
 
 async function loadModels() {
   const data = await call("GET", "/api/classifiers");
-  $("#serving").textContent = `Serving: ${data.serving}.`;
+  // /api/classifiers says one of two fixed English phrases (app/web/review.py); the reader's words for them.
+  const serving = { "retrained version": "retrained", "configured model (FLASK_CLASSIFIER_MODEL)": "configured" };
+  const name = word("review.serving", serving[data.serving] ?? data.serving);
+  $("#serving").textContent = t("review.model.serving", { name });
   const rows = data.versions.map((v) => {
     const tr = document.createElement("tr");
-    for (const text of [String(v.id), v.status, v.created ? new Date(v.created).toLocaleString() : "", figures(v.metrics)]) {
+    for (const text of [String(v.id), word("review.version", v.status), when(v.created), figures(v.metrics)]) {
       const td = document.createElement("td");
       td.textContent = text;
       tr.append(td);
@@ -259,30 +302,41 @@ async function retrain() {
 }
 
 async function rollback() {
-  if (!confirm("Go back one model version?")) return;
+  if (!confirm(t("review.model.rollbackConfirm"))) return;
   try {
     const data = await call("POST", "/api/classifiers/rollback");
-    notice(data.live ? `Version ${data.live.id} is live again.` : "The configured model is live again.");
+    notice(data.live ? t("review.model.liveAgain", { id: data.live.id }) : t("review.model.configuredLive"));
     loadModels();
   } catch (err) { notice(err.message, "error"); }
 }
 
-document.addEventListener("DOMContentLoaded", () => {
-  $$('#status-filter input[name="status"]').forEach((radio) => radio.addEventListener("change", () => {
-    currentStatus = radio.value;
-    loadReports().catch((err) => notice(err.message, "error"));
-  }));
-  $("#select-all").addEventListener("change", (event) => {
-    cards().forEach((c) => { const pick = $(".pick", c); if (!pick.disabled) pick.checked = event.target.checked; });
-    updateBulk();
-  });
-  $("#bulk-accept").addEventListener("click", () => bulk(true));
-  $("#bulk-reject").addEventListener("click", () => bulk(false));
-  $("#enrol-form").addEventListener("submit", enrol);
-  $("#retrain").addEventListener("click", retrain);
-  $("#rollback").addEventListener("click", rollback);
-  document.addEventListener("keydown", onKey);
-  Promise.all([loadReports(), loadCharacters(), loadModels()])
-    .then(() => { document.body.dataset.ready = "1"; })
-    .catch((err) => notice(err.message, "error"));
+function loadAll() {
+  return Promise.all([loadReports(), loadCharacters(), loadModels()]);
+}
+
+// A module runs after the document is parsed: no DOMContentLoaded wait.
+$("#lang").addEventListener("change", () => {
+  lang = $("#lang").value;
+  saveLanguage(lang);
+  applyLanguage();
+  loadAll().catch((err) => notice(err.message, "error"));  // the rows carry words too
 });
+$$('#status-filter input[name="status"]').forEach((radio) => radio.addEventListener("change", () => {
+  currentStatus = radio.value;
+  loadReports().catch((err) => notice(err.message, "error"));
+}));
+$("#select-all").addEventListener("change", (event) => {
+  cards().forEach((c) => { const pick = $(".pick", c); if (!pick.disabled) pick.checked = event.target.checked; });
+  updateBulk();
+});
+$("#bulk-accept").addEventListener("click", () => bulk(true));
+$("#bulk-reject").addEventListener("click", () => bulk(false));
+$("#enrol-form").addEventListener("submit", enrol);
+$("#enrol-faces").addEventListener("change", showChosen);
+$("#retrain").addEventListener("click", retrain);
+$("#rollback").addEventListener("click", rollback);
+document.addEventListener("keydown", onKey);
+applyLanguage();
+loadAll()
+  .then(() => { document.body.dataset.ready = "1"; })
+  .catch((err) => notice(err.message, "error"));
