@@ -104,11 +104,16 @@ def storage_error(exc):
     """The APIError a storage failure should answer (507 disk full, 503 database unavailable), or None.
 
     SQLAlchemy's OperationalError and InterfaceError are the database's own failures (gone, refused,
-    locked past the timeout, unopenable); other database errors are bugs and stay 500s."""
-    from sqlalchemy.exc import InterfaceError, OperationalError
+    locked past the timeout, unopenable), and so are any database error SQLAlchemy saw as a lost
+    connection and its pool running out of connections while the database restarts; other database
+    errors are bugs and stay 500s."""
+    from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
         return APIError(_("The server's disk is full; try again later."), 507, "storage_full")
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    lost = isinstance(exc, (DisconnectionError, PoolTimeout)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    if lost or isinstance(exc, (OperationalError, InterfaceError)):
         orig = getattr(exc, "orig", None)
         text = str(orig).lower()
         if (getattr(orig, "sqlstate", None) == DISK_FULL_SQLSTATE or "disk is full" in text
