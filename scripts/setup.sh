@@ -2,7 +2,8 @@
 # One setup for a fresh Debian machine, CI and the Docker image:
 #   scripts/setup.sh            runtime: .venv, Python packages, front-end assets, face cascade
 #   scripts/setup.sh --dev      also test tools, Debian Chromium/chromedriver/ffmpeg/PostgreSQL,
-#                               demo-cast art, the Live2D models (npm dev dependencies) for `flask demo render`
+#                               demo-cast art, the Live2D models (npm dev dependencies) rendered by
+#                               `flask demo render`, and the field bench's art (`flask bench fetch`)
 # Idempotent: a second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,5 +85,11 @@ if [ "$DEV" = 1 ]; then
   "$PYBIN" -m flask --app wsgi demo fetch
   step "The page's sample picture (demo cast) into static/vendor/sample-cast.webp"
   "$PYBIN" -m flask --app wsgi demo sample
+  # The Live2D tests (cutout sets, stickers) and the teach tests need these renders; both are
+  # resumable (a second run only checks), about 2 minutes and 1 minute the first time.
+  step "Live2D sample characters rendered (npm models, Debian Chromium) into .cache/live2d"
+  "$PYBIN" -m flask --app wsgi demo render
+  step "The field bench's art (Debian wallpapers, unseen Live2D characters) into .cache/field_bench"
+  "$PYBIN" -m flask --app wsgi bench fetch
 fi
 step "Setup complete"
