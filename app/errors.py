@@ -5,6 +5,7 @@ app/i18n.py) when it was marked with `_()`.
 """
 import errno
 import logging
+import sqlite3
 
 from flask import current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -112,7 +113,9 @@ def storage_error(exc):
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
         return APIError(_("The server's disk is full; try again later."), 507, "storage_full")
     lost = isinstance(exc, (DisconnectionError, PoolTimeout)) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        isinstance(exc, DBAPIError) and exc.connection_invalidated) or (
+        # The rate-limit counters' own SQLite file (app/storage/counters.py), busy past its timeout.
+        isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc))
     if lost or isinstance(exc, (OperationalError, InterfaceError)):
         orig = getattr(exc, "orig", None)
         text = str(orig).lower()

@@ -98,12 +98,13 @@ def test_storage_errors_are_translated(tmp_path):
     assert english.get_json()["error"]["message"] != japanese.get_json()["error"]["message"]
 
 
-def test_a_lost_connection_or_an_exhausted_pool_is_storage_unavailable_not_a_bug():
+def test_a_lost_connection_an_exhausted_pool_or_a_busy_counter_file_is_storage_unavailable():
     from sqlalchemy.exc import DBAPIError, ProgrammingError, TimeoutError
 
     from app.errors import storage_error
     lost = DBAPIError("SELECT 1", {}, Exception("server closed the connection"), connection_invalidated=True)
-    for exc in (lost, TimeoutError("QueuePool limit reached")):
+    import sqlite3
+    for exc in (lost, TimeoutError("QueuePool limit reached"), sqlite3.OperationalError("database is locked")):
         assert storage_error(exc).status == 503 and storage_error(exc).headers["Retry-After"]
     assert storage_error(ProgrammingError("SELECT nonsense", {}, Exception("syntax error"))) is None
 

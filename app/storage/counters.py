@@ -44,7 +44,10 @@ class SQLiteStorage(Storage):
         if db is None or self._local.pid != os.getpid():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
+            # WAL is kept in the file: set it once. Asking again on every new connection needs a lock
+            # the busy timeout does not wait for, and many threads starting at once met "locked".
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # a counter lost to a power cut is fine
             db.execute(SCHEMA)
             self._local.db, self._local.pid = db, os.getpid()
