@@ -20,6 +20,9 @@ from limits.storage import Storage
 SCHEMA = "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, count INTEGER NOT NULL, expiry REAL NOT NULL)"
 
 
+_setup_lock = threading.Lock()
+
+
 class SQLiteStorage(Storage):
     """Fixed-window counters (key -> count, expiry time) in a SQLite file."""
 
@@ -32,6 +35,7 @@ class SQLiteStorage(Storage):
         self.path = Path(path)
         self.timeout = float(options.get("timeout", 5.0))
         self._local = threading.local()
+        self._ready_pid = None
         super().__init__(uri, wrap_exceptions=wrap_exceptions)
 
     @property
@@ -44,12 +48,16 @@ class SQLiteStorage(Storage):
         if db is None or self._local.pid != os.getpid():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            # WAL is kept in the file: set it once. Asking again on every new connection needs a lock
-            # the busy timeout does not wait for, and many threads starting at once met "locked".
-            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # a counter lost to a power cut is fine
-            db.execute(SCHEMA)
+            # The file's WAL mode and table, once per process: every thread doing it on its first
+            # request met "database is locked" (the WAL switch takes a lock the busy timeout does
+            # not wait for) when a server's threads all started at once.
+            with _setup_lock:
+                if self._ready_pid != os.getpid():
+                    if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                        db.execute("PRAGMA journal_mode=WAL")
+                    db.execute(SCHEMA)
+                    self._ready_pid = os.getpid()
             self._local.db, self._local.pid = db, os.getpid()
         return db
 
