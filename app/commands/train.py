@@ -83,8 +83,10 @@ def _from_gallery(data_dir, out_dir, tolerance, job_id, options):
 
 
 def _init_arg(ctx, param, value):
-    if value is not None and value != "isnet-general" and not Path(value).is_file():
-        raise click.BadParameter(f"{value}: no such file (or use isnet-general)")
+    from app.training.cutout_train import tuned_dir
+    if value is not None and value != "isnet-general" and not tuned_dir(value) and not Path(value).is_file():
+        raise click.BadParameter(f"{value}: no such file (or use isnet-general, or a tuned model's "
+                                 "name under models/)")
     return value
 
 
@@ -101,12 +103,14 @@ def cutout_inputs(cfg):
         from app.demo_data import stream
         mix = build_config(stream.MixConfig, None, cfg.mix)
         return (lambda seed: cutout_data.demo_batches(mix, cfg.size, seed, cfg.arch),
-                stream.validation_pairs(cfg.eval_count, cfg.seed, live2d_count=cfg.live2d_val))
+                stream.validation_pairs(cfg.eval_count, cfg.seed, live2d_count=cfg.live2d_val,
+                                                hard_count=cfg.hard_val))
     if cfg.val not in ("", "demo-cast"):
         raise ValueError(f"val must be \"\" (the folder's own pairs) or \"demo-cast\", not {cfg.val!r}")
     if cfg.val == "demo-cast":
         from app.demo_data import stream
-        val = stream.validation_pairs(cfg.eval_count, cfg.seed, live2d_count=cfg.live2d_val)
+        val = stream.validation_pairs(cfg.eval_count, cfg.seed, live2d_count=cfg.live2d_val,
+                                                hard_count=cfg.hard_val)
     else:
         val = cutout_data.validation_pairs(cfg.data, cfg.eval_count, cfg.seed)
     return (lambda seed: cutout_data.folder_stream(cfg.data, cfg.size, seed, cfg.arch, cfg.teacher_weight),
@@ -201,7 +205,7 @@ def cutout_command(data, config_file, mix_json, run_dir, out, heldout, **options
         train(cfg, *cutout_inputs(cfg), run_dir, log=click.echo)
         if out is not None:
             heldout = heldout or ("demo-cast" if cfg.data == "demo-cast" else None)
-            export = export_tuned_dir if cfg.init == "isnet-general" else export_model_dir
+            export = export_tuned_dir if cfg.arch == "isnet" and cfg.train_only else export_model_dir
             card = export(run_dir / "best.pt", out, out.name, command_line(),
                           heldout_set(heldout) if heldout else None, eval_dir=run_dir / "heldout")
             click.echo(json.dumps(card["metrics"], indent=2))

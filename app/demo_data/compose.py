@@ -142,7 +142,7 @@ def _clutter(rng, size):
     return np.asarray(img)
 
 
-def _pick(rng, photos, backdrops):
+def pick_photo(rng, photos, backdrops):
     """A photo; with backdrops, half the time one of those instead (the photos are what
     validation and test pictures show, so they must not be drowned out)."""
     pool = backdrops if len(backdrops) and rng.random() < 0.5 else photos
@@ -157,7 +157,7 @@ def _mosaic(rng, photos, size, backdrops=()):
     cuts = np.linspace(0, w if rng.random() < 0.5 else h, n + 1).round().astype(int)
     vertical_cuts = cuts[-1] == w
     for a, b in zip(cuts[:-1], cuts[1:]):
-        photo = _pick(rng, photos, backdrops)
+        photo = pick_photo(rng, photos, backdrops)
         if vertical_cuts:
             out[:, a:b] = photo_crop(rng, photo, (b - a, h))
         else:
@@ -173,7 +173,7 @@ def training_background(rng, photos, size, backdrops=()):
     """
     kind = rng.random()
     if kind < 0.45:
-        background = photo_crop(rng, _pick(rng, photos, backdrops), size)
+        background = photo_crop(rng, pick_photo(rng, photos, backdrops), size)
         if rng.random() < 0.33:
             background = np.asarray(shift_hue(Image.fromarray(background), rng.uniform(0, 1)))
         return background

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.demo_data import compose, renpy_cast
+from app.demo_data import compose, hard_cases, renpy_cast
 
 EVAL_SIZE = (448, 336)  # validation and held-out composites
 HELDOUT_SETS = ("demo-cast", "portraits-dev", "live2d-characters", "live2d-poses")
@@ -27,6 +27,9 @@ class MixConfig:
     backdrops: bool = False  # wallpapers and painted landscapes as extra training backgrounds
     distractors: float = 0.0  # share of pictures with objects pasted behind the figures
     live2d: float = 0.0  # share of figures drawn from the Live2D renders' training split (`demo render`)
+    # share of pictures drawn as the field bench's hard kinds (app/demo_data/hard_cases.py): busts,
+    # small figures, wallpapers, overlapping groups, painted backgrounds, cartoon props, shadows
+    hard_cases: float = 0.0
 
 
 class CompositeStream:
@@ -39,7 +42,7 @@ class CompositeStream:
     """
 
     def __init__(self, size, figures, photos, *, others=(), backdrops=(), objects=(),
-                 object_share=0.0, warp=0.0, seed=0):
+                 object_share=0.0, warp=0.0, hard_cases=0.0, seed=0):
         self.size = size
         self.rng = np.random.default_rng(seed)
         self.figures = list(figures)
@@ -49,14 +52,18 @@ class CompositeStream:
         self.objects = list(objects)
         self.object_share = object_share
         self.warp = warp
+        self.hard_cases = hard_cases
         # Landscape, square and portrait pictures (inference squashes each to a square), composed
-        # at about twice the training size: resizing the figures is most of the data's cost.
-        side = 2 * size
+        # at about twice the training size (at most 1024): resizing the figures is most of the
+        # data's cost.
+        side = min(2 * size, 1024)
         self.shapes = ((side * 4 // 3, side), (side, side), (side, side * 4 // 3))
 
     def composite(self):
         """One training Composite."""
         rng = self.rng
+        if self.hard_cases and rng.random() < self.hard_cases:
+            return self._hard_case()
         shape = self.shapes[rng.integers(len(self.shapes))]
         background = compose.training_background(rng, self.photos, shape, self.backdrops)
         if self.objects and rng.random() < self.object_share:
@@ -69,6 +76,14 @@ class CompositeStream:
             chosen = [dataclasses.replace(f, rgba=compose.warp_figure(rng, f.rgba))
                       if rng.random() < self.warp else f for f in chosen]
         return compose.compose(rng, chosen, background, shape)
+
+    def _hard_case(self):
+        rng = self.rng
+        size = hard_cases.shape(rng, self.shapes[1][0])
+        background = hard_cases.background(rng, lambda r: compose.pick_photo(r, self.photos, self.backdrops), size)
+        n = int(rng.integers(2, 4))
+        chosen = [self._other(self.figures[j]) for j in rng.choice(len(self.figures), n, replace=False)]
+        return hard_cases.hard_case(rng, chosen, background)
 
     def _other(self, figure):
         r, edge = self.rng.random(), 0.0
@@ -110,17 +125,46 @@ def demo_stream(mix, size, seed=0):
         objects = distractors.load()
     return CompositeStream(size, figures, [photos[k] for k in sorted(photos)], others=others,
                            backdrops=backdrops, objects=objects, object_share=mix.distractors,
-                           warp=mix.warp, seed=seed)
+                           warp=mix.warp, hard_cases=mix.hard_cases, seed=seed)
 
 
-def validation_pairs(count, seed=0, size=EVAL_SIZE, live2d_count=0):
+def validation_pairs(count, seed=0, size=EVAL_SIZE, live2d_count=0, hard_count=0):
     """A fixed list of (image, mask) validation composites (the best checkpoint is chosen on them):
-    `count` of the demo cast's val split, then `live2d_count` of the Live2D val poses."""
+    `count` of the demo cast's val split, then `live2d_count` of the Live2D val poses, then
+    `hard_count` hard cases of both (hard_case_validation)."""
     pairs = [(c.image, c.mask) for c in renpy_cast.composites("val", count, seed=seed, size=size)]
     if live2d_count:
         from app.demo_data import live2d
         pairs += [(c.image, c.mask) for c in live2d.composites("val", live2d_count, seed=seed, size=size)]
+    if hard_count:
+        pairs += hard_case_validation(hard_count, seed)
     return pairs
+
+
+def hard_case_validation(count, seed=0, long_side=1024):
+    """`count` fixed hard-case composites (hard_cases.py) of validation figures only: the demo
+    cast's val sprites and the Live2D val poses (ending in 8) over the val photos, for choosing a
+    checkpoint of a round that trains on hard cases."""
+    import numpy as np
+    from app.demo_data import live2d
+    spec = renpy_cast.SPLITS["val"]
+    figures = renpy_cast.load_sprites(renpy_cast.DEFAULT_CACHE, spec["sprites"])
+    figures += live2d.require(live2d.DEFAULT_CACHE, "val")
+    photos = renpy_cast.load_backgrounds(renpy_cast.DEFAULT_CACHE, spec["backgrounds"])
+    photos = [photos[k] for k in sorted(photos)]
+    rng = np.random.default_rng(seed + HARD_CASE_VAL_SALT)
+    pairs = []
+    for i in range(count):
+        size = hard_cases.shape(rng, long_side)
+        background = hard_cases.background(rng, lambda r: photos[r.integers(len(photos))], size)
+        chosen = [figures[j] for j in rng.choice(len(figures), 3, replace=False)]
+        framing = hard_cases.FRAMINGS[i % len(hard_cases.FRAMINGS)]
+        c = hard_cases.hard_case(rng, chosen, background, framing)
+        pairs.append((c.image, c.mask))
+    return pairs
+
+
+HARD_CASE_VAL_SALT = 7_000_003
 
 
 def heldout_composites(name, count=60, seed=0):

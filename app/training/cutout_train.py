@@ -24,7 +24,9 @@ from app.training import cutout_metrics
 class CutoutTrainConfig:
     data: str = "demo-cast"  # a folder with images/ and masks/, or "demo-cast" (recorded, not read here)
     arch: str = "u2netp"
-    init: str = ""  # weights to start from: an official file, a run's best.pt or "isnet-general"; "" = from scratch
+    # weights to start from: an official file, a run's best.pt, "isnet-general" or a tuned IS-Net's
+    # name under models/ (e.g. "isnet-anime": a second round); "" = from scratch
+    init: str = ""
     size: int = 192  # training and serving resolution (the official models use 320)
     batch: int = 8
     steps: int = 2000
@@ -41,6 +43,7 @@ class CutoutTrainConfig:
     frozen_norm: bool = False
     bf16: bool = False  # forward in bfloat16 autocast (AMX on this CPU: about 30% faster a step)
     live2d_val: int = 0  # Live2D val composites added to the demo-cast validation pictures
+    hard_val: int = 0  # hard-case val composites (app/demo_data/hard_cases.py) added to them
     # A distillation pool (app/training/distil.py) as data: the target is the exact mask blended
     # with the teacher's map by this weight; 0 = the mask alone.
     teacher_weight: float = 0.0
@@ -61,7 +64,7 @@ def lr_at(cfg, step):
 
 def build_net(cfg):
     """The network of `cfg.arch`, with `cfg.init`'s weights when given (strict)."""
-    if cfg.init == "isnet-general":
+    if cfg.init == "isnet-general" or tuned_dir(cfg.init):
         return _isnet_general(cfg)
     net = nets.build(cfg.arch, "cutout")
     if cfg.init:
@@ -72,9 +75,20 @@ def build_net(cfg):
     return net
 
 
+def tuned_dir(name):
+    """models/<name>/ when `name` is a tuned IS-Net there (app/build/isnet_tuned.py), else None."""
+    from app.build import isnet_tuned
+    from app.config import ROOT
+    if not name or "/" in name or name.endswith(".pt"):
+        return None
+    path = ROOT / "models" / name
+    return path if (path / isnet_tuned.TUNED_CARD).is_file() else None
+
+
 def _isnet_general(cfg):
-    """IS-Net with the official general-use weights, from the npm file setup installed."""
-    from app.build import isnet_general
+    """IS-Net with the official general-use weights, from the npm file setup installed, with a
+    tuned model's trained tensors in place when cfg.init names one."""
+    from app.build import isnet_general, isnet_tuned
     from app.config import ROOT
     from app.nets.isnet_onnx import load_isnet
 
@@ -85,6 +99,9 @@ def _isnet_general(cfg):
     if why:
         raise FileNotFoundError(f"isnet-general is not usable ({why}): run "
                                 f"`python -m app.build.isnet_general`")
+    tuned = tuned_dir(cfg.init)
+    if tuned:
+        return isnet_tuned.tuned_net(tuned, model_dir / isnet_general.NPM_FILE)[1]
     return load_isnet(model_dir / isnet_general.NPM_FILE)
 
 
@@ -236,7 +253,8 @@ def export_tuned_dir(checkpoint, out, name, command="", heldout=None, eval_dir=N
     if not cfg.get("train_only"):
         raise ValueError("a tuned IS-Net keeps only the tensors it trained: set train_only")
     training = {"data": cfg["data"], "steps": ckpt["step"], "config": cfg, "command": command,
-                "validation": ckpt.get("metrics"), "initialised_from": "isnet-general"}
+                "validation": ckpt.get("metrics"),
+                "initialised_from": cfg.get("init") or "isnet-general"}
     isnet_tuned.write_tuned(checkpoint, out, name, cfg["train_only"], training=training)
     card = isnet_tuned.build(out, ROOT / "models")
     if heldout:
