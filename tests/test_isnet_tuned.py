@@ -173,3 +173,18 @@ def test_the_default_model_is_served_at_the_size_its_card_names():
     card = json.loads((MODELS / "isnet-anime" / "card.json").read_text())
     assert card["preprocess"] == isnet_tuned.served_preprocess(tuned)
     assert Cutter.load(MODELS / "isnet-anime").input_size == card["input_size"] == card["preprocess"]["size"]
+
+
+@needs_isnet_anime
+def test_a_second_round_starts_from_the_tuned_model_by_its_name():
+    """`--init isnet-anime`: isnet-general with isnet-anime's trained tensors in place, the rest untouched."""
+    net = build_net(CutoutTrainConfig(arch="isnet", init="isnet-anime"))
+    own = net.state_dict()
+    trained = torch.load(MODELS / "isnet-anime" / "tuned.pt", weights_only=True)
+    assert all(torch.equal(own[k], v.float()) for k, v in trained.items())
+    from app.nets.isnet_onnx import load_isnet
+    base = load_isnet(NPM_FILE).state_dict()
+    untouched = [k for k in own if k not in trained]
+    assert untouched and all(torch.equal(own[k], base[k]) for k in untouched)
+    with pytest.raises(ValueError, match="--arch isnet"):
+        build_net(CutoutTrainConfig(arch="u2netp", init="isnet-anime"))
