@@ -145,7 +145,6 @@ def hard_case_validation(count, seed=0, long_side=1024):
     """`count` fixed hard-case composites (hard_cases.py) of validation figures only: the demo
     cast's val sprites and the Live2D val poses (ending in 8) over the val photos, for choosing a
     checkpoint of a round that trains on hard cases."""
-    import numpy as np
     from app.demo_data import live2d
     spec = renpy_cast.SPLITS["val"]
     figures = renpy_cast.load_sprites(renpy_cast.DEFAULT_CACHE, spec["sprites"])
