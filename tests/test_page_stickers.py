@@ -125,6 +125,16 @@ def test_a_dropped_gif_plays_with_its_character_named_and_becomes_a_transparent_
     Select(browser.find_element(By.ID, "sticker-format")).select_by_value("gif")
     note = browser.find_element(By.ID, "gif-note")
     assert note.is_displayed() and "1-bit" in note.text and browser.find_element(By.ID, "sticker-matte").is_displayed()
+
+    # A background colour instead of transparency: every frame opaque, shown without the checkerboard.
+    Select(browser.find_element(By.ID, "sticker-format")).select_by_value("webp")
+    browser.find_element(By.CSS_SELECTOR, "input[name=sticker-background][value=color]").click()
+    browser.find_element(By.ID, "sticker-make").click()
+    wait_for(browser, "!document.getElementById('sticker-view').classList.contains('checkerboard')", 120)
+    assert browser.find_element(By.ID, "sticker-status").get_attribute("data-state") == "done"
+    assert inline_server.count("POST", "/api/cutout") == 2
+    fmt, count, alphas = played(link_bytes(browser))
+    assert (fmt, count) == ("WEBP", FRAMES) and all((a == 255).all() for a in alphas)
     assert console_problems(browser) == []
 
 
@@ -153,13 +163,13 @@ def test_a_long_gif_is_a_job_with_progress_cancel_and_a_worker(tmp_path_factory,
         assert browser.find_element(By.ID, "sticker-cancel").is_displayed()
         browser.find_element(By.ID, "sticker-cancel").click()
         wait_for(browser, "document.getElementById('sticker-status').dataset.state === 'cancelled'")
+        job_path = next(p for m, p in server.requests if m == "GET" and p.startswith("/api/jobs/"))
         deadline = time.monotonic() + 10
-        while not any(m == "DELETE" and p.startswith("/api/jobs/") for m, p in server.requests):
-            assert time.monotonic() < deadline, "the page did not cancel the job on the server"
-            time.sleep(0.1)
-        job_path = next(p for m, p in server.requests if m == "DELETE")
-        with server.app.test_client() as client:
-            assert client.get(job_path).get_json()["job"]["status"] == "cancelled"
+        with server.app.test_client() as client:  # the page's DELETE reached the server
+            while client.get(job_path).get_json()["job"]["status"] != "cancelled":
+                assert time.monotonic() < deadline, "the page did not cancel the job on the server"
+                time.sleep(0.1)
+        assert server.count("DELETE", job_path) == 1
 
         # With a worker, the next one is followed to the end, progress shown on the way.
         env = {"FLASK_REPORT_DIR": str(server.app.config["REPORT_DIR"]), "FLASK_CUTOUT_MODEL": "demo-cutout"}

@@ -248,6 +248,51 @@ def test_api_cutout_answers_a_small_animation_with_the_sticker(make_app):
 
 
 @needs_cutout
+def test_a_background_colour_makes_pictures_and_stickers_opaque_over_it(make_app):
+    client = make_app().test_client()
+    green = np.array([0, 255, 0])
+    # A sticker: every frame opaque, the background (transparent without the option) now green.
+    clear = post(client, animated.save(moving_frames(), DELAYS, "GIF", loop=0))
+    response = post(client, animated.save(moving_frames(), DELAYS, "GIF", loop=0), "?background=00ff00")
+    assert response.status_code == 200 and response.mimetype == "image/webp", response.data
+    assert played(response.data)[:3] == (5, DELAYS, 0)
+    with Image.open(io.BytesIO(clear.data)) as see_through, Image.open(io.BytesIO(response.data)) as opaque:
+        for index in range(5):
+            see_through.seek(index)
+            opaque.seek(index)
+            rgba = np.asarray(see_through.convert("RGBA")).astype(float)
+            pixels = np.asarray(opaque.convert("RGBA")).astype(float)
+            assert (pixels[..., 3] == 255).all()
+            # The transparent sticker laid over green, up to WebP's loss.
+            a = rgba[..., 3:] / 255
+            expected = a * rgba[..., :3] + (1 - a) * green
+            assert (a == 0).mean() > 0.2 and np.abs(pixels[..., :3] - expected).mean() < 4
+            assert np.abs(pixels[..., :3] - green)[a[..., 0] > 0.5].sum(axis=-1).mean() > 100  # the figure stays
+    # A GIF over a colour has no transparent pixels at all.
+    gif = post(client, animated.save(moving_frames(), DELAYS, "GIF"), "?format=gif&background=0000ff")
+    with Image.open(io.BytesIO(gif.data)) as image:
+        for index in range(5):
+            image.seek(index)
+            assert (np.asarray(image.convert("RGBA"))[..., 3] == 255).all()
+    # A picture: an opaque PNG over the colour, the same cutout otherwise.
+    png = io.BytesIO()
+    Image.fromarray(moving_frames(1)[0]).save(png, "PNG")
+    cut = post(client, png.getvalue(), name="still.png")
+    over = post(client, png.getvalue(), "?background=00ff00", name="still.png")
+    assert over.status_code == 200 and over.mimetype == "image/png"
+    with Image.open(io.BytesIO(cut.data)) as rgba, Image.open(io.BytesIO(over.data)) as rgb:
+        assert rgb.mode == "RGB" and rgb.size == rgba.size
+        alpha, pixels = np.asarray(rgba)[..., 3], np.asarray(rgb).astype(int)
+        assert (alpha == 0).any() and (pixels[alpha == 0] == green).all()
+        assert (pixels[alpha == 255] == np.asarray(rgba)[..., :3][alpha == 255]).all()
+    # Bad colours, and a mask (which has no background), are a 400 with JSON.
+    for query in ("?background=green", "?background=00ff00&output=mask"):
+        for data, name in ((png.getvalue(), "still.png"), (animated.save(moving_frames(), DELAYS, "GIF"), "clip.gif")):
+            bad = post(client, data, query, name)
+            assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "bad_option", (query, name)
+
+
+@needs_cutout
 def test_api_cutout_refuses_an_animation_past_its_budget_with_json(make_app):
     client = make_app(ANIMATION_MAX_FRAMES=3).test_client()
     response = post(client, animated.save(moving_frames(), DELAYS, "WEBP"), name="clip.webp")
@@ -275,7 +320,7 @@ def worker_env(app):
 def test_a_long_animation_becomes_a_job_a_worker_finishes(make_app, tmp_path):
     app = make_app(ANIMATION_INLINE_FRAMES=2)
     client = app.test_client()
-    response = post(client, animated.save(moving_frames(), DELAYS, "GIF", loop=0), "?format=apng")
+    response = post(client, animated.save(moving_frames(), DELAYS, "GIF", loop=0), "?format=apng&background=0000ff")
     assert response.status_code == 202, response.data
     location = response.headers["Location"]
     job = response.get_json()["job"]
@@ -289,7 +334,28 @@ def test_a_long_animation_becomes_a_job_a_worker_finishes(make_app, tmp_path):
     with client.get(sticker["url"]) as got:
         assert got.status_code == 200 and got.mimetype == "image/apng"
         assert played(got.data)[:3] == (5, DELAYS, 0)
+        with Image.open(io.BytesIO(got.data)) as image:  # laid over the background asked for: opaque
+            image.seek(2)
+            assert (np.asarray(image.convert("RGBA"))[..., 3] == 255).all()
     assert not (files.folder(app, job["id"]) / "in").exists()  # the animation as sent is not kept
+
+
+@needs_cutout
+def test_a_batch_job_lays_its_cutouts_over_the_background_colour(make_app, tmp_path):
+    app = make_app()
+    client = app.test_client()
+    png = io.BytesIO()
+    Image.fromarray(moving_frames(1)[0]).save(png, "PNG")
+    bad = client.post("/api/jobs?background=green", data={"images": [(io.BytesIO(png.getvalue()), "a.png")]})
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "bad_option"
+    response = client.post("/api/jobs?background=00ff00", data={"images": [(io.BytesIO(png.getvalue()), "a.png")]})
+    assert response.status_code == 202, response.data
+    with worker(tmp_path, worker_env(app)) as w:
+        done = wait_for(client, response.headers["Location"], lambda j: j["status"] not in ("queued", "running"))
+        assert done["status"] == "done", (done, w.output()[-3000:])
+    inline = post(client, png.getvalue(), "?background=00ff00", name="a.png")
+    with client.get(done["results"][0]["url"]) as got, Image.open(io.BytesIO(got.data)) as queued:
+        assert queued.mode == "RGB" and got.data == inline.data  # the same as /api/cutout answers
 
 
 @needs_cutout

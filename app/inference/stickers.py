@@ -120,10 +120,7 @@ class StickerCutter:
 
 def parse_matte(text):
     """'#rrggbb' or 'rrggbb' -> (r, g, b); ValueError otherwise."""
-    text = (text or "").strip().lstrip("#")
-    if len(text) != 6:
-        raise ValueError("a matte colour is six hex digits")
-    return tuple(int(text[i:i + 2], 16) for i in (0, 2, 4))
+    return imaging.parse_colour(text)
 
 
 def _gif_frame(rgba, matte):
@@ -178,10 +175,12 @@ class Stopped(Exception):
 
 
 def make_sticker(data, cutter, budgets, *, fmt="webp", output="image", matte=DEFAULT_MATTE,
-                 clean_edges=True, max_bytes=imaging.DEFAULT_MAX_BYTES, keep_going=None, **options):
+                 clean_edges=True, max_bytes=imaging.DEFAULT_MAX_BYTES, keep_going=None, background=None,
+                 **options):
     """Untrusted animation bytes -> (sticker bytes, description). Frames are decoded one at a time
     (app/inference/animation.py checks the budgets first); keep_going(done, total) is called after
-    each frame and a False stops the work at once (Stopped)."""
+    each frame and a False stops the work at once (Stopped). `background` (r, g, b): every cut-out
+    frame laid over that colour, an opaque sticker."""
     from app.inference import animation
 
     meta, frames = animation.iter_frames(data, budgets, max_bytes)
@@ -197,7 +196,10 @@ def make_sticker(data, cutter, budgets, *, fmt="webp", output="image", matte=DEF
     outs = []
     try:
         for frame, alpha in stable.alphas(decoded()):
-            outs.append(Image.fromarray(alpha) if output == "mask" else stable.compose(frame, alpha, clean_edges))
+            out = Image.fromarray(alpha) if output == "mask" else stable.compose(frame, alpha, clean_edges)
+            if background is not None and output != "mask":
+                out = imaging.flatten(out, tuple(background)).convert("RGBA")
+            outs.append(out)
             # A clip's frame count is the header's estimate: progress never passes the whole.
             if keep_going is not None and not keep_going(min(len(outs), total), total):
                 raise Stopped()

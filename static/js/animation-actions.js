@@ -71,7 +71,8 @@ export function createAnimationActions(store, errorOf) {
       if (controller.signal.aborted) return;
       update(() => {
         Object.assign(sticker, { state: "done", progress: 1, location: null,
-                                 result: { blob, format, frames, name: stickerName(animation, format) } });
+                                 result: { blob, format, frames, name: stickerName(animation, format),
+                                           opaque: !!options.background } });
       });
     } catch (err) {
       if (err.name === "AbortError" || controller.signal.aborted) return;

@@ -121,7 +121,7 @@ function renderSticker(a, t) {
   const preview = $("sticker-preview");
   const view = $("sticker-view");
   view.hidden = r.format === "zip"; // a ZIP of frames has no picture to show
-  view.classList.toggle("checkerboard", s.background !== "color");
+  view.classList.toggle("checkerboard", !r.opaque); // an opaque sticker needs no checkerboard
   if (r.format !== "zip" && preview.getAttribute("src") !== result.url) preview.src = result.url;
   const link = $("sticker-download");
   setAttr(link, "href", result.url);

@@ -73,7 +73,7 @@ export function newAnimation(id, file, kind) {
       color: "#ffffff",
       progress: 0, done: 0, total: 0,
       location: null,          // the job's URL while the server works on it as a job
-      result: null,            // {blob, format, frames, name}
+      result: null,            // {blob, format, frames, name, opaque}
       error: null,
     },
   };
