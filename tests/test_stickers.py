@@ -205,6 +205,44 @@ def test_a_one_frame_blip_goes_a_lasting_change_stays_and_still_frames_skip_the_
             assert ((masks[2] >= 128) != (masks[1] >= 128)).mean() < 0.01
 
 
+def headless_distractor_clip(frames=4, size=(640, 360)):
+    """The haru clip above with a headless copy of the figure at the right edge: a figure-like
+    thing the network marks, where no face lies. Returns (frames, the distractor's box)."""
+    from conftest import ROOT
+    png = ROOT / ".cache" / "live2d" / "haru-01" / "0009.png"
+    if not png.exists():
+        pytest.skip(f"no Live2D render {png}: run `flask --app wsgi demo render`")
+    face = json.loads(png.with_suffix(".json").read_text())["face_box"]
+    figure = Image.open(png).convert("RGBA")
+    body = figure.crop((0, face[1] + face[3] + 10, figure.width, figure.height))
+    body = body.resize((round(body.width * 0.5 * size[1] / body.height), round(size[1] * 0.5)))
+    background = Image.fromarray(moving_frames(1, (48, 36))[0]).resize(size)
+    clip = animated.composite(np.asarray(figure), np.asarray(background), size=size, frames=frames, bob=1.0,
+                              face_box=face)
+    x, y = size[0] - body.width - 5, size[1] - body.height - 5
+    out = []
+    for frame in clip.frames:
+        image = Image.fromarray(frame).convert("RGBA")
+        image.alpha_composite(body, (x, y))
+        out.append(image.convert("RGB"))
+    return out, (x, y, body.width, body.height)
+
+
+@needs_cutout
+def test_each_frames_faces_as_prompts_drop_what_no_face_lies_on(cutter):
+    frames, (x, y, w, h) = headless_distractor_clip()
+    plain = [a for _f, a in stickers.StickerCutter(cutter).alphas(frames)]
+    prompted_cut = stickers.StickerCutter(cutter, prompt=True)
+    prompted = [a for _f, a in prompted_cut.alphas(frames)]
+    assert prompted_cut.faces  # the cascade found the figure's face
+    for a, b in zip(plain, prompted):
+        assert (a[y:y + h, x:x + w] > 128).mean() > 0.01  # the network marks the headless body ...
+        assert (b[y:y + h, x:x + w] > 128).sum() == 0     # ... which no face lies on: dropped
+        outside = np.ones(a.shape, bool)
+        outside[y:y + h, x:x + w] = False
+        assert (a > 128).sum() > 5000 and np.abs(a.astype(int) - b)[outside].mean() < 0.5  # the figure stays
+
+
 @pytest.fixture
 def make_app(tmp_path):
     apps = []
@@ -242,7 +280,7 @@ def test_api_cutout_answers_a_small_animation_with_the_sticker(make_app):
     assert first.status_code == 200 and first.mimetype == "image/png" and played(first.data)[0] == 1
     gif = post(client, animated.save(moving_frames(), DELAYS, "GIF"), "?animated=0")
     assert gif.status_code == 415 and gif.get_json()["error"]["code"] == "unsupported_type"
-    for query, code in (("?format=mov", "bad_option"), ("?matte=green", "bad_option")):
+    for query, code in (("?format=mov", "bad_option"), ("?matte=green", "bad_option"), ("?prompt=2", "bad_option")):
         bad = post(client, animated.save(moving_frames(), DELAYS, "GIF"), query)
         assert bad.status_code == 400 and bad.get_json()["error"]["code"] == code
 

@@ -15,7 +15,7 @@ from app.errors import APIError
 from app.i18n import _
 from app.inference import animation, imaging, stickers
 from app.serving import registry
-from app.web.options import background_colour
+from app.web.options import background_colour, switch
 
 
 def read_if_animated(upload, config):
@@ -30,7 +30,7 @@ def read_if_animated(upload, config):
 
 
 def sticker_options(args, output):
-    """{"format", "matte", "background"} from the query, 400 on a bad one."""
+    """{"format", "matte", "background", "prompt"} from the query, 400 on a bad one."""
     fmt = args.get("format", "webp")
     if fmt not in stickers.FORMATS:
         raise APIError(_("format must be one of: %(choices)s.", choices=", ".join(stickers.FORMATS)), 400,
@@ -39,7 +39,9 @@ def sticker_options(args, output):
         matte = stickers.parse_matte(args.get("matte", "ffffff"))
     except ValueError:
         raise APIError(_("matte must be a colour as six hex digits, e.g. ffffff."), 400, "bad_option") from None
-    return {"format": fmt, "matte": list(matte), "background": background_colour(args, output)}
+    # prompt=1 (default): each frame's faces, found by the picture cascade, are its prompts.
+    return {"format": fmt, "matte": list(matte), "background": background_colour(args, output),
+            "prompt": switch(args, "prompt", "1")}
 
 
 def cutout_animation(data, args, output, options, clean_edges):
@@ -61,7 +63,8 @@ def cutout_animation(data, args, output, options, clean_edges):
         return jobs.submit(app, [data], count, job_options)
     body, description = stickers.make_sticker(
         data, cutter, budgets, fmt=sticker["format"], output=output, matte=tuple(sticker["matte"]),
-        clean_edges=clean_edges, max_bytes=max_bytes, background=sticker["background"], **options)
+        clean_edges=clean_edges, max_bytes=max_bytes, background=sticker["background"], prompt=sticker["prompt"],
+        **options)
     response = send_file(io.BytesIO(body), mimetype=description["mimetype"], download_name=description["name"],
                          max_age=0)
     response.headers["X-Frames"] = str(description["frames"])
