@@ -32,6 +32,7 @@ export class Player {
     this.stopped = true;
     this.boxesOf = () => [];  // frame index -> [{x, y, w, h, n, label, unknown}] in animation pixels
     this.size = null;         // [w, h] of the animation
+    this.run = 0;             // bumps at each start: a start overtaken by a newer one gives up
   }
 
   /** Show `animation` (from the state); `durations`: its frames' delays, once the server said them. */
@@ -58,9 +59,12 @@ export class Player {
 
   async start(animation) {
     const file = animation.file;
+    const run = ++this.run;
     if (animation.kind === "image" && "ImageDecoder" in window) {
       const type = await imageType(file);
-      if (await ImageDecoder.isTypeSupported(type)) return this.playDecoded(file, type);
+      const supported = await ImageDecoder.isTypeSupported(type);
+      if (run !== this.run) return;
+      if (supported) return this.playDecoded(file, type, run);
     }
     this.url = URL.createObjectURL(file);
     const media = document.createElement(animation.kind === "clip" ? "video" : "img");
@@ -79,11 +83,14 @@ export class Player {
     tick();
   }
 
-  async playDecoded(file, type) {
-    const decoder = new ImageDecoder({ data: await file.arrayBuffer(), type });
+  async playDecoded(file, type, run) {
+    const data = await file.arrayBuffer();
+    if (run !== this.run) return;
+    const decoder = new ImageDecoder({ data, type });
     this.decoder = decoder;
     this.canvasPlayer = true;
     await decoder.tracks.ready;
+    if (this.decoder !== decoder) return;
     const count = decoder.tracks.selectedTrack.frameCount;
     const canvas = document.createElement("canvas");
     canvas.className = "anim-media";
@@ -145,6 +152,7 @@ export class Player {
   }
 
   stop() {
+    this.run++;
     this.stopped = true;
     this.key = null;
     this.canvasPlayer = false;
