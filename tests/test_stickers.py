@@ -243,6 +243,22 @@ def test_each_frames_faces_as_prompts_drop_what_no_face_lies_on(cutter):
         assert (a > 128).sum() > 5000 and np.abs(a.astype(int) - b)[outside].mean() < 0.5  # the figure stays
 
 
+@needs_cutout
+def test_api_cutout_takes_faces_as_prompts_for_an_animation_when_asked(make_app):
+    frames, (x, y, w, h) = headless_distractor_clip()
+    gif = animated.save([np.asarray(f) for f in frames], [100] * len(frames), "GIF")
+    client = make_app().test_client()
+    kept = {}
+    for query in ("", "?prompt=1"):
+        response = post(client, gif, query + ("&" if query else "?") + "format=zip")
+        assert response.status_code == 200, response.data
+        with zipfile.ZipFile(io.BytesIO(response.data)) as z:
+            alphas = [np.asarray(Image.open(io.BytesIO(z.read(f"{i:04d}.png"))))[..., 3] for i in range(len(frames))]
+        kept[query] = [(a[y:y + h, x:x + w] > 128).sum() for a in alphas]
+    # Off unless asked; asked, the headless body is gone (a pixel or two of GIF noise may stay).
+    assert all(n > 100 for n in kept[""]) and sum(kept["?prompt=1"]) < 0.01 * sum(kept[""])
+
+
 @pytest.fixture
 def make_app(tmp_path):
     apps = []
