@@ -7,8 +7,9 @@ from app.config import DEFAULTS
 # or handlers. OpenCV.js (which needs eval and WebAssembly) runs in the worker, under the policy
 # sent with the worker's script (app/web/static_files.py). A pasted or dropped picture link is
 # fetched by the browser itself (where the other site allows it, CORS): connect-src takes web links.
+# A dropped clip plays from its object URL: media-src takes blob:.
 PAGE_CSP = ("default-src 'self'; script-src 'self'; worker-src 'self'; connect-src 'self' http: https:; "
-            "img-src 'self' data: blob:; style-src 'self'; object-src 'none'; base-uri 'none'; "
+            "img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; object-src 'none'; base-uri 'none'; "
             "form-action 'self'; frame-ancestors 'none'")
 # Everything else (JSON, PNG, static files) never needs to run anything.
 OTHER_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"

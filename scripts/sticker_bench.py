@@ -1,7 +1,7 @@
 """The animated-sticker figures of issue 31, on composites of Live2D characters no model trained on.
 
     nice -n 10 .venv/bin/python scripts/sticker_bench.py [--model isnet-anime] [--characters unitychan z16 epsilon]
-        [--frames 24] [--size 640x480] [--json out.json] [--time-only]
+        [--frames 24] [--size 640x480] [--json out.json] [--time-only] [--prompt]
 
 For each bench character (live2d.cast.BENCH_FIGURES, test split; rendered by `flask --app wsgi
 bench fetch`) and each background (still, panning), a clip of --frames frames at 12 fps is made
@@ -68,10 +68,10 @@ def flicker(alphas, truths):
     return total / max(1, count)
 
 
-def measure(cutter, clip, frames):
+def measure(cutter, clip, frames, prompt=False):
     out = {}
     for name, stable in (("single", False), ("sticker", True)):
-        cut = stickers.StickerCutter(cutter, stable=stable)
+        cut = stickers.StickerCutter(cutter, stable=stable, prompt=prompt)
         start = time.perf_counter()
         alphas = [alpha for _frame, alpha in cut.alphas(frames)]
         out[name] = {"seconds": round(time.perf_counter() - start, 2), "network_frames": cut.forwards,
@@ -88,7 +88,7 @@ def measure(cutter, clip, frames):
             "seconds": [out["single"]["seconds"], out["sticker"]["seconds"]]}
 
 
-def time_gif(cutter, size, frames, character, moving_background=False):
+def time_gif(cutter, size, frames, character, moving_background=False, prompt=False):
     """Seconds from GIF bytes to animated WebP bytes for a 2-second clip at 12 fps: wall clock, and
     this process's CPU time (what a shared machine's other load does not inflate)."""
     figure, face, source = animated.bench_figure(character)
@@ -96,7 +96,7 @@ def time_gif(cutter, size, frames, character, moving_background=False):
                               source=source, moving_background=moving_background)
     data = animated.save(clip.frames, clip.durations, "GIF")
     start, cpu = time.perf_counter(), time.process_time()
-    body, description = stickers.make_sticker(data, cutter, animation.Budgets.from_config({}))
+    body, description = stickers.make_sticker(data, cutter, animation.Budgets.from_config({}), prompt=prompt)
     return {"seconds": round(time.perf_counter() - start, 2), "cpu_seconds": round(time.process_time() - cpu, 2),
             "load_average": [round(v, 2) for v in os.getloadavg()], "gif_bytes": len(data),
             "webp_bytes": len(body), "frames": description["frames"],
@@ -199,6 +199,8 @@ def main(argv=None):
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--json")
     parser.add_argument("--time-only", action="store_true")
+    parser.add_argument("--prompt", action="store_true",
+                        help="each frame's faces (the picture cascade) as prompts, for single pictures and sticker alike")
     parser.add_argument("--naming", action="store_true", help="measure naming per track against per frame, and stop")
     parser.add_argument("--look", help="write first/middle/last frame of a sticker over a checkerboard here, and stop")
     args = parser.parse_args(argv)
@@ -214,13 +216,15 @@ def main(argv=None):
     if args.look:
         print(look(cutter, args.characters[0], args.look))
         return None
-    report = {"model": args.model, "threads": threads, "niceness": os.nice(0), "frames": args.frames,
+    report = {"model": args.model, "prompt": args.prompt, "threads": threads, "niceness": os.nice(0),
+              "frames": args.frames,
               "size": list(size), "clips": {}}
     # A sticker (the figure bobs, then rests: the GIF holds fewer frames) and the worst case (the
     # background pans: every frame differs and goes through the network).
     report["time_2s_480p_12fps_gif"] = {
-        "still_background": time_gif(cutter, size, args.frames, args.characters[0]),
-        "panning_background": time_gif(cutter, size, args.frames, args.characters[0], moving_background=True)}
+        "still_background": time_gif(cutter, size, args.frames, args.characters[0], prompt=args.prompt),
+        "panning_background": time_gif(cutter, size, args.frames, args.characters[0], moving_background=True,
+                                       prompt=args.prompt)}
     print("time:", report["time_2s_480p_12fps_gif"], flush=True)
     if not args.time_only:
         for character in args.characters:
@@ -230,7 +234,7 @@ def main(argv=None):
                                           moving_background=moving, face_box=face, source=source)
                 _data, frames = clip_frames(clip)
                 key = f"{character}/{'panning' if moving else 'still'}"
-                report["clips"][key] = measure(cutter, clip, frames)
+                report["clips"][key] = measure(cutter, clip, frames, args.prompt)
                 print(key, report["clips"][key], flush=True)
         rows = list(report["clips"].values())
         report["summary"] = {

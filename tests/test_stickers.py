@@ -205,6 +205,60 @@ def test_a_one_frame_blip_goes_a_lasting_change_stays_and_still_frames_skip_the_
             assert ((masks[2] >= 128) != (masks[1] >= 128)).mean() < 0.01
 
 
+def headless_distractor_clip(frames=4, size=(640, 360)):
+    """The haru clip above with a headless copy of the figure at the right edge: a figure-like
+    thing the network marks, where no face lies. Returns (frames, the distractor's box)."""
+    from conftest import ROOT
+    png = ROOT / ".cache" / "live2d" / "haru-01" / "0009.png"
+    if not png.exists():
+        pytest.skip(f"no Live2D render {png}: run `flask --app wsgi demo render`")
+    face = json.loads(png.with_suffix(".json").read_text())["face_box"]
+    figure = Image.open(png).convert("RGBA")
+    body = figure.crop((0, face[1] + face[3] + 10, figure.width, figure.height))
+    body = body.resize((round(body.width * 0.5 * size[1] / body.height), round(size[1] * 0.5)))
+    background = Image.fromarray(moving_frames(1, (48, 36))[0]).resize(size)
+    clip = animated.composite(np.asarray(figure), np.asarray(background), size=size, frames=frames, bob=1.0,
+                              face_box=face)
+    x, y = size[0] - body.width - 5, size[1] - body.height - 5
+    out = []
+    for frame in clip.frames:
+        image = Image.fromarray(frame).convert("RGBA")
+        image.alpha_composite(body, (x, y))
+        out.append(image.convert("RGB"))
+    return out, (x, y, body.width, body.height)
+
+
+@needs_cutout
+def test_each_frames_faces_as_prompts_drop_what_no_face_lies_on(cutter):
+    frames, (x, y, w, h) = headless_distractor_clip()
+    plain = [a for _f, a in stickers.StickerCutter(cutter).alphas(frames)]
+    prompted_cut = stickers.StickerCutter(cutter, prompt=True)
+    prompted = [a for _f, a in prompted_cut.alphas(frames)]
+    assert prompted_cut.faces  # the cascade found the figure's face
+    for a, b in zip(plain, prompted):
+        assert (a[y:y + h, x:x + w] > 128).mean() > 0.01  # the network marks the headless body ...
+        assert (b[y:y + h, x:x + w] > 128).sum() == 0     # ... which no face lies on: dropped
+        outside = np.ones(a.shape, bool)
+        outside[y:y + h, x:x + w] = False
+        assert (a > 128).sum() > 5000 and np.abs(a.astype(int) - b)[outside].mean() < 0.5  # the figure stays
+
+
+@needs_cutout
+def test_api_cutout_takes_faces_as_prompts_for_an_animation_when_asked(make_app):
+    frames, (x, y, w, h) = headless_distractor_clip()
+    gif = animated.save([np.asarray(f) for f in frames], [100] * len(frames), "GIF")
+    client = make_app().test_client()
+    kept = {}
+    for query in ("", "?prompt=1"):
+        response = post(client, gif, query + ("&" if query else "?") + "format=zip")
+        assert response.status_code == 200, response.data
+        with zipfile.ZipFile(io.BytesIO(response.data)) as z:
+            alphas = [np.asarray(Image.open(io.BytesIO(z.read(f"{i:04d}.png"))))[..., 3] for i in range(len(frames))]
+        kept[query] = [(a[y:y + h, x:x + w] > 128).sum() for a in alphas]
+    # Off unless asked; asked, the headless body is gone (a pixel or two of GIF noise may stay).
+    assert all(n > 100 for n in kept[""]) and sum(kept["?prompt=1"]) < 0.01 * sum(kept[""])
+
+
 @pytest.fixture
 def make_app(tmp_path):
     apps = []
@@ -242,9 +296,54 @@ def test_api_cutout_answers_a_small_animation_with_the_sticker(make_app):
     assert first.status_code == 200 and first.mimetype == "image/png" and played(first.data)[0] == 1
     gif = post(client, animated.save(moving_frames(), DELAYS, "GIF"), "?animated=0")
     assert gif.status_code == 415 and gif.get_json()["error"]["code"] == "unsupported_type"
-    for query, code in (("?format=mov", "bad_option"), ("?matte=green", "bad_option")):
+    for query, code in (("?format=mov", "bad_option"), ("?matte=green", "bad_option"), ("?prompt=2", "bad_option")):
         bad = post(client, animated.save(moving_frames(), DELAYS, "GIF"), query)
         assert bad.status_code == 400 and bad.get_json()["error"]["code"] == code
+
+
+@needs_cutout
+def test_a_background_colour_makes_pictures_and_stickers_opaque_over_it(make_app):
+    client = make_app().test_client()
+    green = np.array([0, 255, 0])
+    # A sticker: every frame opaque, the background (transparent without the option) now green.
+    clear = post(client, animated.save(moving_frames(), DELAYS, "GIF", loop=0))
+    response = post(client, animated.save(moving_frames(), DELAYS, "GIF", loop=0), "?background=00ff00")
+    assert response.status_code == 200 and response.mimetype == "image/webp", response.data
+    assert played(response.data)[:3] == (5, DELAYS, 0)
+    with Image.open(io.BytesIO(clear.data)) as see_through, Image.open(io.BytesIO(response.data)) as opaque:
+        for index in range(5):
+            see_through.seek(index)
+            opaque.seek(index)
+            rgba = np.asarray(see_through.convert("RGBA")).astype(float)
+            pixels = np.asarray(opaque.convert("RGBA")).astype(float)
+            assert (pixels[..., 3] == 255).all()
+            # The transparent sticker laid over green, up to WebP's loss.
+            a = rgba[..., 3:] / 255
+            expected = a * rgba[..., :3] + (1 - a) * green
+            assert (a == 0).mean() > 0.2 and np.abs(pixels[..., :3] - expected).mean() < 4
+            assert np.abs(pixels[..., :3] - green)[a[..., 0] > 0.5].sum(axis=-1).mean() > 100  # the figure stays
+    # A GIF over a colour has no transparent pixels at all.
+    gif = post(client, animated.save(moving_frames(), DELAYS, "GIF"), "?format=gif&background=0000ff")
+    with Image.open(io.BytesIO(gif.data)) as image:
+        for index in range(5):
+            image.seek(index)
+            assert (np.asarray(image.convert("RGBA"))[..., 3] == 255).all()
+    # A picture: an opaque PNG over the colour, the same cutout otherwise.
+    png = io.BytesIO()
+    Image.fromarray(moving_frames(1)[0]).save(png, "PNG")
+    cut = post(client, png.getvalue(), name="still.png")
+    over = post(client, png.getvalue(), "?background=00ff00", name="still.png")
+    assert over.status_code == 200 and over.mimetype == "image/png"
+    with Image.open(io.BytesIO(cut.data)) as rgba, Image.open(io.BytesIO(over.data)) as rgb:
+        assert rgb.mode == "RGB" and rgb.size == rgba.size
+        alpha, pixels = np.asarray(rgba)[..., 3], np.asarray(rgb).astype(int)
+        assert (alpha == 0).any() and (pixels[alpha == 0] == green).all()
+        assert (pixels[alpha == 255] == np.asarray(rgba)[..., :3][alpha == 255]).all()
+    # Bad colours, and a mask (which has no background), are a 400 with JSON.
+    for query in ("?background=green", "?background=00ff00&output=mask"):
+        for data, name in ((png.getvalue(), "still.png"), (animated.save(moving_frames(), DELAYS, "GIF"), "clip.gif")):
+            bad = post(client, data, query, name)
+            assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "bad_option", (query, name)
 
 
 @needs_cutout
@@ -275,7 +374,7 @@ def worker_env(app):
 def test_a_long_animation_becomes_a_job_a_worker_finishes(make_app, tmp_path):
     app = make_app(ANIMATION_INLINE_FRAMES=2)
     client = app.test_client()
-    response = post(client, animated.save(moving_frames(), DELAYS, "GIF", loop=0), "?format=apng")
+    response = post(client, animated.save(moving_frames(), DELAYS, "GIF", loop=0), "?format=apng&background=0000ff")
     assert response.status_code == 202, response.data
     location = response.headers["Location"]
     job = response.get_json()["job"]
@@ -289,7 +388,28 @@ def test_a_long_animation_becomes_a_job_a_worker_finishes(make_app, tmp_path):
     with client.get(sticker["url"]) as got:
         assert got.status_code == 200 and got.mimetype == "image/apng"
         assert played(got.data)[:3] == (5, DELAYS, 0)
+        with Image.open(io.BytesIO(got.data)) as image:  # laid over the background asked for: opaque
+            image.seek(2)
+            assert (np.asarray(image.convert("RGBA"))[..., 3] == 255).all()
     assert not (files.folder(app, job["id"]) / "in").exists()  # the animation as sent is not kept
+
+
+@needs_cutout
+def test_a_batch_job_lays_its_cutouts_over_the_background_colour(make_app, tmp_path):
+    app = make_app()
+    client = app.test_client()
+    png = io.BytesIO()
+    Image.fromarray(moving_frames(1)[0]).save(png, "PNG")
+    bad = client.post("/api/jobs?background=green", data={"images": [(io.BytesIO(png.getvalue()), "a.png")]})
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "bad_option"
+    response = client.post("/api/jobs?background=00ff00", data={"images": [(io.BytesIO(png.getvalue()), "a.png")]})
+    assert response.status_code == 202, response.data
+    with worker(tmp_path, worker_env(app)) as w:
+        done = wait_for(client, response.headers["Location"], lambda j: j["status"] not in ("queued", "running"))
+        assert done["status"] == "done", (done, w.output()[-3000:])
+    inline = post(client, png.getvalue(), "?background=00ff00", name="a.png")
+    with client.get(done["results"][0]["url"]) as got, Image.open(io.BytesIO(got.data)) as queued:
+        assert queued.mode == "RGB" and got.data == inline.data  # the same as /api/cutout answers
 
 
 @needs_cutout

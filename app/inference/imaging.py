@@ -180,6 +180,14 @@ def flatten(image, background=(255, 255, 255)):
     return base
 
 
+def parse_colour(text):
+    """'#rrggbb' or 'rrggbb' -> (r, g, b); ValueError otherwise."""
+    text = (text or "").strip().lstrip("#")
+    if len(text) != 6:
+        raise ValueError("a colour is six hex digits")
+    return tuple(int(text[i:i + 2], 16) for i in (0, 2, 4))
+
+
 def png_bytes(image):
     """PNG encoding of a PIL image or a uint8 array (HxW grey, HxWx3 RGB, HxWx4 RGBA)."""
     if not isinstance(image, Image.Image):

@@ -46,6 +46,7 @@ STILL_MARGIN = 0.03
 STILL_WEIGHT = 0.2
 MOVING_WEIGHT = 0.3
 JUMP = 0.3
+MAX_PROMPT_FACES = 16  # faces of one frame used as prompts, the largest first
 
 
 def change_mask(previous, current):
@@ -63,12 +64,29 @@ def change_mask(previous, current):
 class StickerCutter:
     """Frames through `cutter` (app/inference/cutout.Cutter) with the stabilisation above."""
 
-    def __init__(self, cutter, stable=True, faces=(), **options):
+    def __init__(self, cutter, stable=True, faces=(), prompt=False, **options):
         self.cutter = cutter
         self.stable = stable
         self.faces = list(faces)
+        # prompt: each frame's faces, found by the picture cascade, are its prompts (as the page
+        # sends a picture's faces): figures no face lies on are dropped from that frame's map. A
+        # frame where the cascade finds none keeps the faces of the frame before.
+        self.prompt = prompt
         self.options = options  # postprocess's: alpha, threshold, largest_component, clean
         self.forwards = 0  # frames run through the network
+
+    def _prompts(self, rgb):
+        if not self.prompt:
+            return self.faces
+        from app.inference import faces
+        try:
+            found = faces.detect_faces(rgb)[:MAX_PROMPT_FACES]
+        except faces.CascadeMissing:
+            self.prompt = False  # no cascade on this server: frames are cut out without prompts
+            return self.faces
+        if found:
+            self.faces = found
+        return self.faces
 
     def _fresh(self, frame, before):
         """(frame, rgb, the network's map) of one frame; an unchanged frame reuses `before`'s map."""
@@ -77,7 +95,7 @@ class StickerCutter:
         if self.stable and before is not None and not change_mask(before[1], rgb).any():
             return frame, rgb, before[2]
         self.forwards += 1
-        return frame, rgb, self.cutter.probability(rgb, faces=self.faces)
+        return frame, rgb, self.cutter.probability(rgb, faces=self._prompts(rgb))
 
     def maps(self, frames):
         """Generator: (frame, stabilised map H x W float32) for each PIL frame, in order (one frame behind)."""
@@ -120,10 +138,7 @@ class StickerCutter:
 
 def parse_matte(text):
     """'#rrggbb' or 'rrggbb' -> (r, g, b); ValueError otherwise."""
-    text = (text or "").strip().lstrip("#")
-    if len(text) != 6:
-        raise ValueError("a matte colour is six hex digits")
-    return tuple(int(text[i:i + 2], 16) for i in (0, 2, 4))
+    return imaging.parse_colour(text)
 
 
 def _gif_frame(rgba, matte):
@@ -178,15 +193,17 @@ class Stopped(Exception):
 
 
 def make_sticker(data, cutter, budgets, *, fmt="webp", output="image", matte=DEFAULT_MATTE,
-                 clean_edges=True, max_bytes=imaging.DEFAULT_MAX_BYTES, keep_going=None, **options):
+                 clean_edges=True, max_bytes=imaging.DEFAULT_MAX_BYTES, keep_going=None, background=None,
+                 prompt=False, **options):
     """Untrusted animation bytes -> (sticker bytes, description). Frames are decoded one at a time
     (app/inference/animation.py checks the budgets first); keep_going(done, total) is called after
-    each frame and a False stops the work at once (Stopped)."""
+    each frame and a False stops the work at once (Stopped). `background` (r, g, b): every cut-out
+    frame laid over that colour, an opaque sticker. `prompt`: each frame's faces as prompts."""
     from app.inference import animation
 
     meta, frames = animation.iter_frames(data, budgets, max_bytes)
     total = meta.info["frames"]
-    stable = StickerCutter(cutter, **options)
+    stable = StickerCutter(cutter, prompt=prompt, **options)
     durations = []
 
     def decoded():
@@ -197,7 +214,10 @@ def make_sticker(data, cutter, budgets, *, fmt="webp", output="image", matte=DEF
     outs = []
     try:
         for frame, alpha in stable.alphas(decoded()):
-            outs.append(Image.fromarray(alpha) if output == "mask" else stable.compose(frame, alpha, clean_edges))
+            out = Image.fromarray(alpha) if output == "mask" else stable.compose(frame, alpha, clean_edges)
+            if background is not None and output != "mask":
+                out = imaging.flatten(out, tuple(background)).convert("RGBA")
+            outs.append(out)
             # A clip's frame count is the header's estimate: progress never passes the whole.
             if keep_going is not None and not keep_going(min(len(outs), total), total):
                 raise Stopped()

@@ -134,6 +134,8 @@ def _cut_all(app, job, me):
             rgba = cutter.cutout(image, None, **settings)
             if options["decontaminate"]:
                 rgba = Image.fromarray(decontaminate(np.asarray(rgba)))
+            if options.get("background"):  # laid over a colour: an opaque PNG
+                rgba = imaging.flatten(rgba, tuple(options["background"]))
             png = imaging.png_bytes(rgba)
         if not store.still_mine(app, job.id, me):  # cancelled meanwhile: write nothing more
             return None

@@ -22,7 +22,8 @@ def cut(app, job, me, cutter, options):
         body, description = stickers.make_sticker(
             data, cutter, animation.Budgets.from_config(app.config), fmt=sticker["format"],
             output=options["output"], matte=tuple(sticker["matte"]), clean_edges=options["decontaminate"],
-            max_bytes=int(app.config["MAX_CONTENT_LENGTH"]),
+            max_bytes=int(app.config["MAX_CONTENT_LENGTH"]), background=sticker.get("background"),
+            prompt=sticker.get("prompt", False),
             keep_going=lambda done, total: store.progress(app, job.id, me, done, total), **settings)
     except stickers.Stopped:
         return None

@@ -17,7 +17,7 @@ from app.storage import db, reports
 from app.web import stickers
 from app.web.admission import limited
 from app.web.characters import gallery_names
-from app.web.options import cutout_options, switch
+from app.web.options import background_colour, cutout_options, switch
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 # The description of the whole HTTP API, kept beside the code (tests check it against the routes).
@@ -140,11 +140,13 @@ def _scale_box(box, source, size):
 @bp.post("/cutout")
 @limited("cutout")
 def cutout():
-    """The uploaded image with its background made transparent (PNG), or `?output=mask`."""
+    """The uploaded image with its background made transparent (PNG), or `?output=mask`;
+    `background=RRGGBB` lays the cutout over that colour (an opaque PNG)."""
     output = request.args.get("output", "image")
     if output not in ("image", "mask"):
         raise APIError(_("output must be 'image' or 'mask'."), 400, "bad_output")
     options = cutout_options(request.args)
+    background = background_colour(request.args, output)
     # Edge colours freed of the old background: the default for the transparent picture.
     clean_edges = switch(request.args, "decontaminate", "1")
     # A GIF, animated WebP or APNG, or a clip: cut out frame by frame into an animated sticker
@@ -175,7 +177,7 @@ def cutout():
         rgba = cutter.cutout(image, box, **prompt, **options)
         if clean_edges:
             rgba = Image.fromarray(decontaminate(np.asarray(rgba)))
-        png = imaging.png_bytes(rgba)
+        png = imaging.png_bytes(rgba if background is None else imaging.flatten(rgba, tuple(background)))
         name = "cutout.png"
     response = send_file(io.BytesIO(png), mimetype="image/png", download_name=name, max_age=0)
     # Never a silent downscale: the size as sent and the size worked on (and answered) are told.

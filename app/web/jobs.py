@@ -16,7 +16,7 @@ from app.i18n import Message, _, translate
 from app.inference import imaging
 from app.jobs import cutouts, files, queue, store
 from app.serving import registry
-from app.web.options import cutout_options, switch
+from app.web.options import background_colour, cutout_options, switch
 from app.web.ratelimit import client_key
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
@@ -41,7 +41,8 @@ def _options():
     if output not in ("image", "mask"):
         raise APIError(_("output must be 'image' or 'mask'."), 400, "bad_output")
     options = {"output": output, **cutout_options(request.args),
-               "decontaminate": switch(request.args, "decontaminate", "1")}
+               "decontaminate": switch(request.args, "decontaminate", "1"),
+               "background": background_colour(request.args, output)}
     model = request.args.get("model") or None
     if model is not None and model != registry.model_path_name(_app(), "cutout") \
             and model not in registry.cutout_models(_app()):

@@ -1,6 +1,7 @@
 """Query options of a cutout request, read the same way by /api/cutout, /api/jobs and stickers."""
 from app.errors import APIError
 from app.i18n import _
+from app.inference import imaging
 from app.inference.cutout import ALPHAS
 
 
@@ -17,6 +18,21 @@ def cutout_options(args):
         raise APIError(_("threshold must be a number between 0 and 1."), 400, "bad_option")
     flags = {key: switch(args, name, "0") for name, key in (("largest", "largest_component"), ("clean", "clean"))}
     return {"alpha": alpha, "threshold": threshold, **flags}
+
+
+def background_colour(args, output):
+    """`background=RRGGBB`: the colour a cutout is laid over (an opaque answer), or None when not
+    asked; 400 on a bad colour, or with output=mask (a mask has no background)."""
+    text = args.get("background")
+    if text is None or text == "":
+        return None
+    try:
+        colour = imaging.parse_colour(text)
+    except ValueError:
+        raise APIError(_("background must be a colour as six hex digits, e.g. ffffff."), 400, "bad_option") from None
+    if output == "mask":
+        raise APIError(_("background applies to output=image only."), 400, "bad_option")
+    return list(colour)
 
 
 def switch(args, name, default):

@@ -1,11 +1,12 @@
 // What the page does: each action changes the state through store.update and talks to the
 // server, the detector or the pixels. No DOM here.
+import { createAnimationActions } from "./animation-actions.js";
 import * as api from "./api.js";
 import { byPosition, centredBox, figureBox, sameBox } from "./boxes.js";
 import { compose, exportCutout, forgetBackground, forgetResult, keepBackground, keepResult,
          resultBlob } from "./cutout.js";
 import * as history from "./history.js";
-import { baseName, bitmapOf, cropBlob, cutoutRefusal, decodeFile, fetchLink, forget, keepBitmap, PictureError,
+import { animationKind, baseName, bitmapOf, cropBlob, cutoutRefusal, decodeFile, fetchLink, forget, keepBitmap, PictureError,
          thumbBlob } from "./pictures.js";
 import { currentPicture, faceById, faceNumber, newCutout, newFace, newPicture, pictureById, sortFaces } from "./state.js";
 import { zipBlob } from "./zip.js";
@@ -17,6 +18,8 @@ export function createActions(store, detector) {
   const cutoutRequests = new Map(); // picture id -> AbortController of its running cutout
   let picks = 0;                    // the latest pick wins the current picture
   let batchController = null;
+  const animations = createAnimationActions(store, errorOf); // GIFs and clips become stickers
+
 
   // ---------- pictures ----------
   async function addFiles(files) {
@@ -26,6 +29,12 @@ export function createActions(store, detector) {
     update((s) => { s.notice = []; });
     let first = null;
     for (const file of list) {
+      // An animated picture or a clip is made into a sticker; still pictures go on as before.
+      const kind = await animationKind(file).catch(() => null);
+      if (kind) {
+        animations.add(file, kind);
+        continue;
+      }
       let bitmap;
       try {
         bitmap = await decodeFile(file);
@@ -580,6 +589,7 @@ export function createActions(store, detector) {
     },
     cancelCutout: () => cancelCutout(state.currentId),
     setCutoutView, chooseBackgroundPicture, download, runBatch, cancelBatch, batchZip, checkServer,
+    animation: animations,
   };
 }
 

@@ -101,3 +101,46 @@ export async function cutout(file, { box = null, faces = [], face = null, larges
   const sizes = { source: size("X-Source-Size"), output: size("X-Output-Size") };
   return { blob: await response.blob(), sizes: sizes.source && sizes.output ? sizes : null };
 }
+
+/** The characters of an animation (POST /api/animation/characters): each once, with the frames
+ * and boxes it appears in, plus the animation's frame count, delays and size. */
+export async function animationCharacters(file, signal) {
+  const form = new FormData();
+  form.append("image", file, file.name || "animation");
+  return (await request("/api/animation/characters", { method: "POST", body: form, signal })).json();
+}
+
+/**
+ * An animation cut out into a sticker. The server answers the sticker itself when it is short
+ * ({blob, frames}) or queues a job (202): then {job, location}, followed with job() below.
+ * `format`: webp, apng, gif or zip; `matte`: "#rrggbb", what a GIF's soft edges are laid over;
+ * `background`: "#rrggbb" for an opaque sticker on that colour, or null for transparent.
+ */
+export async function sticker(file, { format = "webp", matte = null, background = null, signal } = {}) {
+  const form = new FormData();
+  form.append("image", file, file.name || "animation");
+  const query = new URLSearchParams({ format, clean: "1", decontaminate: "1" });
+  if (matte) query.set("matte", matte.replace("#", ""));
+  if (background) query.set("background", background.replace("#", ""));
+  const response = await request("/api/cutout?" + query, { method: "POST", body: form, signal });
+  if (response.status === 202) {
+    const data = await response.json();
+    return { job: data.job, location: response.headers.get("Location") || "/api/jobs/" + data.job.id };
+  }
+  return { blob: await response.blob(), frames: Number(response.headers.get("X-Frames")) || null };
+}
+
+/** A job's state: {status, progress, done, pictures, sticker: {url, frames, ...} once done}. */
+export async function job(location, signal) {
+  return (await request(location, { signal, cache: "no-store" })).json().then((data) => data.job);
+}
+
+/** Cancel a queued or running job (its worker stops at the next frame). */
+export async function cancelJob(location) {
+  return (await request(location, { method: "DELETE" })).json();
+}
+
+/** A finished job's file. */
+export async function download(url, signal) {
+  return (await request(url, { signal })).blob();
+}

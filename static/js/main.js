@@ -141,6 +141,9 @@ document.addEventListener("click", (event) => {
   else if (target.id === "batch-run") actions.runBatch();
   else if (target.id === "batch-cancel") actions.cancelBatch();
   else if (target.id === "batch-zip") saveDownload(actions.batchZip());
+  else if (target.id === "sticker-make") actions.animation.cutout();
+  else if (target.id === "sticker-cancel") actions.animation.cancel();
+  else if (target.id === "anim-close") actions.animation.close();
 });
 
 // Report forms: typed text is state; Enter sends; Escape closes.
@@ -177,6 +180,20 @@ bgFile.addEventListener("change", () => {
 });
 $("crop-figure").addEventListener("change", (event) => {
   actions.setCutoutView((c) => { c.crop = event.target.checked; });
+});
+
+// ---------- sticker options (an animation) ----------
+$("sticker-format").addEventListener("change", (event) => {
+  actions.animation.setOptions((s) => { s.format = event.target.value; });
+});
+$("sticker-matte").addEventListener("input", (event) => {
+  actions.animation.setOptions((s) => { s.matte = event.target.value; });
+});
+document.querySelectorAll("input[name=sticker-background]").forEach((radio) => radio.addEventListener("change", () => {
+  actions.animation.setOptions((s) => { s.background = radio.value; });
+}));
+$("sticker-color").addEventListener("input", (event) => {
+  actions.animation.setOptions((s) => { s.color = event.target.value; s.background = "color"; });
 });
 
 // ---------- boxes ----------

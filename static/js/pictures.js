@@ -25,6 +25,34 @@ async function sniffType(file) {
   return null;
 }
 
+/**
+ * "image" for an animated picture (any GIF, a WebP or PNG with more than one frame), "clip" for an
+ * MP4 or WebM video, null for anything else: read from the file's first bytes, as the server does
+ * (app/inference/animation.py). A still PNG or WebP is a picture, and goes the picture way.
+ */
+export async function animationKind(file) {
+  const head = new Uint8Array(await file.slice(0, 32).arrayBuffer());
+  const ascii = String.fromCharCode(...head);
+  if (ascii.startsWith("GIF87a") || ascii.startsWith("GIF89a")) return "image";
+  if (ascii.slice(4, 8) === "ftyp" || (head[0] === 0x1a && head[1] === 0x45 && head[2] === 0xdf && head[3] === 0xa3)) {
+    return "clip";
+  }
+  // WebP: an extended header (VP8X) whose flags carry the animation bit.
+  if (ascii.startsWith("RIFF") && ascii.slice(8, 16) === "WEBPVP8X") return head[20] & 0x02 ? "image" : null;
+  // PNG: an APNG has an acTL chunk before its first IDAT.
+  if (SIGNATURES[0][1].every((b, i) => head[i] === b)) {
+    const bytes = new Uint8Array(await file.slice(0, 1 << 20).arrayBuffer());
+    const view = new DataView(bytes.buffer);
+    for (let at = 8; at + 8 <= bytes.length;) {
+      const type = String.fromCharCode(...bytes.subarray(at + 4, at + 8));
+      if (type === "acTL") return "image";
+      if (type === "IDAT") return null;
+      at += 12 + view.getUint32(at);
+    }
+  }
+  return null;
+}
+
 const bitmaps = new Map(); // picture id -> {bitmap (once decoded), promise}; most recent last
 const KEEP = 3;            // decoded pictures kept in memory (a 12 MP picture is 48 MB)
 

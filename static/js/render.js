@@ -4,6 +4,7 @@ import { translateStatic, translator } from "./i18n.js";
 import { drawThumb, keptBitmap } from "./pictures.js";
 import { currentPicture, displayName, faceNumber } from "./state.js";
 import { drawCutoutView } from "./cutout.js";
+import { renderAnimation } from "./render-animation.js";
 import { lineText, pictureLine } from "./status.js";
 
 const $ = (id) => document.getElementById(id);
@@ -43,7 +44,7 @@ function dropUrls(pictures) {
 }
 
 /** Text for an error kept in the state: {key, params} of ours, or the API's {code, message}. */
-function errorText(t, error) {
+export function errorText(t, error) {
   if (!error) return "";
   if (error.key) return t(error.key, error.params);
   const key = "error." + error.code;
@@ -51,7 +52,7 @@ function errorText(t, error) {
   return error.message ? t("error.server", { message: error.message }) : t("error.unknown");
 }
 
-function el(tag, props = {}, ...children) {
+export function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {
     if (k === "class") node.className = v;
@@ -64,11 +65,11 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-function setText(node, text) {
+export function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
 }
 
-function setAttr(node, name, value) {
+export function setAttr(node, name, value) {
   if (value === null || value === undefined || value === false) node.removeAttribute(name);
   else if (node.getAttribute(name) !== String(value)) node.setAttribute(name, value);
 }
@@ -117,6 +118,7 @@ export function render(state) {
   renderQueue(state, t);
   renderWorkspace(state, picture, t);
   renderCutout(state, picture, t);
+  renderAnimation(state, t);
   dropUrls(state.pictures);
   applyFocus(state, picture);
   applyReveal(state);
@@ -127,7 +129,7 @@ function applyReveal(state) {
   const want = state.reveal;
   if (!want || want === revealed) return;
   revealed = want;
-  const node = { cutout: els["cutout-section"] }[want.what];
+  const node = { cutout: els["cutout-section"], animation: $("animation-section") }[want.what];
   if (node && !node.hidden) node.scrollIntoView({ block: "nearest" });
 }
 
@@ -347,7 +349,7 @@ function updateCrop(li, face, picture, state, t) {
 
 /** What a face is called: its name, or for an unknown face why, in words, with the closest guess
  * (none when even the closest rounds to 0%). */
-function headline(r, state, t) {
+export function headline(r, state, t) {
   const top = r.predictions[0];
   if (!r.unknown) return displayName(state, top.label);
   const pct = top ? Math.round(top.score * 100) : 0;

@@ -19,6 +19,7 @@ export function initialState(config, lang) {
     batch: { state: "idle", done: 0, total: 0 },
     undo: [],                 // [{pictureId, faces}]: the boxes before each change, the last on top
     history: { count: 0, bytes: 0 }, // pictures kept in this browser (history.js)
+    animation: null,          // the animated picture or clip being made into a sticker (newAnimation)
   };
 }
 
@@ -53,6 +54,28 @@ export function newCutout() {
     sizes: null,               // {source: [w, h], output: [w, h]}: the picture as sent, the result
     version: 0,                // bumps with each new result, so the view redraws
     bgVersion: 0,              // bumps when a picture is chosen as the background
+  };
+}
+
+/** An animated picture (GIF, animated WebP or APNG; kind "image") or a clip (kind "clip"): its
+ * frames and characters as the server read them, and the sticker made of it. Not kept in the history. */
+export function newAnimation(id, file, kind) {
+  return {
+    id, file, kind, name: file.name || "",
+    naming: { state: "running", error: null }, // running, done, error
+    info: null,                // {frames, durations, width, height, looked}: from the server
+    characters: [],            // tracks: {id, predictions, unknown, confidence, frames, boxes}
+    sticker: {
+      state: "idle",           // idle, sending, queued, running, done, error, cancelled
+      format: "webp",          // webp, apng, gif, zip
+      matte: "#ffffff",        // a GIF's soft edges are laid over this (GIF has 1-bit transparency)
+      background: "transparent", // transparent, or color: frames laid over `color`, opaque
+      color: "#ffffff",
+      progress: 0, done: 0, total: 0,
+      location: null,          // the job's URL while the server works on it as a job
+      result: null,            // {blob, format, frames, name, opaque}
+      error: null,
+    },
   };
 }
 
