@@ -132,7 +132,7 @@ DEFAULTS = {
     "ONNX_PROVIDERS": "CPUExecutionProvider",
     # ONNX Runtime's CPU arena: on, it keeps the memory of a forward pass for the next one, so a
     # worker holds IS-Net's activations between requests (about 400 MB at 768 px); off, they are
-    # freed after each pass, for 8% more CPU time per IS-Net pass (README "Memory of a serving
+    # freed after each pass, for 6-8% more CPU time per IS-Net pass (README "Memory of a serving
     # worker").
     "ONNX_CPU_ARENA": False,
     # gunicorn reads WEB_CONCURRENCY for its default worker count; we divide cores by the same number.
