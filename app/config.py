@@ -131,7 +131,7 @@ DEFAULTS = {
     # "CUDAExecutionProvider,CPUExecutionProvider".
     "ONNX_PROVIDERS": "CPUExecutionProvider",
     # ONNX Runtime's CPU arena: on, it keeps the memory of a forward pass for the next one, so a
-    # worker holds IS-Net's activations between requests (about 400 MB at 768 px); off, they are
+    # worker holds IS-Net's activations between requests (about 300 MB at 768 px); off, they are
     # freed after each pass, for 6-8% more CPU time per IS-Net pass (README "Memory of a serving
     # worker").
     "ONNX_CPU_ARENA": False,

@@ -166,7 +166,9 @@ def test_image_builds_and_serves(tmp_path, capsys):
     # The app first (the others wait for it to be healthy), then the proxy and the job worker.
     assert summary["started"][0] == "app" and set(summary["started"]) == {"app", "proxy", "worker"}
     assert summary["second_build_reran"] == [], "a step misses the cache on an unchanged tree"
-    assert summary["image_size_bytes"] < 2.5e9, "demo models and the CPU torch only"
+    # 869 MB on the Debian stand-in base (README "Self-hosting"): serving's packages, demo models
+    # and the two IS-Nets stored fp16 where exact; torch or SciPy slipping back in would pass 950 MB.
+    assert summary["image_size_bytes"] < 950e6, "serving's packages and ready models only"
 
 
 def test_the_check_runs_every_compose_setting(compose):
