@@ -128,17 +128,25 @@ RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin app
 
-# Serving's packages only (requirements.txt: ONNX Runtime, no torch); the build fails if torch
-# slipped in through a dependency.
+# Serving's packages only (requirements.txt: ONNX Runtime, no torch, no SciPy); the build fails
+# if torch slipped in through a dependency. pip and setuptools go once they have installed them:
+# nothing in the image installs at run time.
 RUN --mount=type=bind,source=requirements.txt,target=/tmp/requirements.txt \
     python -m venv /opt/venv \
  && pip install -r /tmp/requirements.txt \
- && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
+ && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)" \
+ && pip uninstall -q -y pip setuptools
 
-# The app, its compiled catalogs, front-end files and models with their ONNX exports, as the build
-# stage made them (root-owned, read-only to the app); only user_report/ is writable.
-COPY --from=build /app /app
+# What serving reads, as the build stage made it (root-owned, read-only to the app): the code with
+# its compiled catalogs, templates, front-end files, the models with their ONNX exports and the
+# backbone exports; not the training recipes, nor the npm and torch files the exports came from.
 WORKDIR /app
+COPY --from=build /app/wsgi.py /app/gunicorn.conf.py /app/
+COPY --from=build /app/app /app/app
+COPY --from=build /app/templates /app/templates
+COPY --from=build /app/static /app/static
+COPY --from=build /app/.cache/onnx /app/.cache/onnx
+COPY --from=build /app/models /app/models
 RUN install -d -o 10001 -g 10001 -m 0750 /app/user_report
 
 # Code and models stay root-owned and read-only to the app; only user_report/ is writable.

@@ -166,7 +166,9 @@ def test_image_builds_and_serves(tmp_path, capsys):
     # The app first (the others wait for it to be healthy), then the proxy and the job worker.
     assert summary["started"][0] == "app" and set(summary["started"]) == {"app", "proxy", "worker"}
     assert summary["second_build_reran"] == [], "a step misses the cache on an unchanged tree"
-    assert summary["image_size_bytes"] < 2.5e9, "demo models and the CPU torch only"
+    # 869 MB on the Debian stand-in base (README "Self-hosting"): serving's packages, demo models
+    # and the two IS-Nets stored fp16 where exact; torch or SciPy slipping back in would pass 950 MB.
+    assert summary["image_size_bytes"] < 950e6, "serving's packages and ready models only"
 
 
 def test_the_check_runs_every_compose_setting(compose):
@@ -259,7 +261,11 @@ def test_the_apps_image_serves_without_torch(runtime, build_stage, compose):
     assert len(installs) == 1 and "requirements.txt" in installs[0] and "requirements-build" not in installs[0]
     assert "find_spec('torch') is not None" in installs[0]
     copies = [args for keyword, args in runtime["body"] if keyword == "COPY"]
-    assert copies == [f"--from={build_stage['name']} /app /app"]
+    assert copies and all(c.startswith(f"--from={build_stage['name']} /app/") for c in copies)
+    copied = {source for c in copies for source in c.split()[1:-1]}
+    # What serving reads, and nothing that only builds or trains (recipes, npm and torch files).
+    assert {"/app/app", "/app/models", "/app/static", "/app/templates", "/app/.cache/onnx",
+            "/app/wsgi.py", "/app/gunicorn.conf.py"} == copied
     worker = compose["services"]["worker"]
     assert worker["build"]["target"] == build_stage["name"] and "build" not in compose["services"]["app"] or \
         compose["services"]["app"]["build"].get("target") in (None, runtime["name"])

@@ -198,3 +198,57 @@ def test_execution_providers_are_a_setting_and_a_missing_one_is_a_clear_503(tmp_
     assert "NoSuchExecutionProvider, which this onnxruntime lacks" in caplog.text
     app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "b"), "CUTOUT_MODEL": "demo-cutout"})
     assert app.test_client().post("/api/cutout", data={"image": (io.BytesIO(png), "p.png")}).status_code == 200
+
+
+def test_weights_fp16_holds_exactly_are_stored_halved_and_serve_the_same_bytes(tmp_path, monkeypatch):
+    """app/build/onnx_graph.py stores each weight tensor that fp16 holds exactly as fp16 with a Cast
+    back (IS-Net's weights come from an fp16 file): the file shrinks, the map stays bit for bit."""
+    import onnx
+    from onnx import TensorProto
+
+    from app.build import onnx_graph
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(64, 64, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(64, 1, 3, padding=1), torch.nn.Sigmoid())
+    with torch.no_grad():
+        for name, p in net.named_parameters():  # as from an fp16 file, but one tensor fp16 cannot hold
+            p.copy_(p.half().float() + (1e-4 if name == "0.weight" else 0.0))
+    spec = {"size": 64, "divide": 255.0, "output_normalise": "none"}
+    halved, whole = tmp_path / "halved.onnx", tmp_path / "whole.onnx"
+    axes = {"input": {2: "height", 3: "width"}, "output": {2: "height", 3: "width"}}
+    onnx_graph.trace(net, torch.zeros(1, 3, 64, 64), halved, "input", "output", axes)
+    monkeypatch.setattr(onnx_graph, "store_exact_halves", lambda path: 0)
+    onnx_graph.trace(net, torch.zeros(1, 3, 64, 64), whole, "input", "output", axes)
+    types = {t.name: t.data_type for t in onnx.load(str(halved)).graph.initializer}
+    assert types["2.weight.fp16"] == TensorProto.FLOAT16
+    assert types["0.weight"] == TensorProto.FLOAT  # not exact in fp16: kept
+    assert types["4.weight"] == TensorProto.FLOAT  # too small to be worth a Cast
+    assert halved.stat().st_size < 0.75 * whole.stat().st_size
+    rgb = data.astronaut()
+    maps = [OnnxCutout(path, spec).probability(rgb) for path in (halved, whole)]
+    assert maps[0].tobytes() == maps[1].tobytes()
+
+
+@pytest.mark.parametrize("arena", [False, True])
+def test_the_cpu_arena_is_a_setting(tmp_path, arena):
+    """ONNX_CPU_ARENA reaches every session the app makes (off by default: README "Memory of a
+    serving worker")."""
+    from onnx import TensorProto, helper
+
+    from app import create_app
+    from app.config import DEFAULTS
+    from app.inference.onnx_runner import session
+
+    assert DEFAULTS["ONNX_CPU_ARENA"] is False
+    path = tmp_path / "relu.onnx"
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    path.write_bytes(model.SerializeToString())
+    app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "r"), "ONNX_CPU_ARENA": arena})
+    with app.app_context():
+        assert session(path).get_session_options().enable_cpu_mem_arena is arena
+    assert session(path).get_session_options().enable_cpu_mem_arena is False  # outside an app

@@ -1,6 +1,7 @@
 """Serving never loads torch: a gunicorn worker that has identified, cut out, found faces, enrolled
 a character and listed the cast has no torch library mapped. Heads are numpy files, backbones
-and cutout networks ONNX Runtime sessions; torch is for building and training only."""
+and cutout networks ONNX Runtime sessions; torch is for building and training only (and SciPy
+for the job workers' teaching)."""
 import json
 import re
 from pathlib import Path
@@ -49,5 +50,7 @@ def test_a_serving_worker_never_loads_torch(tmp_path):
         http.clear()
     assert "onnxruntime" in maps  # the probe looks at the right process
     assert not [line for line in maps.splitlines() if "torch" in line.rsplit("/", 1)[-1]]
+    # Nor SciPy: only teach jobs' clustering needs it, and the app's image leaves it out.
+    assert not [line for line in maps.splitlines() if "/scipy" in line]
     print(f"\nworker after identify, cutout, faces, enrol, list: RSS {status['VmRSS'].strip()}, "
           f"peak {status['VmHWM'].strip()}, no torch library mapped")

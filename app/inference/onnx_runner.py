@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from app.config import DEFAULTS
 from app.storage.model_dirs import ModelError, load_card, sha256_file, verify_weights
 
 EXPORT_RECORD = "onnx.json"
@@ -50,6 +51,8 @@ def session(onnx_path, threads=1):
     # takes the core another worker (or the other endpoint in this one) needs; measured on an
     # idle machine, spinning saved nothing (EfficientNet-Lite0, 2 threads).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Without the arena, a pass's memory goes back when it ends (ONNX_CPU_ARENA in app/config.py).
+    options.enable_cpu_mem_arena = _cpu_arena()
     providers = _providers()
     missing = [p for p in providers if p not in ort.get_available_providers()]
     if missing:
@@ -71,6 +74,15 @@ def _providers():
     if isinstance(providers, str):  # FLASK_ONNX_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider
         providers = [p.strip() for p in providers.split(",") if p.strip()]
     return list(providers or ["CPUExecutionProvider"])
+
+
+def _cpu_arena():
+    """The running app's ONNX_CPU_ARENA (the default outside an app)."""
+    try:
+        from flask import current_app
+        return bool(current_app.config.get("ONNX_CPU_ARENA", DEFAULTS["ONNX_CPU_ARENA"]))
+    except RuntimeError:
+        return DEFAULTS["ONNX_CPU_ARENA"]
 
 
 def check_preprocess(spec, where):

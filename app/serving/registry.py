@@ -27,6 +27,7 @@ from app import process_state
 from app.config import ROOT, cutout_threads, model_path, resolve_path, torch_threads
 from app.errors import APIError
 from app.i18n import _, translate
+from app.serving import memory
 
 KINDS = {
     # kind: (config key, how an operator gets one)
@@ -200,6 +201,9 @@ def get_model(kind, directory=None, slot=None):
             if _is_cutout(slot):
                 _make_room(app, state, slot)
             model, _signature_now = _attempt(app, state, kind, _load, directory, slot)
+            # What loading parsed and copied lies free in malloc's arenas: handed back now, before
+            # this request's forward pass adds its own (app/serving/memory.py).
+            memory.give_back()
             state["models"][slot] = model
             state["dirs"][slot] = directory
         if _is_cutout(slot):

@@ -7,8 +7,6 @@ so their distance is set to the largest there is before clustering. A group with
 to stand for a character is set aside (label -1), never forced into another.
 """
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import squareform
 
 from app.inference.gallery import normalise
 
@@ -37,6 +35,11 @@ def group(vectors, sizes, together=(), threshold=DISTANCE_THRESHOLD, min_faces=M
     n = len(vectors)
     if n == 0:
         return np.zeros(0, np.int64)
+    # SciPy here only: the web process imports this module for `typical` and `diverse`, and the
+    # app's image leaves SciPy out (requirements-build.txt); teach jobs run in the workers' image.
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
     if n == 1:
         raw = np.zeros(1, np.int64)
     else:
