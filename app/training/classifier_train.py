@@ -39,6 +39,7 @@ class TrainConfig:
     seed: int = 0
     cache_root: str | None = None  # feature cache folder (None: .cache/features)
     crop_views: str = "box"  # views of each crop whose features are averaged (app/inference/crop_views.py)
+    recolour: int = 0  # 1: one more copy of every training crop with its outfit's hue turned (recolour())
 
     def views(self):
         """crop_views as the card's tuple (ValueError for a name serving lacks)."""
@@ -111,6 +112,35 @@ def augmented(items, copies, seed=0):
         for k in range(copies):
             rng = np.random.default_rng([seed, base, k])
             out.append((augment(image, rng), label))
+    return out
+
+
+# --- outfits in colours never seen --------------------------------------------------------------
+
+OUTFIT_ROWS = 0.3  # the lower share of a face crop, where clothes show under a face
+
+
+def recolour(image, rng):
+    """The crop with the hue of its lower OUTFIT_ROWS turned by 60-300 degrees (faded in over a few
+    rows): hair, eyes and skin keep their colours, an outfit gets one never seen, so that a character
+    in a new outfit is still the character (README, "Several views of one box")."""
+    hsv = np.asarray(image.convert("HSV")).astype(np.int32)
+    h = hsv.shape[0]
+    start = int(h * (1 - OUTFIT_ROWS))
+    shift = int(rng.uniform(60, 300) / 360 * 256)
+    ramp = np.clip((np.arange(h) - start) / max(1, h * 0.05), 0, 1)[:, None]
+    hsv[..., 0] = (hsv[..., 0] + np.round(ramp * shift).astype(np.int32)) % 256
+    out = Image.fromarray(hsv.astype(np.uint8), "HSV").convert("RGB")
+    out.info.update(image.info)  # keeps the crop kind
+    return out
+
+
+def recoloured(items, seed=0):
+    """One recoloured copy of each (image, label), from a seed tied to the image (reruns hit the cache)."""
+    out = []
+    for image, label in items:
+        rng = np.random.default_rng([seed, int(image_key(image)[:12], 16), 101])
+        out.append((recolour(image, rng), label))
     return out
 
 
@@ -207,6 +237,8 @@ def prepare_features(backbone, train, val, labels, config, cache_root=None, prog
     """Cached features of the train crops (with their augmented copies) and val crops."""
     cache = FeatureCache(backbone, cache_root) if cache_root else FeatureCache(backbone)
     train_all = train + augmented(train, config.augment, config.seed)
+    if config.recolour:
+        train_all += recoloured(train, config.seed)
     index = {lab: i for i, lab in enumerate(labels)}
 
     def feats(items):
