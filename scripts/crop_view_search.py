@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.build.backbones import load_backbone  # noqa: E402
+from app.inference import crop_views  # noqa: E402
+from app.inference.backbone_onnx import load_onnx_backbone  # noqa: E402
+from app.storage.files import atomic_path  # noqa: E402
 from app.training import open_set_fit  # noqa: E402
 from app.training.classifier_train import (  # noqa: E402
     Prepared,
@@ -38,10 +41,7 @@ from app.training.classifier_train import (  # noqa: E402
     recoloured,
     train_prepared,
 )
-from app.training.face_dataset import UNKNOWN_LABEL, kind_of  # noqa: E402
-from app.inference import crop_views  # noqa: E402
-from app.inference.backbone_onnx import load_onnx_backbone  # noqa: E402
-from app.storage.files import atomic_path  # noqa: E402
+from app.training.face_dataset import UNKNOWN_LABEL  # noqa: E402
 from app.training.feature_cache import FeatureCache, image_key  # noqa: E402
 
 MARGIN = 0.005

@@ -35,7 +35,8 @@ command = AppGroup("train", help="Train the classifier head or the cutout networ
               help="Views of each crop whose features the head averages, comma-separated, `box` first: "
                    "box, square, square80 (app/inference/crop_views.py) [default: box].")
 @click.option("--recolour", default=None, type=click.IntRange(0, 1),
-              help="1: also train on a copy of every crop whose lower 30% (the outfit) has its hue turned [default: 0].")
+              help="1: also train on a copy of every crop whose lower 30% (the outfit) has its hue turned "
+                   "[default: 0].")
 @click.option("--loco", is_flag=True, help="Also measure leave-one-character-out rejection on DATA/test.")
 @click.option("--from-gallery", is_flag=True,
               help="Retrain the live head on the gallery plus DATA_DIR (default: the live head's data) and "
