@@ -31,6 +31,12 @@ command = AppGroup("train", help="Train the classifier head or the cutout networ
 @click.option("--seed", default=None, type=int, help="[default: 0]")
 @click.option("--cache", "cache_root", default=None, type=click.Path(file_okay=False),
               help="Feature cache folder (default .cache/features).")
+@click.option("--crop-views", default=None,
+              help="Views of each crop whose features the head averages, comma-separated, `box` first: "
+                   "box, square, square80 (app/inference/crop_views.py) [default: box].")
+@click.option("--recolour", default=None, type=click.IntRange(0, 1),
+              help="1: also train on a copy of every crop whose lower 30% (the outfit) has its hue turned "
+                   "[default: 0].")
 @click.option("--loco", is_flag=True, help="Also measure leave-one-character-out rejection on DATA/test.")
 @click.option("--from-gallery", is_flag=True,
               help="Retrain the live head on the gallery plus DATA_DIR (default: the live head's data) and "

@@ -10,6 +10,7 @@ app/inference/open_set.py; older cards: softmax at `unknown_threshold`).
 """
 import numpy as np
 
+from app.inference import crop_views
 from app.inference.backbone_onnx import load_onnx_backbone, weights_file
 from app.inference.open_set import HeadCalibration, rank
 from app.inference.preprocess import PREPROCESSING_VERSION
@@ -42,6 +43,7 @@ class Identifier:
         self.labels = list(card["labels"])
         self.calibration = calibration or HeadCalibration.from_card(card)
         self.threshold = self.calibration.threshold
+        self.views = crop_views.views_of(card)  # the crop views the head was trained and calibrated on
 
     @classmethod
     def load(cls, model_dir, onnx_dir=None, threads=1):
@@ -50,6 +52,10 @@ class Identifier:
         card = load_card(model_dir)
         if card["kind"] != "classifier":
             raise ModelError(f"{model_dir} holds a {card['kind']!r} model, not a classifier")
+        try:
+            crop_views.views_of(card)
+        except ValueError as exc:
+            raise ModelError(f"{model_dir}: {exc}") from None
         if card.get("preprocessing_version", PREPROCESSING_VERSION) != PREPROCESSING_VERSION:
             raise ModelError(f"{model_dir} was trained with preprocessing version "
                              f"{card['preprocessing_version']}, this code has {PREPROCESSING_VERSION}: "
@@ -77,7 +83,7 @@ class Identifier:
         return cls(card, backbone, weight, bias, HeadCalibration.from_card(card, refs))
 
     def features(self, images):
-        """A list of face crops -> N x D backbone features (float32 array)."""
+        """A list of face crops -> N x D backbone features of the crops as they are (float32 array)."""
         chunks = [self.backbone.face_features(images[start:start + BATCH_SIZE])
                   for start in range(0, len(images), BATCH_SIZE)]
         return np.concatenate(chunks) if chunks else np.empty((0, self.backbone.feature_dim), np.float32)
@@ -86,10 +92,15 @@ class Identifier:
         """N x D features -> N x L head logits (float64)."""
         return np.asarray(features, np.float64) @ self.weight.T.astype(np.float64) + self.bias
 
+    def head_features(self, images, box_features=None):
+        """A list of face crops -> N x D features the head reads: the mean over the card's crop views
+        (app/inference/crop_views.py); `box_features`, the crops' own, are reused when given."""
+        return crop_views.averaged_features(images, self.views, self.features, box_features)
+
     def probabilities(self, images, features=None):
-        """A list of face crops (or their features) -> N x L calibrated probability of each head label
-        (each on its own: app/inference/open_set.py puts a face's candidates on one scale)."""
-        features = self.features(list(images)) if features is None else features
+        """A list of face crops -> N x L calibrated probability of each head label (each on its own:
+        app/inference/open_set.py puts a face's candidates on one scale); `features`: head_features."""
+        features = self.head_features(list(images)) if features is None else features
         return self.calibration.label_probabilities(self.logits(features), features)
 
     def identify(self, images, gallery=None):
@@ -100,8 +111,8 @@ class Identifier:
         scale under the same threshold; names equal but for case and width are one character.
         """
         images = list(images)
-        features = self.features(images)
-        probs = self.probabilities(images, features)
+        features = self.features(images)  # the crops as sent: the gallery's scale was fitted on these
+        probs = self.probabilities(images, self.head_features(images, features))
         gallery_q = [{}] * len(images)
         if gallery is not None and len(gallery):
             embedder = gallery.embedder

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from app.inference import crop_views
 from app.training import open_set_fit
 from app.training.face_dataset import UNKNOWN_LABEL, kind_of, load_folder
 from app.training.feature_cache import FeatureCache, image_key
@@ -37,6 +38,12 @@ class TrainConfig:
     max_false_unknown: float = 0.02  # share of val faces named right the threshold may reject (val without outsiders)
     seed: int = 0
     cache_root: str | None = None  # feature cache folder (None: .cache/features)
+    crop_views: str = "box"  # views of each crop whose features are averaged (app/inference/crop_views.py)
+    recolour: int = 0  # 1: one more copy of every training crop with its outfit's hue turned (recolour())
+
+    def views(self):
+        """crop_views as the card's tuple (ValueError for a name serving lacks)."""
+        return crop_views.views_of({"crop_views": [v.strip() for v in self.crop_views.split(",") if v.strip()]})
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -105,6 +112,35 @@ def augmented(items, copies, seed=0):
         for k in range(copies):
             rng = np.random.default_rng([seed, base, k])
             out.append((augment(image, rng), label))
+    return out
+
+
+# --- outfits in colours never seen --------------------------------------------------------------
+
+OUTFIT_ROWS = 0.3  # the lower share of a face crop, where clothes show under a face
+
+
+def recolour(image, rng):
+    """The crop with the hue of its lower OUTFIT_ROWS turned by 60-300 degrees (faded in over a few
+    rows): hair, eyes and skin keep their colours, an outfit gets one never seen, so that a character
+    in a new outfit is still the character (README, "Several views of one box")."""
+    hsv = np.asarray(image.convert("HSV")).astype(np.int32)
+    h = hsv.shape[0]
+    start = int(h * (1 - OUTFIT_ROWS))
+    shift = int(rng.uniform(60, 300) / 360 * 256)
+    ramp = np.clip((np.arange(h) - start) / max(1, h * 0.05), 0, 1)[:, None]
+    hsv[..., 0] = (hsv[..., 0] + np.round(ramp * shift).astype(np.int32)) % 256
+    out = Image.fromarray(hsv.astype(np.uint8), "HSV").convert("RGB")
+    out.info.update(image.info)  # keeps the crop kind
+    return out
+
+
+def recoloured(items, seed=0):
+    """One recoloured copy of each (image, label), from a seed tied to the image (reruns hit the cache)."""
+    out = []
+    for image, label in items:
+        rng = np.random.default_rng([seed, int(image_key(image)[:12], 16), 101])
+        out.append((recolour(image, rng), label))
     return out
 
 
@@ -201,12 +237,16 @@ def prepare_features(backbone, train, val, labels, config, cache_root=None, prog
     """Cached features of the train crops (with their augmented copies) and val crops."""
     cache = FeatureCache(backbone, cache_root) if cache_root else FeatureCache(backbone)
     train_all = train + augmented(train, config.augment, config.seed)
+    if config.recolour:
+        train_all += recoloured(train, config.seed)
     index = {lab: i for i, lab in enumerate(labels)}
 
     def feats(items):
         if not items:
             return np.zeros((0, backbone.feature_dim), np.float32)
-        return cache.features([im for im, _ in items], progress=progress)
+        # The same mean over crop views as serving (Identifier.head_features).
+        return crop_views.averaged_features([im for im, _ in items], config.views(),
+                                            lambda ims: cache.features(ims, progress=progress))
 
     cast_tr = [it for it in train_all if it[1] != UNKNOWN_LABEL]
     out_tr = [it for it in train_all if it[1] == UNKNOWN_LABEL]
@@ -333,7 +373,8 @@ def train_model_dir(data_dir, out_dir, config, name=None, command=None, loco=Fal
     if missing:
         raise ValueError(f"validation labels {missing} have no training faces")
     backbone = load_backbone(config.backbone)
-    n_feats = len(train) * (1 + config.augment) + len(val)
+    views = config.views()
+    n_feats = (len(train) * (1 + config.augment) + len(val)) * len(views)
     log(f"{len(train)} training crops (+{len(train) * config.augment} augmented), "
         f"{len(val)} validation crops, labels: {', '.join(labels)}")
     with progress_factory(n_feats, "features") as bar:
@@ -354,8 +395,10 @@ def train_model_dir(data_dir, out_dir, config, name=None, command=None, loco=Fal
     described = data_dir / "dataset.json"  # written by `flask dataset demo-faces`
     if described.is_file():
         training["dataset"] = json.loads(described.read_text())
+    # An older card has no crop_views: one view, the box.
+    extra_card = {"crop_views": list(views)} if views != crop_views.SINGLE else {}
     card = classifier_card(name or out_dir.name, backbone, labels, threshold, training=training,
-                           open_set=calibration.to_card())
+                           open_set=calibration.to_card(), **extra_card)
     state = head_state(head, calibration)
     write_model_dir(out_dir, card, state, weights_name=HEAD_FILE)
     test_dir = data_dir / "test"
@@ -376,7 +419,7 @@ def train_model_dir(data_dir, out_dir, config, name=None, command=None, loco=Fal
         if loco:
             cache = FeatureCache(backbone, config.cache_root) if config.cache_root else FeatureCache(backbone)
             cast = [(im, lab) for im, lab in items if lab in labels]
-            test_x = cache.features([im for im, _ in cast])
+            test_x = crop_views.averaged_features([im for im, _ in cast], config.views(), cache.features)
             test_y = np.array([labels.index(lab) for _, lab in cast], np.int64)
             card["metrics"]["leave_one_character_out"] = leave_one_out(prep, test_x, test_y, config)
         write_model_dir(out_dir, card, state, weights_name=HEAD_FILE)
