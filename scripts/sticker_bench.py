@@ -200,7 +200,7 @@ def main(argv=None):
     parser.add_argument("--json")
     parser.add_argument("--time-only", action="store_true")
     parser.add_argument("--prompt", action="store_true",
-                        help="each frame's faces (the picture cascade) as prompts, for single pictures and sticker alike")
+                        help="each frame's faces (the picture cascade) as prompts, for single pictures and stickers")
     parser.add_argument("--naming", action="store_true", help="measure naming per track against per frame, and stop")
     parser.add_argument("--look", help="write first/middle/last frame of a sticker over a checkerboard here, and stop")
     args = parser.parse_args(argv)
