@@ -98,6 +98,23 @@ def app(report_dir):
 
 
 @pytest.fixture
+def make_app(report_dir):
+    """make_app(**config): apps like `app`'s (demo-cutout, one torch thread) sharing one report
+    folder, with config on top; their database connections closed at the end."""
+    apps = []
+
+    def make(**config):
+        made = create_app({"TESTING": True, "REPORT_DIR": str(report_dir), "TORCH_THREADS": 1,
+                           "CUTOUT_MODEL": "demo-cutout", **config})
+        apps.append(made)
+        return made
+    yield make
+    from app.storage import db
+    for made in apps:
+        db.dispose(made)
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

@@ -7,7 +7,6 @@ import time
 import zipfile
 
 import numpy as np
-import pytest
 import urllib3
 from conftest import encode, needs_cutout
 from PIL import Image
@@ -38,20 +37,6 @@ def settings(report_dir, **extra):
     env = {"FLASK_REPORT_DIR": str(report_dir), "FLASK_CUTOUT_MODEL": "demo-cutout"}
     env.update({f"FLASK_{k}": str(v) for k, v in extra.items()})
     return env
-
-
-@pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(**config):
-        app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "reports"), "TORCH_THREADS": 1,
-                          "CUTOUT_MODEL": "demo-cutout", **config})
-        apps.append(app)
-        return app
-    yield make
-    for app in apps:
-        db.dispose(app)
 
 
 def submit(client, pictures, query="", headers=None):

@@ -13,14 +13,12 @@ from conftest import needs_cutout
 from PIL import Image
 from queue_support import worker
 
-from app import create_app
 from app.demo_data import animated
 from app.errors import APIError
 from app.inference import animation, stickers
 from app.inference.cutout import Cutter
 from app.inference.tracks import box_iou
 from app.jobs import files
-from app.storage import db
 
 DELAYS = [60, 80, 100, 120, 140]
 
@@ -257,20 +255,6 @@ def test_api_cutout_takes_faces_as_prompts_for_an_animation_when_asked(make_app)
         kept[query] = [(a[y:y + h, x:x + w] > 128).sum() for a in alphas]
     # Off unless asked; asked, the headless body is gone (a pixel or two of GIF noise may stay).
     assert all(n > 100 for n in kept[""]) and sum(kept["?prompt=1"]) < 0.01 * sum(kept[""])
-
-
-@pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(**config):
-        app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "reports"), "TORCH_THREADS": 1,
-                          "CUTOUT_MODEL": "demo-cutout", **config})
-        apps.append(app)
-        return app
-    yield make
-    for app in apps:
-        db.dispose(app)
 
 
 def post(client, data, query="", name="clip.gif"):

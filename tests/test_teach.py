@@ -5,6 +5,7 @@ answers what was named; a cancelled job leaves nothing; bad uploads get clear er
 The clip is made here with the project's own engine (app/field_bench/episodes.py) from the field
 bench's Live2D characters, encoded with ffmpeg; the embedder is the real demo-embedding model.
 """
+import functools
 import io
 import json
 import shutil
@@ -17,7 +18,6 @@ from PIL import Image
 from queue_support import worker
 from sqlalchemy import func, select
 
-from app import create_app
 from app.field_bench import episodes, sources
 from app.jobs import files, store
 from app.jobs import teach as teach_job
@@ -55,17 +55,8 @@ def embedder():
 
 
 @pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(**config):
-        app = create_app({"TESTING": True, "REPORT_DIR": str(tmp_path / "reports"), "TORCH_THREADS": 1,
-                          "ADMIN_TOKEN": TOKEN, **config})
-        apps.append(app)
-        return app
-    yield make
-    for app in apps:
-        db.dispose(app)
+def make_app(make_app):
+    return functools.partial(make_app, ADMIN_TOKEN=TOKEN)
 
 
 def test_the_teach_constants_agree_with_the_face_data_sets():
