@@ -9,6 +9,7 @@ rate, cutout jobs and pictures per minute, and the largest RSS of each kind of p
 every 5 s. Everything runs on this machine: the figures say what these cores sustain together.
 """
 import argparse
+import collections
 import re
 import statistics
 import sys
@@ -69,6 +70,9 @@ def main():
             http = urllib3.PoolManager(maxsize=8, retries=False)
             stop = time.monotonic() + args.seconds
             latencies, jobs_done, pictures_done, rss = [], [], [0], {"web": 0.0, "worker": 0.0}
+            # What did not go through: identify statuses other than 200, job submissions other
+            # than 202, and jobs that ended other than done.
+            other = collections.Counter()
             servers = [web1, web2]
 
             def identify():
@@ -79,6 +83,8 @@ def main():
                                           timeout=60)
                     if answer.status == 200:
                         latencies.append(time.monotonic() - started)
+                    else:
+                        other[f"identify {answer.status}"] += 1
                     n += 1
 
             def cutouts():
@@ -89,6 +95,7 @@ def main():
                         sent = http.request("POST", servers[len(pending) % 2] + "/api/jobs?output=mask",
                                             fields=fields, timeout=60)
                         if sent.status != 202:
+                            other[f"job submission {sent.status}"] += 1
                             time.sleep(1)
                             break
                         pending.append(sent.json()["job"]["id"])
@@ -99,6 +106,8 @@ def main():
                             if job["status"] == "done":
                                 jobs_done.append(time.monotonic())
                                 pictures_done[0] += job["pictures"]
+                            else:
+                                other[f"job {job['status']}"] += 1
                     time.sleep(0.5)
 
             def sample():
@@ -122,6 +131,7 @@ def main():
           f"640x480, {PICTURES_PER_JOB} per job, {JOBS_IN_FLIGHT} jobs kept in flight)")
     print(f"  largest RSS: an app instance (gunicorn, all its processes) {rss['web']:.0f} MB, "
           f"a worker {rss['worker']:.0f} MB")
+    print(f"  not through: {dict(other) or 'none'}")
 
 
 if __name__ == "__main__":
