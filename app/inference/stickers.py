@@ -136,11 +136,6 @@ class StickerCutter:
         return Image.fromarray(decontaminate(rgba) if clean_edges else rgba)
 
 
-def parse_matte(text):
-    """'#rrggbb' or 'rrggbb' -> (r, g, b); ValueError otherwise."""
-    return imaging.parse_colour(text)
-
-
 def _gif_frame(rgba, matte):
     """An RGBA frame as a palette frame with index 255 transparent: the colours laid over `matte`."""
     arr = np.asarray(rgba.convert("RGBA"))

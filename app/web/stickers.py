@@ -36,7 +36,7 @@ def sticker_options(args, output):
         raise APIError(_("format must be one of: %(choices)s.", choices=", ".join(stickers.FORMATS)), 400,
                        "bad_option")
     try:
-        matte = stickers.parse_matte(args.get("matte", "ffffff"))
+        matte = imaging.parse_colour(args.get("matte", "ffffff"))
     except ValueError:
         raise APIError(_("matte must be a colour as six hex digits, e.g. ffffff."), 400, "bad_option") from None
     # prompt=1: each frame's faces, found by the picture cascade, are its prompts. Off by default:
